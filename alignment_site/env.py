@@ -1,0 +1,116 @@
+"""Typed readers for settings that come from the environment.
+
+Each helper stops start-up with a message naming the variable when its value
+cannot be used, instead of falling back silently.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+
+class ImproperlyConfiguredEnv(RuntimeError):
+    pass
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def env_str(name: str, default: str) -> str:
+    return _raw(name) or default
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = _raw(name)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfiguredEnv(f"{name}={value!r} is not a boolean: use 1/0, true/false, yes/no or on/off.")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfiguredEnv(f"{name}={value!r} is not a whole number.") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfiguredEnv(f"{name}={number} is below the minimum of {minimum}.")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfiguredEnv(f"{name}={number} is above the maximum of {maximum}.")
+    return number
+
+
+def env_path(name: str, default: Path) -> Path:
+    value = _raw(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def database_from_url(name: str, url: str | None, sqlite_default: Path) -> dict:
+    """Turn DATABASE_URL into a Django DATABASES entry (sqlite:/// or postgres://)."""
+    if url is None:
+        return _sqlite(sqlite_default)
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        path = unquote(parsed.path)
+        if not path or path == "/":
+            raise ImproperlyConfiguredEnv(f"{name}={url!r} names no file: write sqlite:////absolute/path/db.sqlite3.")
+        return _sqlite(Path(path))
+    if parsed.scheme in {"postgres", "postgresql", "pgsql"}:
+        if not parsed.path.strip("/"):
+            raise ImproperlyConfiguredEnv(f"{name}={url!r} names no database: write postgres://user@host:5432/dbname.")
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parsed.path.lstrip("/")),
+            "USER": unquote(parsed.username or ""),
+            "PASSWORD": unquote(parsed.password or ""),
+            "HOST": parsed.hostname or "",
+            "PORT": str(parsed.port or ""),
+            "CONN_MAX_AGE": 0,
+        }
+    raise ImproperlyConfiguredEnv(
+        f"{name}={url!r} has an unsupported scheme {parsed.scheme!r}: use sqlite:///path or postgres://user@host/db."
+    )
+
+
+def _sqlite(path: Path) -> dict:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        # WAL lets the web process read while a worker writes; the wait avoids
+        # "database is locked" under short write bursts.
+        "OPTIONS": {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+
+
+def secret_key(name: str, keep_in: Path, debug: bool) -> str:
+    """SECRET_KEY from the environment, or generated once and kept for local runs."""
+    value = _raw(name)
+    if value:
+        return value
+    if not debug and os.environ.get("ALLOW_GENERATED_SECRET_KEY") != "1":
+        raise ImproperlyConfiguredEnv(f"{name} is not set and DEBUG is off: set {name} to a long random string.")
+    keep_in.parent.mkdir(parents=True, exist_ok=True)
+    if keep_in.exists():
+        return keep_in.read_text().strip()
+    import secrets
+
+    generated = secrets.token_urlsafe(50)
+    keep_in.write_text(generated)
+    keep_in.chmod(0o600)
+    return generated
