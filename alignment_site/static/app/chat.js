@@ -1,0 +1,20 @@
+// Enter sends, Shift+Enter adds a line; keep the newest turn in view.
+(function () {
+  const box = document.getElementById("message");
+  const turns = document.getElementById("turns");
+  if (box) {
+    box.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && !e.shiftKey) {
+        e.preventDefault();
+        box.form.requestSubmit();
+      }
+    });
+  }
+  function scrollDown() { window.scrollTo(0, document.body.scrollHeight); }
+  document.body.addEventListener("htmx:afterSwap", function () {
+    const hint = document.getElementById("empty-hint");
+    if (hint && turns && turns.querySelector(".turn")) hint.remove();
+    scrollDown();
+  });
+  document.body.addEventListener("htmx:sseMessage", scrollDown);
+})();

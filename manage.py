@@ -1,0 +1,14 @@
+#!/usr/bin/env python
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alignment_site.settings")
+    from alignment_site.env import ImproperlyConfiguredEnv
+
+    try:
+        from django.core.management import execute_from_command_line
+
+        execute_from_command_line(sys.argv)
+    except ImproperlyConfiguredEnv as exc:
+        sys.exit(f"Configuration error: {exc}")

@@ -1,0 +1,13 @@
+"""Celery tasks: take ids, call a service. Imported by the web process too, so
+nothing heavy (torch) is imported at module level."""
+
+from celery import shared_task
+
+
+@shared_task(name="trainer.generate_reply", acks_late=False)
+def generate_reply(reply_id: int) -> str:
+    # At-most-once: a reply half-streamed by a dead worker is not restarted
+    # behind the user's back; they see it failed and can press Retry.
+    from trainer import serving
+
+    return serving.generate_reply(reply_id)

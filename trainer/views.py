@@ -1,0 +1,10 @@
+from django.contrib.admin.views.decorators import staff_member_required
+from django.shortcuts import render
+
+from trainer import health
+
+
+@staff_member_required
+def status(request):
+    checks = health.all_checks()
+    return render(request, "status.html", {"checks": checks, "all_ok": all(c.ok for c in checks)})
