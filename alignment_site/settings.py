@@ -5,6 +5,7 @@ from pathlib import Path
 from alignment_site.env import (
     database_from_url,
     env_bool,
+    env_float,
     env_int,
     env_path,
     env_str,
@@ -29,6 +30,12 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 STREAM_TTL_SECONDS = env_int("STREAM_TTL_SECONDS", 3600, minimum=10)
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 4000, minimum=1)
 CHAT_MAX_NEW_TOKENS = env_int("CHAT_MAX_NEW_TOKENS", 256, minimum=1, maximum=4096)
+CHAT_TEMPERATURE = env_float("CHAT_TEMPERATURE", 0.7, minimum=0.0, maximum=5.0)  # 0 = greedy
+CHAT_TOP_P = env_float("CHAT_TOP_P", 0.9, minimum=0.01, maximum=1.0)
+# PRISM-style collection: candidate replies for an opening prompt (each from a
+# different active ReplySource) and the number of conversations asked of each person.
+COLLECTION_CANDIDATES = env_int("COLLECTION_CANDIDATES", 4, minimum=2, maximum=8)
+COLLECTION_TARGET = env_int("COLLECTION_TARGET", 6, minimum=1)
 # A reply that gets no token for this long while "streaming" is marked failed.
 REPLY_STALL_SECONDS = env_int("REPLY_STALL_SECONDS", 120, minimum=5)
 
@@ -68,6 +75,7 @@ TEMPLATES = [
         "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
+            "builtins": ["template_partials.templatetags.partials"],
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
@@ -97,6 +105,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "alignment_site" / "static"]
 STATIC_ROOT = DATA_DIR / "static_root"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every request otherwise
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -50,7 +50,7 @@ def generate_reply(reply_id: int) -> str:
         from trainer.core.generation import stream_generate
 
         model, tokenizer, name = load_base_model()
-        messages = services.history_messages(reply=reply)
+        messages, sampling = services.reply_generation_settings(reply=reply)
         parts: list[str] = []
         stopped = False
 
@@ -59,9 +59,7 @@ def generate_reply(reply_id: int) -> str:
             stopped = bool(redis_client.exists(reply.stop_key))
             return stopped
 
-        for delta in stream_generate(
-            model, tokenizer, messages, max_new_tokens=settings.CHAT_MAX_NEW_TOKENS, should_stop=should_stop
-        ):
+        for delta in stream_generate(model, tokenizer, messages, should_stop=should_stop, **sampling):
             parts.append(delta)
             redis_client.xadd(reply.stream_key, {"t": delta})
         status = Reply.Status.STOPPED if stopped else Reply.Status.DONE

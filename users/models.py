@@ -19,6 +19,17 @@ class Conversation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # PRISM extras. Text that PRISM may leave null is nullable here so that an
+    # import round-trips null and "" apart.
+    prism_id = models.CharField(max_length=120, unique=True, null=True, blank=True)  # PRISM `conversation_id`
+    opening_prompt = models.TextField(null=True, blank=True)
+    performance_attributes = models.JSONField(null=True, blank=True)
+    choice_attributes = models.JSONField(null=True, blank=True)
+    open_feedback = models.TextField(null=True, blank=True)
+    # Every other PRISM field exactly as read (timings, subsets, overrides of derived values).
+    extra = models.JSONField(default=dict, blank=True)
+
+    PRISM_KINDS = (Kind.UNGUIDED, Kind.VALUES, Kind.CONTROVERSY)
 
     class Meta:
         ordering = ["-updated_at"]
@@ -33,6 +44,8 @@ class Turn(models.Model):
     index = models.PositiveIntegerField()  # PRISM's `turn`, from 0
     user_message = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
+    tied = models.BooleanField(default=False)  # the top score was shared and the participant picked
+    extra = models.JSONField(default=dict, blank=True)  # PRISM keys of the user's history entry we do not model
 
     class Meta:
         ordering = ["conversation", "index"]
@@ -61,6 +74,11 @@ class Reply(models.Model):
     error = models.TextField(blank=True)
     score = models.PositiveSmallIntegerField(null=True, blank=True)  # 1 (Terrible) .. 100 (Perfect)
     chosen = models.BooleanField(default=False)
+    model_provider = models.CharField(max_length=120, null=True, blank=True)
+    prism_utterance_id = models.CharField(max_length=120, null=True, blank=True)
+    prism_interaction_id = models.CharField(max_length=120, null=True, blank=True)
+    extra = models.JSONField(default=dict, blank=True)  # PRISM history keys we do not model
+    utterance_extra = models.JSONField(default=dict, blank=True)  # utterances.jsonl values that differ from ours
     token_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -90,3 +108,83 @@ class Reply(models.Model):
     @property
     def stop_key(self) -> str:
         return f"reply:{self.pk}:stop"
+
+
+class ReplySource(models.Model):
+    """One way of producing a candidate reply: the serving model with a system
+    prompt and sampling settings (trained model versions can be added later).
+    A reply names its source; the worker looks the settings up by that name."""
+
+    name = models.SlugField(max_length=120, unique=True)
+    system_prompt = models.TextField(blank=True)
+    temperature = models.FloatField(default=0.7)
+    top_p = models.FloatField(default=0.9)
+    max_new_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: CHAT_MAX_NEW_TOKENS.")
+    model_provider = models.CharField(max_length=120, default="local")
+    active = models.BooleanField(default=True, help_text="Offered as a candidate in new PRISM conversations.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Profile(models.Model):
+    """A person's PRISM profile survey. Column names are PRISM's; text that
+    PRISM may leave null is nullable so an import round-trips null and ""."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    prism_user_id = models.CharField(max_length=120, unique=True, null=True, blank=True)  # set for imported people
+    completed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    consent = models.TextField(null=True, blank=True)
+    consent_age = models.TextField(null=True, blank=True)
+    lm_familiarity = models.TextField(null=True, blank=True)
+    lm_indirect_use = models.TextField(null=True, blank=True)
+    lm_direct_use = models.TextField(null=True, blank=True)
+    lm_frequency_use = models.TextField(null=True, blank=True)
+    self_description = models.TextField(null=True, blank=True)
+    system_string = models.TextField(null=True, blank=True)
+    age = models.TextField(null=True, blank=True)
+    gender = models.TextField(null=True, blank=True)
+    employment_status = models.TextField(null=True, blank=True)
+    education = models.TextField(null=True, blank=True)
+    marital_status = models.TextField(null=True, blank=True)
+    english_proficiency = models.TextField(null=True, blank=True)
+    study_id = models.TextField(null=True, blank=True)
+    study_locale = models.TextField(null=True, blank=True)
+    religion = models.JSONField(null=True, blank=True)
+    ethnicity = models.JSONField(null=True, blank=True)
+    location = models.JSONField(null=True, blank=True)
+    lm_usecases = models.JSONField(null=True, blank=True)
+    stated_prefs = models.JSONField(null=True, blank=True)
+    order_lm_usecases = models.JSONField(null=True, blank=True)
+    order_stated_prefs = models.JSONField(null=True, blank=True)
+    extra = models.JSONField(default=dict, blank=True)  # every other PRISM field exactly as read
+
+    def __str__(self) -> str:
+        return f"profile of {self.user_id}"
+
+    @property
+    def is_complete(self) -> bool:
+        return self.completed_at is not None
+
+
+class SyntheticPersona(models.Model):
+    """The hidden preference profile of a simulated participant, kept so that
+    evaluation can use the rule that produced the ratings as the judge."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="synthetic")
+    population = models.CharField(max_length=120)
+    seed = models.BigIntegerField()
+    group = models.CharField(max_length=120, blank=True)
+    hidden_profile = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["population", "user_id"]
+
+    def __str__(self) -> str:
+        return f"{self.population}/{self.user_id}"

@@ -103,3 +103,23 @@ def history_messages(*, reply: Reply) -> list[dict]:
             messages.append({"role": "assistant", "content": chosen.content})
     messages.append({"role": "user", "content": turn.user_message})
     return messages
+
+
+def reply_generation_settings(*, reply: Reply) -> tuple[list[dict], dict]:
+    """What the worker feeds ``stream_generate`` for this reply: the messages
+    (with the source's system prompt first, when it has one) and the source's
+    sampling settings. A source with no ReplySource row (plain chat's "base")
+    gets no system prompt and the default sampling."""
+    from users.models import ReplySource
+
+    messages = history_messages(reply=reply)
+    sampling: dict = {"max_new_tokens": settings.CHAT_MAX_NEW_TOKENS, "temperature": settings.CHAT_TEMPERATURE,
+                      "top_p": settings.CHAT_TOP_P}
+    source = ReplySource.objects.filter(name=reply.source).first()
+    if source is not None:
+        if source.system_prompt:
+            messages = [{"role": "system", "content": source.system_prompt}, *messages]
+        sampling.update(temperature=source.temperature, top_p=source.top_p)
+        if source.max_new_tokens:
+            sampling["max_new_tokens"] = source.max_new_tokens
+    return messages, sampling

@@ -21,7 +21,8 @@ def client() -> redis.Redis:
 
 
 def async_client() -> aredis.Redis:
-    return aredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+    # The read timeout must outlast the longest blocking XREAD (5 s) the relay makes.
+    return aredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=30)
 
 
 def request_stop(reply: Reply) -> None:

@@ -7,6 +7,7 @@ finished reply's HTML.
 """
 
 import asyncio
+import logging
 import time
 
 import redis
@@ -18,6 +19,8 @@ from django.utils.html import escape
 
 from users import streams
 from users.models import Reply
+
+log = logging.getLogger(__name__)
 
 BLOCK_MS = 5000
 KEEPALIVE_SECONDS = 15
@@ -62,7 +65,8 @@ async def _events(reply: Reply, last_seen: tuple[int, int]):
         while True:
             try:
                 batch = await client.xread({reply.stream_key: cursor}, block=BLOCK_MS, count=200)
-            except (redis.RedisError, OSError):
+            except (redis.RedisError, OSError) as exc:
+                log.warning("reply %s: lost Redis while streaming: %r", reply.pk, exc)
                 yield _event("failure", "Lost contact with Redis while streaming; the reply is kept when it finishes. Reload in a moment.")
                 return
             for _key, entries in batch or []:

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Set everything up and run the whole test suite (PostgreSQL, Redis, a real
+# Celery worker, headless Chromium). Extra arguments go to pytest.
+source "$(dirname "$0")/scripts_common.sh"
+
+export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/9}"
+export DATA_DIR="${TEST_DATA_DIR:-$ROOT/.cache/test}"
+export SECRET_KEY="test-only-secret-key"
+
+ensure_system_packages() {
+  local need=()
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+  command -v redis-server >/dev/null || need+=(redis-server)
+  command -v pg_ctlcluster >/dev/null || need+=(postgresql)
+  [ ${#need[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "missing ${need[*]} and no apt-get: install them by hand."
+  say "Installing Debian packages: ${need[*]}"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+}
+
+ensure_postgres() {
+  if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then return 0; fi
+  say "PostgreSQL is not answering on 127.0.0.1:5432: starting it"
+  local version; version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
+  [ -n "$version" ] || die "PostgreSQL is installed but has no cluster; create one with pg_createcluster."
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || die "could not start PostgreSQL $version."
+  for _ in $(seq 50); do pg_isready -h 127.0.0.1 -p 5432 -q && return 0; sleep 0.2; done
+  die "PostgreSQL did not come up on 127.0.0.1:5432."
+}
+
+ensure_system_packages
+ensure_venv requirements-dev.txt
+ensure_postgres
+ensure_redis
+python -m pytest "$@"

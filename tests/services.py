@@ -1,0 +1,159 @@
+"""Real services for integration tests: a Celery worker and an ASGI server as
+subprocesses, pointed at pytest-django's test database and a test Redis
+database. Tests that use them need committed data: mark them
+``@pytest.mark.django_db(transaction=True)``."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.models_fixtures import REPO
+
+
+def _database_url(settings_dict: dict) -> str:
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = settings_dict.get("USER") or ""
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or "5432"
+    return f"postgres://{user}@{host}:{port}/{settings_dict['NAME']}"
+
+
+def service_env(model_path: Path, data_dir: Path, **extra: str) -> dict:
+    """The environment a subprocess needs to see exactly what the test sees."""
+    from django.conf import settings
+    from django.db import connection
+
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="alignment_site.settings",
+        DATABASE_URL=_database_url(connection.settings_dict),
+        REDIS_URL=settings.REDIS_URL,
+        BASE_MODEL=str(model_path),
+        DATA_DIR=str(data_dir),
+        SECRET_KEY=settings.SECRET_KEY,
+        DEBUG="1",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running(cmd: list[str], env: dict, log_path: Path, ready, timeout: float = 90.0):
+    """Start a process, wait until ``ready()`` is true, stop it afterwards."""
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[:4]} exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{cmd[:4]} not ready after {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        stop(proc)
+        log.close()
+
+
+def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def worker_ready(name: str):
+    from alignment_site.celery import app
+
+    def ready() -> bool:
+        try:
+            return bool(app.control.ping(destination=[name], timeout=0.5))
+        except Exception:
+            return False
+
+    return ready
+
+
+def celery_worker_cmd(queue: str, name: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "alignment_site", "worker", "-Q", queue, "-c", "1",
+            "--pool", "solo", "-n", name, "--without-gossip", "--without-mingle", "-l", "info"]
+
+
+def http_ready(url: str):
+    import urllib.request
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status < 500
+        except Exception:
+            return False
+
+    return ready
+
+
+@pytest.fixture(scope="session")
+def test_redis():
+    """The test Redis database, emptied once per session; skips nothing: Redis must run."""
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise RuntimeError(f"The test suite needs Redis at {settings.REDIS_URL}: {exc}") from exc
+    client.flushdb()
+    return client
+
+
+@pytest.fixture(scope="session")
+def services_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def generate_worker(django_db_setup, django_db_blocker, test_redis, tiny_model_path, services_dir):
+    """A real Celery worker on the `generate` queue, serving the tiny model."""
+    name = f"generate-test-{os.getpid()}@localhost"
+    with django_db_blocker.unblock():
+        env = service_env(tiny_model_path, services_dir)
+    with running(celery_worker_cmd("generate", name), env, services_dir / "generate-worker.log",
+                 worker_ready(name)) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def asgi_server(django_db_setup, django_db_blocker, test_redis, tiny_model_path, services_dir):
+    """uvicorn serving the site over real HTTP (needed for streaming; the
+    threaded live_server of Django buffers async streams)."""
+    port = free_port()
+    with django_db_blocker.unblock():
+        env = service_env(tiny_model_path, services_dir)
+    cmd = [sys.executable, "-m", "uvicorn", "alignment_site.asgi:application", "--host", "127.0.0.1",
+           "--port", str(port), "--log-level", "warning"]
+    base = f"http://127.0.0.1:{port}"
+    with running(cmd, env, services_dir / "asgi.log", http_ready(base + "/login/")):
+        yield base
