@@ -114,8 +114,8 @@ WHITENOISE_USE_FINDERS = True
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads nothing from it; the token is sent through hx-headers
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
+# Behind HTTPS set SECURE_COOKIES=1 (the default when DEBUG is off); plain http://127.0.0.1 needs 0.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 
 # Celery: Redis is the broker; results are not used (state lives in the database).
 CELERY_BROKER_URL = REDIS_URL

@@ -134,12 +134,16 @@ def services_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("services")
 
 
+# Replies in tests are capped so a real model answers in about a second.
+TEST_MAX_NEW_TOKENS = 32
+
+
 @pytest.fixture(scope="session")
-def generate_worker(django_db_setup, django_db_blocker, test_redis, tiny_model_path, services_dir):
-    """A real Celery worker on the `generate` queue, serving the tiny model."""
+def generate_worker(django_db_setup, django_db_blocker, test_redis, bundled_model_path, services_dir):
+    """A real Celery worker on the `generate` queue, serving the real bundled SmolLM2."""
     name = f"generate-test-{os.getpid()}@localhost"
     with django_db_blocker.unblock():
-        env = service_env(tiny_model_path, services_dir)
+        env = service_env(bundled_model_path, services_dir, CHAT_MAX_NEW_TOKENS=str(TEST_MAX_NEW_TOKENS))
     with running(celery_worker_cmd("generate", name), env, services_dir / "generate-worker.log",
                  worker_ready(name)) as proc:
         yield proc

@@ -1,0 +1,39 @@
+"""Headless Chromium: log in, send a message, watch the reply arrive token by token."""
+
+import pytest
+
+from tests.personas import login
+from users.models import Reply
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.slow]
+
+RECORD_PARTIAL_TEXTS = """
+() => {
+  window.partialTexts = [];
+  new MutationObserver(() => {
+    const live = document.querySelector('.bubble.model[sse-connect] .reply-text');
+    if (live && live.textContent.trim()) window.partialTexts.push(live.textContent);
+  }).observe(document.getElementById('turns'), {subtree: true, childList: true, characterData: true});
+}
+"""
+
+
+def test_a_participant_sees_the_reply_stream_in_and_stay_after_reload(owner, page, generate_worker, asgi_server):
+    login(page, asgi_server, owner.username)
+    page.click("text=New chat")
+    page.wait_for_selector("#message")
+    page.evaluate(RECORD_PARTIAL_TEXTS)
+    page.fill("#message", "Hello")
+    page.press("#message", "Enter")
+    page.wait_for_selector('.bubble.model[data-status="done"]', timeout=60_000)
+
+    final = page.inner_text('.bubble.model[data-status="done"] .reply-text').strip()
+    partials = [t.strip() for t in page.evaluate("window.partialTexts")]
+    assert final, "the finished reply is empty"
+    assert any(p and len(p) < len(final) and final.startswith(p) for p in partials), partials[:5]
+    assert page.input_value("#message") == ""  # the composer was cleared for the next message
+
+    page.reload()
+    assert page.inner_text('.bubble.model[data-status="done"] .reply-text').strip() == final
+    assert page.inner_text(".bubble.user") == "Hello"
+    assert Reply.objects.get().content.strip() == final
