@@ -24,6 +24,10 @@ CSRF_TRUSTED_ORIGINS = [o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS", "").s
 BASE_MODEL = env_str("BASE_MODEL", "bundled")
 ARTIFACTS_DIR = env_path("ARTIFACTS_DIR", DATA_DIR / "artifacts")
 
+# A running training run whose worker has not reported for this long is marked failed.
+TRAIN_HEARTBEAT_SECONDS = env_int("TRAIN_HEARTBEAT_SECONDS", 10, minimum=1)
+TRAIN_HEARTBEAT_TIMEOUT = env_int("TRAIN_HEARTBEAT_TIMEOUT", 90, minimum=3)
+
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # How long a reply's token stream stays in Redis after it finished; the
 # database keeps the text for good.

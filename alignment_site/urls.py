@@ -2,8 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from trainer import views as trainer_views
-from users.views import accounts, chat, stream
+from trainer.views import queue, runs, status
+from users.views import accounts, chat, collect, data, stream, survey
 
 urlpatterns = [
     path("", accounts.home, name="home"),
@@ -17,6 +17,29 @@ urlpatterns = [
     path("replies/<int:reply_id>/stream/", stream.reply_stream, name="reply_stream"),
     path("replies/<int:reply_id>/stop/", chat.reply_stop, name="reply_stop"),
     path("replies/<int:reply_id>/retry/", chat.reply_retry, name="reply_retry"),
-    path("staff/status/", trainer_views.status, name="status"),
+    path("staff/status/", status.status, name="status"),
+    path("staff/queue/", queue.queue, name="queue"),
+    path("staff/runs/", runs.run_list, name="run_list"),
+    path("staff/runs/new/", runs.run_new, name="run_new"),
+    path("staff/runs/preview/", runs.run_preview, name="run_preview"),
+    path("staff/runs/compare/", runs.run_compare, name="run_compare"),
+    path("staff/runs/<int:run_id>/", runs.run_detail, name="run_detail"),
+    path("staff/runs/<int:run_id>/progress/", runs.run_progress, name="run_progress"),
+    path("staff/runs/<int:run_id>/metrics/", runs.run_metrics, name="run_metrics"),
+    path("staff/runs/<int:run_id>/cancel/", runs.run_cancel, name="run_cancel"),
+    path("staff/runs/<int:run_id>/resume/", runs.run_resume, name="run_resume"),
+    path("staff/runs/<int:run_id>/activate/", runs.run_activate, name="run_activate"),
+    path("staff/versions/rollback/", runs.version_rollback, name="version_rollback"),
     path("admin/", admin.site.urls),
+    # PRISM-style collection, data downloads and the staff dataset pages (issue 3)
+    path("survey/", survey.survey, name="survey"),
+    path("collect/", collect.collect_home, name="collect_home"),
+    path("collect/new/", collect.collect_start, name="collect_start"),
+    path("collect/<int:conversation_id>/", collect.collect_detail, name="collect_detail"),
+    path("collect/<int:conversation_id>/rate/", collect.collect_rate, name="collect_rate"),
+    path("collect/<int:conversation_id>/send/", collect.collect_send, name="collect_send"),
+    path("collect/<int:conversation_id>/end/", collect.collect_end, name="collect_end"),
+    path("data/<str:name>.jsonl", data.data_export, name="data_export"),
+    path("staff/dataset/", data.dataset, name="dataset"),
+    path("staff/dataset/import/", data.dataset_import, name="dataset_import"),
 ]

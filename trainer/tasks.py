@@ -11,3 +11,13 @@ def generate_reply(reply_id: int) -> str:
     from trainer import serving
 
     return serving.generate_reply(reply_id)
+
+
+@shared_task(name="trainer.train_run", acks_late=True)
+def train_run(run_id: int) -> str:
+    # acks_late: a worker killed mid-run leaves the message to be redelivered;
+    # the claim on the run row makes that redelivery a no-op, and the heartbeat
+    # reaper marks the run failed so a person can resume it.
+    from trainer import training
+
+    return training.execute(run_id)

@@ -1,0 +1,77 @@
+"""Only staff start, watch, cancel, resume or activate runs."""
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from trainer import services
+from trainer.models import TrainingRun
+
+PAGES = ["run_list", "run_new", "queue", "run_detail", "run_progress", "run_metrics"]
+ACTIONS = ["run_cancel", "run_resume", "run_activate"]
+
+
+@pytest.fixture
+def run(staff):
+    return TrainingRun.objects.create(name="r", created_by=staff, status=TrainingRun.Status.FAILED,
+                                      config={"user_model": "individual"})
+
+
+def url(name, run):
+    return reverse(name, args=[run.pk]) if name.startswith("run_") and name not in ("run_list", "run_new") else reverse(name)
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_anonymous_and_participants_cannot_see_training_pages(client, owner, run, name, test_redis):
+    assert client.get(url(name, run)).status_code == 302
+    client.force_login(owner)
+    response = client.get(url(name, run))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_staff_see_training_pages(client, staff, run, name, test_redis):
+    client.force_login(staff)
+    assert client.get(url(name, run)).status_code == 200
+
+
+@pytest.mark.parametrize("name", ACTIONS)
+def test_actions_refuse_get(client, staff, run, name):
+    client.force_login(staff)
+    assert client.get(reverse(name, args=[run.pk])).status_code == 405
+
+
+@pytest.mark.parametrize("name", ACTIONS + ["version_rollback"])
+def test_a_participant_cannot_act_on_runs(client, owner, run, name):
+    client.force_login(owner)
+    target = reverse(name) if name == "version_rollback" else reverse(name, args=[run.pk])
+    assert client.post(target).status_code == 302
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED
+
+
+def test_starting_a_run_needs_csrf(staff):
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(staff)
+    assert strict.post(reverse("run_new"), {"algorithm": "p-dpo"}).status_code == 403
+    assert not TrainingRun.objects.exists()
+
+
+def test_a_participant_cannot_start_a_run(client, owner):
+    client.force_login(owner)
+    client.post(reverse("run_new"), {"algorithm": "p-dpo"})
+    assert not TrainingRun.objects.exists()
+
+
+def test_resume_by_staff_requeues_a_failed_run(client, staff, run, test_redis):
+    client.force_login(staff)
+    assert client.post(reverse("run_resume", args=[run.pk])).status_code == 302
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.QUEUED
+
+
+def test_activating_an_unfinished_run_is_refused_with_a_reason(client, staff, run):
+    client.force_login(staff)
+    response = client.post(reverse("run_activate", args=[run.pk]), follow=True)
+    assert "has not completed" in response.content.decode()
+    assert not run.activations.exists()

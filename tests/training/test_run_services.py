@@ -1,0 +1,120 @@
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from tests.factories import population
+from trainer import selectors, services
+from trainer.forms import RunForm
+from trainer.models import Activation, RunLog, TrainingRun
+
+FORM_DEFAULTS = {name: field.initial for name, field in RunForm.base_fields.items() if field.initial is not None}
+
+
+def make_run(staff, **fields):
+    return TrainingRun.objects.create(name=fields.pop("name", "r"), created_by=staff,
+                                      config={"user_model": "individual", "batch_size": 4}, **fields)
+
+
+def test_the_preview_counts_people_pairs_and_steps(db):
+    population(people=6, conversations=3)  # one pair per conversation
+    preview = services.run_preview(data_filter={"min_pairs": 1, "unseen_fraction": 0.0, "test_fraction": 0.0},
+                                   config={"batch_size": 4, "epochs": 2})
+    assert (preview["users"], preview["pairs"], preview["train_pairs"], preview["steps"]) == (6, 18, 18, 9)
+    assert preview["estimated_seconds"] > 0 and not preview["rate_measured"]
+
+
+def test_the_preview_keeps_only_people_with_enough_pairs(db):
+    users = population(people=3, conversations=2)
+    from tests.factories import rated_conversations
+
+    rated_conversations(users[0], n=3)
+    assert selectors.pair_counts({"min_pairs": 4}) == {users[0].pk: 5}
+
+
+def test_the_start_page_shows_what_the_run_will_be(client, staff):
+    population(people=4, conversations=2)
+    client.force_login(staff)
+    response = client.get(reverse("run_preview"), {**FORM_DEFAULTS, "batch_size": 2, "micro_batch_size": 2,
+                                                   "unseen_fraction": 0, "test_fraction": 0})
+    page = response.content.decode()
+    assert "<strong>8</strong> pairs from <strong>4</strong> people" in page
+    assert "<strong>4</strong> optimizer steps" in page
+
+
+def test_a_bad_combination_is_refused_on_the_form(client, staff):
+    client.force_login(staff)
+    response = client.post(reverse("run_new"), {**FORM_DEFAULTS, "batch_size": 10, "micro_batch_size": 4})
+    assert response.status_code == 200
+    assert "whole multiple of the micro-batch size" in response.content.decode()
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_starting_with_a_baseline_queues_both_runs_after_commit(client, staff, test_redis):
+    client.force_login(staff)
+    response = client.post(reverse("run_new"), {**FORM_DEFAULTS, "name": "first", "with_baseline": "on"})
+    run = TrainingRun.objects.get(name="first")
+    assert response.status_code == 302 and response["Location"] == reverse("run_detail", args=[run.pk])
+    assert run.config["user_model"] == "individual" and run.config["beta"] == 0.5
+    assert run.baseline.config["user_model"] == "none" and run.baseline.config["alpha"] == 0.0
+    assert {run.status, run.baseline.status} == {TrainingRun.Status.QUEUED}
+
+
+def test_a_run_is_claimed_once(staff):
+    run = make_run(staff)
+    assert services.run_claim(run_id=run.pk, worker="w1")
+    assert not services.run_claim(run_id=run.pk, worker="w2")
+    run.refresh_from_db()
+    assert (run.status, run.worker, run.attempts) == (TrainingRun.Status.RUNNING, "w1", 1)
+
+
+def test_cancelling_a_queued_run_stops_it_at_once_and_a_running_one_at_its_next_step(staff):
+    queued, running = make_run(staff), make_run(staff, status=TrainingRun.Status.RUNNING)
+    services.run_cancel(run=queued)
+    services.run_cancel(run=running)
+    queued.refresh_from_db(), running.refresh_from_db()
+    assert queued.status == TrainingRun.Status.CANCELLED
+    assert (running.status, running.cancel_requested) == (TrainingRun.Status.RUNNING, True)
+    with pytest.raises(services.RunStateError, match="nothing to cancel"):
+        services.run_cancel(run=queued)
+
+
+def test_only_failed_or_cancelled_runs_resume(staff):
+    with pytest.raises(services.RunStateError, match="only failed or cancelled runs resume"):
+        services.run_resume(run=make_run(staff, status=TrainingRun.Status.COMPLETED))
+
+
+def test_a_silent_worker_gets_its_run_failed_with_a_reason(staff, settings):
+    settings.TRAIN_HEARTBEAT_TIMEOUT = 30
+    stale = make_run(staff, status=TrainingRun.Status.RUNNING, worker="gpu-1:77", step=12, total_steps=40,
+                     heartbeat_at=timezone.now() - timedelta(seconds=31))
+    fresh = make_run(staff, status=TrainingRun.Status.RUNNING, heartbeat_at=timezone.now())
+    assert services.runs_reap_stale() == 1
+    stale.refresh_from_db(), fresh.refresh_from_db()
+    assert stale.status == TrainingRun.Status.FAILED
+    assert "gpu-1:77 stopped sending heartbeats for over 30 s at step 12/40" in stale.error
+    assert "Resume" in stale.error
+    assert fresh.status == TrainingRun.Status.RUNNING
+
+
+def test_activation_switches_and_rolls_back(staff):
+    first = make_run(staff, status=TrainingRun.Status.COMPLETED, artifacts="runs/1/model")
+    second = make_run(staff, status=TrainingRun.Status.COMPLETED, artifacts="runs/2/model")
+    services.run_activate(run=first, user=staff)
+    services.run_activate(run=second, user=staff)
+    assert selectors.active_activation().run == second
+    services.run_rollback(user=staff)
+    assert selectors.active_activation().run == first
+    assert Activation.objects.count() == 3  # history kept
+
+
+def test_the_run_page_query_count_does_not_grow_with_logged_steps(client, staff, django_assert_max_num_queries):
+    run = make_run(staff, status=TrainingRun.Status.COMPLETED)
+    RunLog.objects.bulk_create([RunLog(run=run, step=s, values={"loss": 1.0 / s}) for s in range(1, 301)])
+    client.force_login(staff)
+    with django_assert_max_num_queries(12):
+        response = client.get(reverse("run_detail", args=[run.pk]))
+    assert response.status_code == 200
+    assert '"loss": [1.0, 0.5' in response.content.decode().replace("&quot;", '"')

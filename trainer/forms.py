@@ -1,0 +1,94 @@
+"""The start-a-run form: the data, the algorithm, the user model and the
+hyperparameters, with the paper's PRISM settings as defaults."""
+
+from django import forms
+
+ALGORITHMS = {
+    # name: (loss, personalized)
+    "p-dpo": ("dpo", True),
+    "p-ipo": ("ipo", True),
+    "p-simpo": ("simpo", True),
+    "p-hinge": ("hinge", True),
+    "dpo": ("dpo", False),
+}
+
+
+class RunForm(forms.Form):
+    name = forms.CharField(max_length=120, required=False)
+    # --- data ---
+    min_pairs = forms.IntegerField(min_value=1, initial=1, label="Only people with at least this many pairs")
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}),
+                            label="Conversations from")
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="to")
+    min_margin = forms.IntegerField(min_value=1, max_value=99, initial=1, label="Minimum score margin of a pair")
+    unseen_fraction = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.1,
+                                       label="Share of people held out as unseen")
+    test_fraction = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.2,
+                                     label="Share of each seen person's conversations held out")
+    # --- algorithm ---
+    algorithm = forms.ChoiceField(choices=[(k, k.upper().replace("P-", "P-")) for k in ALGORITHMS], initial="p-dpo")
+    user_model = forms.ChoiceField(choices=[("individual", "Individual"), ("cluster", "Cluster (low rank)")],
+                                   initial="individual")
+    n_clusters = forms.IntegerField(min_value=1, max_value=256, initial=10, label="Clusters K")
+    n_user_tokens = forms.IntegerField(min_value=1, max_value=64, initial=10, label="User vectors T_u")
+    with_baseline = forms.BooleanField(required=False, initial=True,
+                                       label="Also train plain DPO on the same data, for comparison")
+    # --- hyperparameters ---
+    beta = forms.FloatField(min_value=0.001, max_value=100, initial=0.5)
+    alpha = forms.FloatField(min_value=0.0, max_value=1.0, initial=0.5, label="alpha (weight of the personal term)")
+    lr_lora = forms.FloatField(min_value=1e-8, max_value=1.0, initial=5e-5, label="LoRA learning rate")
+    lr_user = forms.FloatField(min_value=1e-8, max_value=10.0, initial=5e-5, label="User model learning rate")
+    warmup_steps = forms.IntegerField(min_value=0, initial=150)
+    batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=32, label="Effective batch size")
+    micro_batch_size = forms.IntegerField(min_value=1, max_value=512, initial=8)
+    epochs = forms.FloatField(min_value=0.01, max_value=1000, initial=1.0)
+    lora_r = forms.IntegerField(min_value=1, max_value=256, initial=8, label="LoRA rank")
+    lora_alpha = forms.IntegerField(min_value=1, max_value=1024, initial=16)
+    lora_dropout = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.05)
+    max_prompt_length = forms.IntegerField(min_value=8, initial=470)
+    max_length = forms.IntegerField(min_value=16, initial=770)
+    seed = forms.IntegerField(initial=42)
+    log_every = forms.IntegerField(min_value=1, initial=1, label="Log metrics every N steps")
+    checkpoint_every = forms.IntegerField(min_value=0, initial=20, label="Checkpoint every N steps (0 = never)")
+    diagnostics_every = forms.IntegerField(min_value=0, initial=10,
+                                           label="Gradient entanglement every N steps (0 = never)")
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        if data["batch_size"] % data["micro_batch_size"]:
+            self.add_error("micro_batch_size", "The batch size must be a whole multiple of the micro-batch size.")
+        if data["max_prompt_length"] >= data["max_length"]:
+            self.add_error("max_prompt_length", "The prompt limit must leave room for the reply within the total.")
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            self.add_error("until", "The end date is before the start date.")
+        return data
+
+    def config(self) -> dict:
+        """The TrainConfig fields this form sets (the rest keep their defaults)."""
+        d = self.cleaned_data
+        loss, personalized = ALGORITHMS[d["algorithm"]]
+        config = {key: d[key] for key in (
+            "beta", "lr_lora", "lr_user", "warmup_steps", "batch_size", "micro_batch_size", "epochs", "lora_r",
+            "lora_alpha", "lora_dropout", "max_prompt_length", "max_length", "seed", "log_every",
+            "checkpoint_every", "diagnostics_every", "n_user_tokens", "n_clusters")}
+        config.update(loss=loss, user_model=d["user_model"] if personalized else "none",
+                      alpha=d["alpha"] if personalized else 0.0)
+        return config
+
+    def data_filter(self) -> dict:
+        d = self.cleaned_data
+        return {"min_pairs": d["min_pairs"], "min_margin": d["min_margin"],
+                "since": d["since"].isoformat() if d.get("since") else None,
+                "until": d["until"].isoformat() if d.get("until") else None,
+                "unseen_fraction": d["unseen_fraction"], "test_fraction": d["test_fraction"]}
+
+    def validated_config(self) -> dict:
+        """Check the combination with the training library's own rules (no torch needed)."""
+        from trainer.core.config import TrainConfig
+
+        try:
+            return TrainConfig.from_dict(self.config()).to_dict()
+        except (ValueError, TypeError) as exc:
+            raise forms.ValidationError(str(exc)) from exc

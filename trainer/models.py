@@ -1,0 +1,95 @@
+"""Training runs, their logged metrics, and which run serves chat."""
+
+from django.conf import settings
+from django.db import models
+
+
+class TrainingRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    RESUMABLE = (Status.FAILED, Status.CANCELLED)
+
+    name = models.CharField(max_length=120, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                                   related_name="training_runs")
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # The TrainConfig as a dict (trainer.core.config), and which data it trains on.
+    config = models.JSONField(default=dict)
+    data_filter = models.JSONField(default=dict)
+    data_summary = models.JSONField(default=dict, blank=True)
+    # The plain-DPO run trained on the same data for comparison, when asked for.
+    baseline = models.OneToOneField("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="baseline_of")
+    # Progress, written by the worker on every optimizer step.
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    phase = models.CharField(max_length=60, blank=True)  # what the worker is doing now, in words
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    # Results: relative folder under ARTIFACTS_DIR, evaluation tables, the 2-D user map.
+    artifacts = models.CharField(max_length=300, blank=True)
+    evaluation = models.JSONField(default=dict, blank=True)
+    user_map = models.JSONField(default=list, blank=True)
+    diagnostics = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return self.name or f"Run {self.pk}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def progress_percent(self) -> int:
+        return int(100 * self.step / self.total_steps) if self.total_steps else 0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.status != self.Status.RUNNING or not self.step or not self.started_at or not self.heartbeat_at:
+            return None
+        per_step = (self.heartbeat_at - self.started_at).total_seconds() / self.step
+        return per_step * (self.total_steps - self.step)
+
+
+class RunLog(models.Model):
+    """One logged step: training metrics, eval metrics, or a diagnostics report."""
+
+    class Kind(models.TextChoices):
+        TRAIN = "train", "Train"
+        EVAL = "eval", "Eval"
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="logs")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TRAIN)
+    step = models.PositiveIntegerField()
+    values = models.JSONField()
+
+    class Meta:
+        ordering = ["run", "kind", "step"]
+        constraints = [models.UniqueConstraint(fields=["run", "kind", "step"], name="runlog_unique_step")]
+
+
+class Activation(models.Model):
+    """Which run serves chat: the newest row wins; older rows are the rollback history."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.PROTECT, related_name="activations")
+    activated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    activated_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-activated_at", "-pk"]

@@ -1,0 +1,78 @@
+"""Reads for the training pages."""
+
+from __future__ import annotations
+
+from django.db.models import Count
+
+from trainer.models import Activation, RunLog, TrainingRun
+
+
+def _filtered_rejected(data_filter: dict):
+    from users.pairs import pair_rejected_replies
+
+    qs = pair_rejected_replies(min_margin=int(data_filter.get("min_margin", 1)))
+    if data_filter.get("since"):
+        qs = qs.filter(turn__conversation__created_at__date__gte=data_filter["since"])
+    if data_filter.get("until"):
+        qs = qs.filter(turn__conversation__created_at__date__lte=data_filter["until"])
+    return qs
+
+
+def pair_counts(data_filter: dict) -> dict[int, int]:
+    """Pairs per user id (database pk) for the users a data filter selects."""
+    rows = _filtered_rejected(data_filter).values("turn__conversation__user").annotate(n=Count("id"))
+    minimum = int(data_filter.get("min_pairs", 1))
+    return {row["turn__conversation__user"]: row["n"] for row in rows if row["n"] >= minimum}
+
+
+def measured_pairs_per_second() -> tuple[float | None, bool]:
+    """Training throughput of the newest completed run, if there is one."""
+    run = (TrainingRun.objects.filter(status=TrainingRun.Status.COMPLETED, data_summary__has_key="pairs_per_second")
+           .order_by("-finished_at").only("data_summary").first())
+    if run is None:
+        return None, False
+    return float(run.data_summary["pairs_per_second"]), True
+
+
+def runs_page():
+    return TrainingRun.objects.select_related("created_by", "baseline").order_by("-created_at")
+
+
+def active_activation() -> Activation | None:
+    return Activation.objects.select_related("run", "activated_by").first()
+
+
+def run_series(run: TrainingRun) -> dict:
+    """The logged metrics as columns for the charts: {kind: {"step": [...], name: [...]}}."""
+    series: dict[str, dict[str, list]] = {}
+    for kind, step, values in RunLog.objects.filter(run=run).order_by("kind", "step").values_list(
+            "kind", "step", "values"):
+        columns = series.setdefault(kind, {"step": []})
+        n = len(columns["step"])
+        columns["step"].append(step)
+        for name, value in values.items():
+            columns.setdefault(name, [None] * n).append(value)
+        for name, column in columns.items():
+            if len(column) < n + 1:
+                column.append(None)
+    return series
+
+
+def user_attributes(exported_ids: list[str]) -> dict[str, dict]:
+    """Survey attributes (and the hidden group of simulated people) by exported user id."""
+    from django.db.models import Q
+
+    from users.models import Profile
+
+    wanted = set(exported_ids)
+    profiles = Profile.objects.filter(Q(prism_user_id__in=wanted) | Q(user__username__in=wanted)).select_related("user")
+    found = {}
+    for p in profiles:
+        key = p.prism_user_id if p.prism_user_id in wanted else p.user.username
+        hidden = (p.extra or {}).get("synthetic") or {}
+        found[key] = {
+            "group": hidden.get("group"), "gender": p.gender, "age": p.age, "education": p.education,
+            "employment_status": p.employment_status, "english_proficiency": p.english_proficiency,
+            "lm_familiarity": p.lm_familiarity, "country": (p.location or {}).get("reside_country"),
+        }
+    return found

@@ -1,0 +1,144 @@
+"""Writes on training runs. The worker-side training itself is in training.py."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from trainer import dispatch
+from trainer.models import Activation, RunLog, TrainingRun
+
+TRAIN_TASK = "trainer.train_run"
+
+# Pairs per second on this kind of machine when no run has been measured yet:
+# conservative figures for the bundled 135M model (CPU) and a tiny test model.
+FALLBACK_PAIRS_PER_SECOND = 1.0
+
+
+class RunStateError(RuntimeError):
+    """The run is not in a state that allows this; the message says why."""
+
+
+def run_preview(*, data_filter: dict, config: dict) -> dict:
+    """What a run would be: users, pairs, optimizer steps and a time estimate."""
+    from trainer import selectors
+
+    counts = selectors.pair_counts(data_filter)
+    users = len(counts)
+    pairs = sum(counts.values())
+    seen_share = 1.0 - data_filter.get("unseen_fraction", 0.1)
+    train_pairs = int(pairs * seen_share * (1.0 - data_filter.get("test_fraction", 0.2)))
+    batch = max(1, int(config.get("batch_size", 32)))
+    steps = max(1, math.ceil(train_pairs * float(config.get("epochs", 1.0)) / batch)) if train_pairs else 0
+    rate, measured = selectors.measured_pairs_per_second()
+    rate = rate or FALLBACK_PAIRS_PER_SECOND
+    personalized = config.get("user_model", "individual") != "none"
+    # P-DPO runs the policy twice per pair (personal and generic vectors).
+    seconds = train_pairs * float(config.get("epochs", 1.0)) / rate * (2.0 if personalized else 1.0)
+    return {"users": users, "pairs": pairs, "train_pairs": train_pairs, "steps": steps,
+            "estimated_seconds": seconds, "rate_measured": measured, "pairs_per_second": rate}
+
+
+def run_create(*, created_by, name: str, config: dict, data_filter: dict, with_baseline: bool) -> TrainingRun:
+    """Create the run (and its plain-DPO baseline on the same data) and queue both after commit."""
+    with transaction.atomic():
+        run = TrainingRun.objects.create(name=name, created_by=created_by, config=config,
+                                         data_filter=data_filter)
+        queued = [run.pk]
+        if with_baseline and config.get("user_model") != "none":
+            baseline_config = {**config, "user_model": "none", "loss": "dpo", "alpha": 0.0}
+            baseline = TrainingRun.objects.create(name=f"{run} · plain DPO baseline", created_by=created_by,
+                                                  config=baseline_config, data_filter=data_filter)
+            run.baseline = baseline
+            run.save(update_fields=["baseline"])
+            queued.append(baseline.pk)
+        for pk in queued:
+            transaction.on_commit(lambda pk=pk: run_enqueue(run_id=pk))
+    return run
+
+
+def run_enqueue(*, run_id: int) -> bool:
+    try:
+        dispatch.send(TRAIN_TASK, run_id, queue="train")
+    except dispatch.BrokerUnavailable:
+        TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
+            status=TrainingRun.Status.FAILED, finished_at=timezone.now(),
+            error="Redis (the broker) was not reachable, so no worker was asked to train. Start Redis and resume.",
+        )
+        return False
+    return True
+
+
+def run_claim(*, run_id: int, worker: str) -> bool:
+    """Take a queued run for this worker. A second delivery of the same task finds it taken."""
+    now = timezone.now()
+    return bool(TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
+        status=TrainingRun.Status.RUNNING, worker=worker, started_at=now, heartbeat_at=now, error="",
+        attempts=F("attempts") + 1, phase="starting",
+    ))
+
+
+def run_cancel(*, run: TrainingRun) -> None:
+    """A queued run stops at once; a running one at its next optimizer step."""
+    now = timezone.now()
+    if TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+            status=TrainingRun.Status.CANCELLED, finished_at=now, error="Cancelled before it started."):
+        return
+    if not TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(cancel_requested=True):
+        raise RunStateError(f"{run} is {run.get_status_display().lower()}: there is nothing to cancel.")
+
+
+def run_resume(*, run: TrainingRun) -> None:
+    """Queue a failed or cancelled run again; it continues from its last checkpoint."""
+    with transaction.atomic():
+        updated = TrainingRun.objects.filter(pk=run.pk, status__in=TrainingRun.RESUMABLE).update(
+            status=TrainingRun.Status.QUEUED, cancel_requested=False, error="", finished_at=None, phase="queued")
+        if not updated:
+            raise RunStateError(f"{run} is {run.get_status_display().lower()}: only failed or cancelled runs resume.")
+        transaction.on_commit(lambda: run_enqueue(run_id=run.pk))
+
+
+def run_activate(*, run: TrainingRun, user) -> Activation:
+    """Make a completed run the one chat uses. The previous activation stays as the rollback point."""
+    if run.status != TrainingRun.Status.COMPLETED or not run.artifacts:
+        raise RunStateError(f"{run} has not completed, so it has no model to serve.")
+    return Activation.objects.create(run=run, activated_by=user)
+
+
+def run_rollback(*, user) -> Activation:
+    """Re-activate the run that was active before the current one."""
+    history = list(Activation.objects.select_related("run")[:2])
+    if len(history) < 2:
+        raise RunStateError("There is no earlier version to roll back to.")
+    return Activation.objects.create(run=history[1].run, activated_by=user)
+
+
+def runs_reap_stale() -> int:
+    """Mark running runs whose worker stopped sending heartbeats as failed, with the reason.
+
+    Called by the pages that show runs, by every train worker at start-up and
+    between tasks, so a killed worker's run is failed within the heartbeat timeout
+    of someone looking.
+    """
+    timeout = settings.TRAIN_HEARTBEAT_TIMEOUT
+    cutoff = timezone.now() - timedelta(seconds=timeout)
+    stale = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=cutoff)
+    reaped = 0
+    for run in stale.only("pk", "worker", "step", "total_steps"):
+        reaped += TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING,
+                                             heartbeat_at__lt=cutoff).update(
+            status=TrainingRun.Status.FAILED, finished_at=timezone.now(), phase="",
+            error=(f"The worker {run.worker or '?'} stopped sending heartbeats for over {timeout} s at step "
+                   f"{run.step}/{run.total_steps} (killed, out of memory, or its machine went down). "
+                   f"Press Resume to continue from the last checkpoint."),
+        )
+    return reaped
+
+
+def run_log_metrics(*, run_id: int, kind: str, step: int, values: dict) -> None:
+    RunLog.objects.update_or_create(run_id=run_id, kind=kind, step=step, defaults={"values": values})

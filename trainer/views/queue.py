@@ -1,0 +1,19 @@
+from django.contrib.admin.views.decorators import staff_member_required
+from django.shortcuts import render
+
+from trainer import health, services
+from trainer.models import TrainingRun
+
+
+@staff_member_required
+def queue(request):
+    services.runs_reap_stale()
+    redis_check = health.check_redis()
+    workers = health.workers_by_queue() if redis_check.ok else {}
+    runs = list(TrainingRun.objects.filter(status__in=TrainingRun.ACTIVE).order_by("created_at"))
+    return render(request, "trainer/queue.html", {
+        "redis": redis_check, "workers": workers, "queues": health.QUEUES,
+        "running": [r for r in runs if r.status == TrainingRun.Status.RUNNING],
+        "queued": [r for r in runs if r.status == TrainingRun.Status.QUEUED],
+        "train_worker_missing": redis_check.ok and not workers.get("train"),
+    })

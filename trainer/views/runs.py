@@ -1,0 +1,133 @@
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from trainer import selectors, services
+from trainer.forms import RunForm
+from trainer.models import TrainingRun
+from trainer.views.presenters import run_context
+
+
+@staff_member_required
+def run_list(request):
+    services.runs_reap_stale()
+    runs = list(selectors.runs_page()[:200])
+    return render(request, "trainer/run_list.html", {
+        "runs": runs, "activation": selectors.active_activation(),
+        "completed": [r for r in runs if r.status == TrainingRun.Status.COMPLETED],
+    })
+
+
+@staff_member_required
+def run_new(request):
+    form = RunForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            config = form.validated_config()
+        except Exception as exc:  # the library's own validation, shown on the form
+            form.add_error(None, str(exc))
+        else:
+            run = services.run_create(created_by=request.user, name=form.cleaned_data["name"], config=config,
+                                      data_filter=form.data_filter(),
+                                      with_baseline=form.cleaned_data["with_baseline"])
+            return redirect("run_detail", run_id=run.pk)
+    preview = _preview(form) if form.is_bound and form.is_valid() else None
+    return render(request, "trainer/run_new.html", {"form": form, "preview": preview})
+
+
+@staff_member_required
+def run_preview(request):
+    form = RunForm(request.GET)
+    preview = _preview(form) if form.is_valid() else None
+    return render(request, "trainer/run_new.html#preview", {"form": form, "preview": preview})
+
+
+def _preview(form: RunForm) -> dict:
+    return services.run_preview(data_filter=form.data_filter(), config=form.config())
+
+
+@staff_member_required
+def run_detail(request, run_id: int):
+    services.runs_reap_stale()
+    run = get_object_or_404(TrainingRun.objects.select_related("baseline", "created_by"), pk=run_id)
+    context = run_context(run, color_by=request.GET.get("color", "group"))
+    return render(request, "trainer/run_detail.html", context)
+
+
+@staff_member_required
+def run_progress(request, run_id: int):
+    """The live panel, polled while the run is queued or running."""
+    services.runs_reap_stale()
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    response = render(request, "trainer/run_detail.html#progress", {"run": run})
+    if not run.is_active and request.headers.get("HX-Request"):
+        response["HX-Refresh"] = "true"  # show the results panels once it ends
+    return response
+
+
+@staff_member_required
+def run_metrics(request, run_id: int):
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    return JsonResponse({"status": run.status, "step": run.step, "total": run.total_steps,
+                         "series": selectors.run_series(run), "diagnostics": run.diagnostics})
+
+
+@require_POST
+@staff_member_required
+def run_cancel(request, run_id: int):
+    return _act(request, run_id, services.run_cancel, "Cancel requested: the run stops at its next step.")
+
+
+@require_POST
+@staff_member_required
+def run_resume(request, run_id: int):
+    return _act(request, run_id, services.run_resume, "Queued again: it continues from its last checkpoint.")
+
+
+@require_POST
+@staff_member_required
+def run_activate(request, run_id: int):
+    return _act(request, run_id, lambda run: services.run_activate(run=run, user=request.user),
+                "Activated: chat now uses this version.", positional=True)
+
+
+@require_POST
+@staff_member_required
+def version_rollback(request):
+    try:
+        activation = services.run_rollback(user=request.user)
+    except services.RunStateError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Rolled back: chat uses {activation.run} again.")
+    return redirect("run_list")
+
+
+def _act(request, run_id: int, action, success: str, positional: bool = False):
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    try:
+        action(run) if positional else action(run=run)
+    except services.RunStateError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, success)
+    return redirect("run_detail", run_id=run.pk)
+
+
+@staff_member_required
+def run_compare(request):
+    ids = [request.GET.get("a"), request.GET.get("b")]
+    if not all(i and i.isdigit() for i in ids):
+        raise Http404("Choose two runs to compare.")
+    runs = {r.pk: r for r in TrainingRun.objects.filter(pk__in=ids)}
+    if len(runs) != 2:
+        raise Http404("Choose two different runs that exist.")
+    a, b = runs[int(ids[0])], runs[int(ids[1])]
+    keys = sorted(set(a.config) | set(b.config))
+    config_rows = [(k, a.config.get(k), b.config.get(k)) for k in keys]
+    return render(request, "trainer/run_compare.html", {
+        "a": a, "b": b, "config_rows": config_rows,
+        "series": {"a": selectors.run_series(a), "b": selectors.run_series(b)},
+    })
