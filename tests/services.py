@@ -85,14 +85,12 @@ def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
             proc.wait()
 
 
-def worker_ready(name: str):
-    from alignment_site.celery import app
+def worker_ready(log_path: Path, name: str):
+    """Celery logs "<name> ready." once it consumes; a solo worker that starts
+    training at once never answers a ping, so the log is what to watch."""
 
     def ready() -> bool:
-        try:
-            return bool(app.control.ping(destination=[name], timeout=0.5))
-        except Exception:
-            return False
+        return log_path.is_file() and f"{name} ready.".encode() in log_path.read_bytes()
 
     return ready
 
@@ -144,8 +142,8 @@ def generate_worker(django_db_setup, django_db_blocker, test_redis, bundled_mode
     name = f"generate-test-{os.getpid()}@localhost"
     with django_db_blocker.unblock():
         env = service_env(bundled_model_path, services_dir, CHAT_MAX_NEW_TOKENS=str(TEST_MAX_NEW_TOKENS))
-    with running(celery_worker_cmd("generate", name), env, services_dir / "generate-worker.log",
-                 worker_ready(name)) as proc:
+    log = services_dir / "generate-worker.log"
+    with running(celery_worker_cmd("generate", name), env, log, worker_ready(log, name)) as proc:
         yield proc
 
 
@@ -161,3 +159,13 @@ def asgi_server(django_db_setup, django_db_blocker, test_redis, tiny_model_path,
     base = f"http://127.0.0.1:{port}"
     with running(cmd, env, services_dir / "asgi.log", http_ready(base + "/login/")):
         yield base
+
+
+@contextmanager
+def train_worker(model_path: Path, workdir: Path, name: str, **extra: str):
+    """A real Celery worker on the `train` queue; the caller may kill it."""
+    env = service_env(model_path, workdir, ARTIFACTS_DIR=str(workdir / "artifacts"), TRAIN_HEARTBEAT_SECONDS="1",
+                      **extra)
+    log = workdir / f"{name.split('@')[0]}.log"
+    with running(celery_worker_cmd("train", name), env, log, worker_ready(log, name)) as proc:
+        yield proc

@@ -140,7 +140,7 @@ def main() -> None:
     port = free_port()
     env = dict(os.environ)
     with running(celery_worker_cmd("generate", "bench@localhost"), env, workdir / "worker.log",
-                 worker_ready("bench@localhost"), timeout=120):
+                 worker_ready(workdir / "worker.log", "bench@localhost"), timeout=120):
         with running([sys.executable, "-m", "uvicorn", "alignment_site.asgi:application", "--port", str(port),
                       "--log-level", "warning"], env, workdir / "web.log", lambda: True):
             web = through_web(f"http://127.0.0.1:{port}", args.tokens, args.runs)

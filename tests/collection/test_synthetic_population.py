@@ -1,0 +1,76 @@
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from trainer.core import synthetic
+from users import prism_wording
+from users.models import Conversation, Reply, SyntheticPersona
+from users.pairs import preference_pairs
+from users.synthetic_population import personas_from_db, population_synthesize
+
+SHARED = Path("/work/shared/data/prism")
+
+
+def pairs_without_ids():
+    return [{k: v for k, v in p.items() if k != "conversation_id"} for p in preference_pairs()]
+
+
+def test_the_population_is_seeded_and_repeatable(db):
+    population_synthesize(population="syn", n_people=4, conversations_per_person=2, seed=5)
+    first = pairs_without_ids()
+    population_synthesize(population="syn", n_people=4, conversations_per_person=2, seed=5, replace=True)
+    assert pairs_without_ids() == first and first
+    population_synthesize(population="syn", n_people=4, conversations_per_person=2, seed=6, replace=True)
+    assert pairs_without_ids() != first
+
+
+def test_an_existing_population_is_not_overwritten_by_accident(db):
+    population_synthesize(population="syn", n_people=2, conversations_per_person=1)
+    with pytest.raises(ValueError, match="exists already"):
+        population_synthesize(population="syn", n_people=2, conversations_per_person=1)
+
+
+def test_the_hidden_profiles_are_stored_with_opposing_groups(db):
+    report = population_synthesize(population="syn", n_people=10, conversations_per_person=1, turns_per_conversation=3)
+    assert (report.people, report.conversations, report.replies) == (10, 10, 10 * (4 + 2 + 2))
+    groups = sorted(SyntheticPersona.objects.values_list("group", flat=True))
+    assert groups.count("length:detailed") == 7 and groups.count("length:concise") == 3
+    assert all(c.ended_at for c in Conversation.objects.all())
+    assert len(personas_from_db("syn")) == 10
+
+
+def test_the_ratings_follow_each_persons_hidden_rule(db):
+    population_synthesize(population="syn", n_people=10, conversations_per_person=3, noise=1.0, seed=1)
+    personas = {p.user_id: p for p in personas_from_db("syn")}
+    opening = [p for p in preference_pairs() if p["turn"] == 0]
+    agree = sum(synthetic.judge_prefers(personas[p["user_id"]], p["chosen"][0]["content"], p["rejected"][0]["content"])
+                for p in opening)
+    assert agree / len(opening) > 0.9
+
+
+def test_the_opening_prompts_are_prisms(db):
+    population_synthesize(population="syn", n_people=3, conversations_per_person=2)
+    prompts = {json.loads(line)["prompt"] for line in Path("users/data/opening_prompts.jsonl").read_text().splitlines()}
+    assert set(Conversation.objects.values_list("opening_prompt", flat=True)) <= prompts
+
+
+def test_the_command_prints_what_it_made(db, capsys):
+    call_command("synthesize_population", "--people", "2", "--conversations", "1", "--population", "cmd")
+    assert "2 people, 2 conversations, 12 rated replies" in capsys.readouterr().out
+    assert Reply.objects.filter(source__startswith="style-").count() == 12
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="the shared PRISM files are not on this machine")
+def test_the_wording_matches_prisms_own_files():
+    rows = {row["header"]: row for row in csv.DictReader(open(SHARED / "header_prefs_mapping.csv"))}
+    for dim, stated, performance, choice in prism_wording.DIMENSIONS:
+        assert (rows[dim]["survey_text"], rows[dim]["conversations_performance_factors"],
+                rows[dim]["conversations_choice_factors"]) == (stated, performance, choice)
+    questions = json.load(open(SHARED / "survey_question_mapping.json"))
+    for key in ("lm_familiarity", "self_description", "system_string", "age", "employment_status", "education",
+                "english_proficiency"):
+        assert questions[key]["full_question"] == prism_wording.QUESTIONS[key]
+    assert questions["stated_prefs:values"]["full_question"].startswith(prism_wording.STATED_PREFS_QUESTION)

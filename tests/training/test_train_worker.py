@@ -1,0 +1,125 @@
+"""Fault tests with a real Celery `train` worker and the tiny model: a killed
+worker, a resume, a duplicate delivery, a cancel, a NaN loss, and a clean run."""
+
+import signal
+import time
+
+import pytest
+
+from tests.factories import population
+from tests.services import train_worker
+from trainer import dispatch, services
+from trainer.models import RunLog, TrainingRun
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+FAST = {"user_model": "individual", "batch_size": 4, "micro_batch_size": 4, "n_user_tokens": 2,
+        "lr_lora": 1e-3, "lr_user": 1e-2, "warmup_steps": 0, "log_every": 1, "max_prompt_length": 64,
+        "max_length": 160, "diagnostics_every": 3, "diagnostics_pairs": 2}
+DATA = {"min_pairs": 1, "unseen_fraction": 0.2, "test_fraction": 0.34}
+
+
+@pytest.fixture
+def people(db):
+    return population(people=6, conversations=3)
+
+
+@pytest.fixture
+def workdir(tmp_path, settings):
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    settings.TRAIN_HEARTBEAT_TIMEOUT = 4
+    return tmp_path
+
+
+def start(staff, **config) -> TrainingRun:
+    return services.run_create(created_by=staff, name="t", config={**FAST, **config}, data_filter=DATA,
+                               with_baseline=False)
+
+
+def wait_for(predicate, timeout=120.0, every=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def status_of(run) -> str:
+    run.refresh_from_db()
+    return run.status
+
+
+def test_a_run_trains_evaluates_and_publishes_its_model(staff, people, workdir, tiny_model_path):
+    with train_worker(tiny_model_path, workdir, "train-ok@localhost"):
+        run = start(staff, epochs=2)
+        wait_for(lambda: status_of(run) in (TrainingRun.Status.COMPLETED, TrainingRun.Status.FAILED))
+    assert run.status == TrainingRun.Status.COMPLETED, run.error
+    assert run.step == run.total_steps > 0
+    assert RunLog.objects.filter(run=run, kind="train").count() == run.total_steps
+    assert RunLog.objects.filter(run=run, kind="eval").get().values["eval/rewards/accuracies"] is not None
+    assert {"user_id", "seen", "n", "accuracy"} <= set(run.evaluation["per_user"][0])
+    assert run.evaluation["unseen"]["n"] > 0  # held-out people, scored with the generic vectors
+    assert len(run.user_map) == run.data_summary["seen_users"] + 1  # every seen user and the generic one
+    assert run.diagnostics and "entanglement/share_chosen_down" in run.diagnostics[0]
+    model = workdir / "artifacts" / run.artifacts
+    assert (model / "adapter" / "adapter_config.json").is_file() and (model / "user_model.safetensors").is_file()
+    assert not [p for p in model.parent.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_a_killed_worker_leaves_a_failed_run_that_resumes_from_its_checkpoint(staff, people, workdir,
+                                                                             tiny_model_path):
+    with train_worker(tiny_model_path, workdir, "train-victim@localhost") as proc:
+        run = start(staff, epochs=60, checkpoint_every=5)
+        wait_for(lambda: (run.refresh_from_db() or run.step) >= 12, every=0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    killed_at = run.step
+    # Nobody is training any more: within the heartbeat timeout someone looking at the runs marks it failed.
+    wait_for(lambda: services.runs_reap_stale() or status_of(run) == TrainingRun.Status.FAILED, timeout=30)
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED
+    assert "stopped sending heartbeats" in run.error and "Resume" in run.error
+    run_dir = workdir / "artifacts" / "runs" / str(run.pk)
+    assert not (run_dir / "model").exists() and run.artifacts == ""  # no half-written model is active
+
+    services.run_resume(run=run)
+    with train_worker(tiny_model_path, workdir, "train-rescue@localhost"):
+        wait_for(lambda: status_of(run) in (TrainingRun.Status.COMPLETED, TrainingRun.Status.FAILED), timeout=300)
+    assert run.status == TrainingRun.Status.COMPLETED, run.error
+    assert run.attempts == 2
+    resumed_step = int(run.data_summary["resumed_from"].split("-")[-1])
+    assert 5 <= resumed_step <= killed_at and resumed_step % 5 == 0
+    assert run.data_summary["first_step_this_attempt"] == resumed_step + 1
+
+
+def test_the_same_task_delivered_twice_trains_once(staff, people, workdir, tiny_model_path):
+    with train_worker(tiny_model_path, workdir, "train-dup@localhost"):
+        run = start(staff)
+        dispatch.send(services.TRAIN_TASK, run.pk, queue="train")  # a second delivery of the same run
+        wait_for(lambda: status_of(run) == TrainingRun.Status.COMPLETED)
+        time.sleep(1.0)  # the duplicate is handled by now (one worker process, in order)
+    run.refresh_from_db()
+    assert run.attempts == 1 and run.status == TrainingRun.Status.COMPLETED
+
+
+def test_cancel_stops_within_one_step_and_keeps_a_checkpoint(staff, people, workdir, tiny_model_path):
+    with train_worker(tiny_model_path, workdir, "train-cancel@localhost"):
+        run = start(staff, epochs=60)
+        wait_for(lambda: (run.refresh_from_db() or run.step) >= 3, every=0.05)
+        services.run_cancel(run=run)
+        requested_at = TrainingRun.objects.get(pk=run.pk).step
+        wait_for(lambda: status_of(run) == TrainingRun.Status.CANCELLED)
+    assert run.step <= requested_at + 1
+    assert run.step < run.total_steps
+    checkpoints = list((workdir / "artifacts" / "runs" / str(run.pk) / "checkpoints").iterdir())
+    assert checkpoints, "a cancelled run keeps a checkpoint to resume from"
+
+
+def test_a_nan_loss_stops_the_run_with_that_reason(staff, people, workdir, tiny_model_path):
+    with train_worker(tiny_model_path, workdir, "train-nan@localhost"):
+        run = start(staff, epochs=10, lr_lora=1e30, lr_user=1e30, max_grad_norm=1e30)
+        wait_for(lambda: status_of(run) in (TrainingRun.Status.FAILED, TrainingRun.Status.COMPLETED))
+    assert run.status == TrainingRun.Status.FAILED
+    assert "NaN or infinite" in run.error and "Lower the learning rates" in run.error

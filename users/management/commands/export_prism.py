@@ -1,0 +1,22 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand
+
+from users import prism_io
+
+
+class Command(BaseCommand):
+    help = "Write survey.jsonl, conversations.jsonl and utterances.jsonl in PRISM's format into a folder."
+
+    def add_arguments(self, parser):
+        parser.add_argument("folder", type=Path)
+
+    def handle(self, *args, folder: Path, **options):
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in prism_io.FILES:
+            path = folder / f"{name}.jsonl"
+            tmp = path.with_suffix(".jsonl.part")
+            with open(tmp, "w", encoding="utf-8") as out:
+                count = prism_io.prism_export(file=name, out=out)
+            tmp.replace(path)
+            self.stdout.write(f"{path}: {count:,} records")

@@ -1,0 +1,44 @@
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from trainer.core import synthetic
+from users import synthetic_population as sp
+
+
+class Command(BaseCommand):
+    help = ("Create simulated participants with hidden style preferences (opposing groups on one dimension) "
+            "who rate candidate replies through the same services as the web pages. Seeded: the same "
+            "arguments give the same data.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--people", type=int, default=50)
+        parser.add_argument("--population", default="synth", help="name; also the username prefix")
+        parser.add_argument("--conversations", type=int, default=3, help="per person")
+        parser.add_argument("--turns", type=int, default=2, help="per conversation (4 candidates, then 2 per turn)")
+        parser.add_argument("--dimension", choices=sorted(synthetic.DIMENSIONS), default="length",
+                            help="the style dimension the two groups disagree on")
+        parser.add_argument("--majority-share", type=float, default=0.7)
+        parser.add_argument("--side-weight", type=float, default=0.0,
+                            help="random weight of the other dimensions (0: only the contested one matters)")
+        parser.add_argument("--noise", type=float, default=3.0, help="std of the rating noise")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--mode", choices=["template", "model"], default="template",
+                            help="template: fast text templates; model: the serving model steered by style "
+                                 "instructions (slow on CPU)")
+        parser.add_argument("--max-new-tokens", type=int, default=160, help="model mode only")
+        parser.add_argument("--replace", action="store_true", help="delete this population first if it exists")
+
+    def handle(self, *args, **o):
+        writer = sp.template_writer if o["mode"] == "template" else sp.model_writer(o["max_new_tokens"])
+        started = time.perf_counter()
+        try:
+            report = sp.population_synthesize(
+                population=o["population"], n_people=o["people"], conversations_per_person=o["conversations"],
+                turns_per_conversation=o["turns"], dimension=o["dimension"], majority_share=o["majority_share"],
+                side_weight=o["side_weight"], noise=o["noise"], seed=o["seed"], writer=writer,
+                replace=o["replace"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"population {o['population']!r}: {report.people} people, {report.conversations} "
+                          f"conversations, {report.replies} rated replies in {time.perf_counter() - started:.1f} s")
