@@ -2,7 +2,7 @@
 
 from django.contrib.auth import get_user_model
 
-from users.models import Conversation, Profile, Reply, Turn
+from users.models import Conversation, Profile, Reply, SyntheticPersona, Turn
 
 SHORT = "Sleep at the same time every night."
 LONG = ("Keeping a regular schedule matters most: go to bed and get up at the same time every day, "
@@ -13,8 +13,9 @@ PROMPTS = ["How can I sleep better?", "How do I start running?", "Tips for learn
 
 def person(username: str, *, group: str | None = None):
     user = get_user_model().objects.create_user(username=username, password="pw-" + username + "-123")
-    Profile.objects.update_or_create(user=user, defaults={
-        "completed_at": user.date_joined, "extra": {"synthetic": {"group": group}} if group else {}})
+    Profile.objects.update_or_create(user=user, defaults={"completed_at": user.date_joined})
+    if group:
+        SyntheticPersona.objects.create(user=user, population="tests", seed=0, group=group, hidden_profile={})
     return user
 
 

@@ -164,8 +164,8 @@ def asgi_server(django_db_setup, django_db_blocker, test_redis, tiny_model_path,
 @contextmanager
 def train_worker(model_path: Path, workdir: Path, name: str, **extra: str):
     """A real Celery worker on the `train` queue; the caller may kill it."""
-    env = service_env(model_path, workdir, ARTIFACTS_DIR=str(workdir / "artifacts"), TRAIN_HEARTBEAT_SECONDS="1",
-                      **extra)
+    env = service_env(model_path, workdir, **{"ARTIFACTS_DIR": str(workdir / "artifacts"),
+                                              "TRAIN_HEARTBEAT_SECONDS": "1", **extra})
     log = workdir / f"{name.split('@')[0]}.log"
     with running(celery_worker_cmd("train", name), env, log, worker_ready(log, name)) as proc:
         yield proc

@@ -65,14 +65,24 @@ def user_attributes(exported_ids: list[str]) -> dict[str, dict]:
     from users.models import Profile
 
     wanted = set(exported_ids)
-    profiles = Profile.objects.filter(Q(prism_user_id__in=wanted) | Q(user__username__in=wanted)).select_related("user")
+    profiles = (Profile.objects.filter(Q(prism_user_id__in=wanted) | Q(user__username__in=wanted))
+                .select_related("user", "user__synthetic"))
     found = {}
     for p in profiles:
         key = p.prism_user_id if p.prism_user_id in wanted else p.user.username
-        hidden = (p.extra or {}).get("synthetic") or {}
+        persona = getattr(p.user, "synthetic", None)
         found[key] = {
-            "group": hidden.get("group"), "gender": p.gender, "age": p.age, "education": p.education,
+            "group": persona.group if persona else None, "gender": p.gender, "age": p.age, "education": p.education,
             "employment_status": p.employment_status, "english_proficiency": p.english_proficiency,
             "lm_familiarity": p.lm_familiarity, "country": (p.location or {}).get("reside_country"),
         }
     return found
+
+
+def synthetic_groups(users) -> dict[str, str]:
+    """Exported user id -> hidden group, for the simulated people among ``users``."""
+    from users.models import SyntheticPersona
+    from users.prism_io import exported_user_id
+
+    personas = SyntheticPersona.objects.filter(user__in=users).select_related("user", "user__profile")
+    return {exported_user_id(p.user, getattr(p.user, "profile", None)): p.group for p in personas if p.group}

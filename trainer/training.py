@@ -65,9 +65,13 @@ def gather_pairs(data_filter: dict) -> list:
 
     counts = selectors.pair_counts(data_filter)
     users = get_user_model().objects.filter(pk__in=list(counts))
+    # Simulated people carry their hidden group, so evaluation can report accuracy per group.
+    groups = selectors.synthetic_groups(users)
     pairs = []
     for n, row in enumerate(preference_pairs(users=users, min_margin=int(data_filter.get("min_margin", 1)),
                                              since=data_filter.get("since"), until=data_filter.get("until"))):
+        if row["user_id"] in groups:
+            row["group"] = groups[row["user_id"]]
         pairs.append(pair_from_json(row, where=f"pair {n + 1}"))
     return pairs
 

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 FAST = {"user_model": "individual", "batch_size": 4, "micro_batch_size": 4, "n_user_tokens": 2,
         "lr_lora": 1e-3, "lr_user": 1e-2, "warmup_steps": 0, "log_every": 1, "max_prompt_length": 64,
-        "max_length": 160, "diagnostics_every": 3, "diagnostics_pairs": 2}
+        "max_length": 160, "diagnostics_every": 0}
 DATA = {"min_pairs": 1, "unseen_fraction": 0.2, "test_fraction": 0.34}
 
 
@@ -53,7 +53,7 @@ def status_of(run) -> str:
 
 def test_a_run_trains_evaluates_and_publishes_its_model(staff, people, workdir, tiny_model_path):
     with train_worker(tiny_model_path, workdir, "train-ok@localhost"):
-        run = start(staff, epochs=2)
+        run = start(staff, epochs=2, diagnostics_every=3, diagnostics_pairs=2)
         wait_for(lambda: status_of(run) in (TrainingRun.Status.COMPLETED, TrainingRun.Status.FAILED))
     assert run.status == TrainingRun.Status.COMPLETED, run.error
     assert run.step == run.total_steps > 0
@@ -61,6 +61,7 @@ def test_a_run_trains_evaluates_and_publishes_its_model(staff, people, workdir, 
     assert RunLog.objects.filter(run=run, kind="eval").get().values["eval/rewards/accuracies"] is not None
     assert {"user_id", "seen", "n", "accuracy"} <= set(run.evaluation["per_user"][0])
     assert run.evaluation["unseen"]["n"] > 0  # held-out people, scored with the generic vectors
+    assert set(run.evaluation["groups"]) <= {"A", "B"} and run.evaluation["groups"]
     assert len(run.user_map) == run.data_summary["seen_users"] + 1  # every seen user and the generic one
     assert run.diagnostics and "entanglement/share_chosen_down" in run.diagnostics[0]
     model = workdir / "artifacts" / run.artifacts
@@ -71,7 +72,7 @@ def test_a_run_trains_evaluates_and_publishes_its_model(staff, people, workdir, 
 def test_a_killed_worker_leaves_a_failed_run_that_resumes_from_its_checkpoint(staff, people, workdir,
                                                                              tiny_model_path):
     with train_worker(tiny_model_path, workdir, "train-victim@localhost") as proc:
-        run = start(staff, epochs=60, checkpoint_every=5)
+        run = start(staff, epochs=16, checkpoint_every=5)
         wait_for(lambda: (run.refresh_from_db() or run.step) >= 12, every=0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
