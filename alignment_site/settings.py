@@ -43,6 +43,20 @@ COLLECTION_TARGET = env_int("COLLECTION_TARGET", 6, minimum=1)
 # A reply that gets no token for this long while "streaming" is marked failed.
 REPLY_STALL_SECONDS = env_int("REPLY_STALL_SECONDS", 120, minimum=5)
 
+# Personalized chat (issue 6). A user's vectors are refit on the `train` queue
+# after this many new preference pairs, from at most FASTFIT_MAX_PAIRS of their newest.
+FASTFIT_EVERY_PAIRS = env_int("FASTFIT_EVERY_PAIRS", 5, minimum=1)
+FASTFIT_MAX_PAIRS = env_int("FASTFIT_MAX_PAIRS", 64, minimum=1)
+FASTFIT_STEPS = env_int("FASTFIT_STEPS", 40, minimum=1)
+# Messages a person may send (chat and compare together) per minute; 0 = no limit.
+CHAT_RATE_PER_MINUTE = env_int("CHAT_RATE_PER_MINUTE", 20, minimum=0)
+# Prompt tokens fed to the model at most (oldest history dropped first).
+CHAT_MAX_PROMPT_TOKENS = env_int("CHAT_MAX_PROMPT_TOKENS", 1024, minimum=16)
+# The generate worker batches concurrent replies: at most this many per forward
+# pass, waiting at most this long for a batch to fill.
+GENERATE_BATCH_SIZE = env_int("GENERATE_BATCH_SIZE", 8, minimum=1, maximum=64)
+GENERATE_BATCH_WAIT_MS = env_int("GENERATE_BATCH_WAIT_MS", 20, minimum=0, maximum=5000)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

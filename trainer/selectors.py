@@ -25,9 +25,10 @@ def pair_counts(data_filter: dict) -> dict[int, int]:
     return {row["turn__conversation__user"]: row["n"] for row in rows if row["n"] >= minimum}
 
 
-def measured_pairs_per_second() -> tuple[float | None, bool]:
-    """Training throughput of the newest completed run, if there is one."""
-    run = (TrainingRun.objects.filter(status=TrainingRun.Status.COMPLETED, data_summary__has_key="pairs_per_second")
+def measured_pairs_per_second(*, base_model: str) -> tuple[float | None, bool]:
+    """Training throughput of the newest completed run on this base model, if there is one."""
+    run = (TrainingRun.objects.filter(status=TrainingRun.Status.COMPLETED, data_summary__has_key="pairs_per_second",
+                                      data_summary__base_model=base_model)
            .order_by("-finished_at").only("data_summary").first())
     if run is None:
         return None, False

@@ -35,7 +35,7 @@ def run_preview(*, data_filter: dict, config: dict) -> dict:
     train_pairs = int(pairs * seen_share * (1.0 - data_filter.get("test_fraction", 0.2)))
     batch = max(1, int(config.get("batch_size", 32)))
     steps = max(1, math.ceil(train_pairs * float(config.get("epochs", 1.0)) / batch)) if train_pairs else 0
-    rate, measured = selectors.measured_pairs_per_second()
+    rate, measured = selectors.measured_pairs_per_second(base_model=_base_model_name())
     rate = rate or FALLBACK_PAIRS_PER_SECOND
     personalized = config.get("user_model", "individual") != "none"
     # P-DPO runs the policy twice per pair (personal and generic vectors).
@@ -44,8 +44,20 @@ def run_preview(*, data_filter: dict, config: dict) -> dict:
             "estimated_seconds": seconds, "rate_measured": measured, "pairs_per_second": rate}
 
 
+def _base_model_name() -> str:
+    from trainer import provision
+
+    try:
+        return provision.resolve(settings.BASE_MODEL, settings.DATA_DIR).name
+    except provision.ProvisionError:
+        return settings.BASE_MODEL
+
+
 def run_create(*, created_by, name: str, config: dict, data_filter: dict, with_baseline: bool) -> TrainingRun:
     """Create the run (and its plain-DPO baseline on the same data) and queue both after commit."""
+    from trainer.core.config import TrainConfig  # torch-free: the web may use it
+
+    config = TrainConfig.from_dict(config).to_dict()  # every field stored, defaults filled in
     with transaction.atomic():
         run = TrainingRun.objects.create(name=name, created_by=created_by, config=config,
                                          data_filter=data_filter)

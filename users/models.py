@@ -12,6 +12,7 @@ class Conversation(models.Model):
         UNGUIDED = "unguided", "Unguided"
         VALUES = "values guided", "Values guided"
         CONTROVERSY = "controversy guided", "Controversy guided"
+        COMPARE = "compare", "Compare"  # personalized vs generic vs base, rated blind (issue 6)
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.CHAT)
@@ -30,6 +31,7 @@ class Conversation(models.Model):
     extra = models.JSONField(default=dict, blank=True)
 
     PRISM_KINDS = (Kind.UNGUIDED, Kind.VALUES, Kind.CONTROVERSY)
+    EXPORTED_KINDS = (*PRISM_KINDS, Kind.COMPARE)  # what the PRISM export writes
 
     class Meta:
         ordering = ["-updated_at"]
@@ -188,3 +190,37 @@ class SyntheticPersona(models.Model):
 
     def __str__(self) -> str:
         return f"{self.population}/{self.user_id}"
+
+
+class VectorFit(models.Model):
+    """One refit of a person's vectors on a model version (fast fit, LoRA frozen).
+
+    The fitted (T, H) tensor lives in a safetensors file under ARTIFACTS_DIR
+    (``path``, relative); serving uses the newest done row for the person and
+    the active run, so a refit reaches chat without a restart.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="vector_fits")
+    run = models.ForeignKey("trainer.TrainingRun", on_delete=models.CASCADE, related_name="vector_fits")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    pairs_total = models.PositiveIntegerField()  # the person's pair count when the fit was asked for
+    pairs_used = models.PositiveIntegerField(default=0)
+    path = models.CharField(max_length=300, blank=True)
+    seconds = models.FloatField(null=True, blank=True)
+    losses = models.JSONField(default=list, blank=True)  # first and last full-batch loss
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["user", "run", "status"])]
+
+    def __str__(self) -> str:
+        return f"fit {self.pk} of {self.user_id} on run {self.run_id} ({self.status})"

@@ -245,7 +245,7 @@ def prism_export_lines(*, file: str, users=None) -> Iterator[str]:
     if file == "survey":
         qs = _profiles(users).annotate(
             done=Count("user__conversations", filter=Q(user__conversations__ended_at__isnull=False,
-                                                       user__conversations__kind__in=Conversation.PRISM_KINDS)))
+                                                       user__conversations__kind__in=Conversation.EXPORTED_KINDS)))
         for profile in qs.iterator(chunk_size=BATCH):
             values = {k: getattr(profile, k) for k in SURVEY_COLUMNS}
             values.update(user_id=exported_user_id(profile.user, profile), survey_only=profile.done == 0,
@@ -255,7 +255,7 @@ def prism_export_lines(*, file: str, users=None) -> Iterator[str]:
         return
     if file not in ("conversations", "utterances"):
         raise ValueError(f"unknown PRISM file {file!r}: use one of {FILES}")
-    qs = (Conversation.objects.filter(kind__in=Conversation.PRISM_KINDS).select_related("user__profile")
+    qs = (Conversation.objects.filter(kind__in=Conversation.EXPORTED_KINDS).select_related("user__profile")
           .prefetch_related(Prefetch("turns", queryset=Turn.objects.order_by("index").prefetch_related(
               Prefetch("replies", queryset=Reply.objects.order_by("position")))))
           .order_by("pk"))
@@ -405,9 +405,9 @@ def _import_conversations(batch: list[tuple[int, dict]], file: str, report: Impo
         _first_time(seen, cid, file, line, "conversation_id", repr(cid))
         uid = _require_id(record, "user_id", file, line)
         kind = record.get("conversation_type")
-        if kind not in Conversation.PRISM_KINDS:
+        if kind not in Conversation.EXPORTED_KINDS:
             raise PrismImportError(file, line, "conversation_type",
-                                   f"must be one of {', '.join(Conversation.PRISM_KINDS)}, found {json.dumps(kind)}")
+                                   f"must be one of {', '.join(Conversation.EXPORTED_KINDS)}, found {json.dumps(kind)}")
         parsed.append((line, cid, uid, record, _parse_history(record.get("conversation_history"), file, line)))
     people = dict(Profile.objects.filter(prism_user_id__in={p[2] for p in parsed})
                   .values_list("prism_user_id", "user_id"))

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from trainer.core.logprobs import plain_head, token_logps
+
 PROFILE_PREFIX = "About the user: "
 
 
@@ -166,12 +168,32 @@ def embed_inputs(model, batch: SequenceBatch, soft_prompt: torch.Tensor | None) 
 
 
 def reply_logps(model, batch: SequenceBatch, soft_prompt: torch.Tensor | None) -> torch.Tensor:
-    """Summed log-probability of each row's reply tokens; returns (N,) float32."""
+    """Summed log-probability of each row's reply tokens; returns (N,) float32.
+
+    Runs the decoder, then projects only the real reply positions onto the
+    vocabulary (``logprobs.token_logps``); models whose logits are not a plain
+    linear projection take the ordinary logits route.
+    """
     R = batch.labels.shape[1]
-    out = model(inputs_embeds=embed_inputs(model, batch, soft_prompt), attention_mask=batch.attention_mask,
-                position_ids=batch.position_ids, use_cache=False, logits_to_keep=R + 1)
-    logits = out.logits[:, :-1, :].float()  # (N, R, V): position t predicts token t+1
+    embeds = embed_inputs(model, batch, soft_prompt)  # (N, L, H)
+    head = plain_head(model)
+    if head is None:
+        return _reply_logps_from_logits(model, batch, embeds)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.get_decoder()(inputs_embeds=embeds, attention_mask=batch.attention_mask,
+                                position_ids=batch.position_ids, use_cache=False).last_hidden_state  # (N, L, H)
+    hidden = hidden[:, -R - 1:-1]  # (N, R, H): position t predicts token t+1
+    mask = batch.label_mask.bool()  # (N, R)
+    logps = token_logps(hidden[mask], head.weight.to(hidden.dtype), batch.labels[mask])  # (M,) reply tokens only
+    rows = mask.nonzero()[:, 0]  # (M,) which sequence each token belongs to
+    return torch.zeros(mask.shape[0], dtype=logps.dtype, device=logps.device).index_add(0, rows, logps)  # (N,)
+
+
+def _reply_logps_from_logits(model, batch: SequenceBatch, embeds: torch.Tensor) -> torch.Tensor:
+    R = batch.labels.shape[1]
+    out = model(inputs_embeds=embeds, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                use_cache=False, logits_to_keep=R + 1)
+    logits = out.logits[:, :-1, :].float()  # (N, R, V)
     # gather - logsumexp avoids materialising a second (N, R, V) log-softmax tensor.
     picked = torch.gather(logits, 2, batch.labels.unsqueeze(-1)).squeeze(-1)  # (N, R)
-    token_logps = picked - logits.logsumexp(-1)  # (N, R)
-    return (token_logps * batch.label_mask).sum(-1)  # (N,)
+    return ((picked - logits.logsumexp(-1)) * batch.label_mask).sum(-1)  # (N,)

@@ -14,7 +14,8 @@
     logps: [["logps/chosen", "chosen"], ["logps/rejected", "rejected"]],
     grad_norm: [["grad_norm", "grad norm"]],
     lr: [["learning_rate/lora", "LoRA"], ["learning_rate/user", "user model"]],
-    speed: [["examples_per_second", "pairs/s"], ["tokens_per_second", "tokens/s"]],
+    pairs_speed: [["examples_per_second", "pairs/s"]],
+    tokens_speed: [["tokens_per_second", "tokens/s"]],
   };
   const charts = {};
 

@@ -1,0 +1,75 @@
+import dataclasses
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from tests.core.conftest import fast_config, small_pairs
+from trainer.core.artifacts import load_run, save_run
+from trainer.core.config import FastFitConfig
+from trainer.core.data import DataError
+from trainer.core.evaluate import evaluate
+from trainer.core.fastfit import fast_fit
+from trainer.core.generation import generate_text
+from trainer.core.loop import train
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_path):
+    return train(fast_config(epochs=2.0), str(tiny_model_path), small_pairs(), log=lambda *_: None)
+
+
+def test_fast_fit_adds_a_user_without_touching_anyone_else(trained):
+    core = trained.model
+    before = {n: p.detach().clone() for n, p in core.named_parameters()}
+    old_rows = core.user_model(torch.arange(core.user_model.n_users + 1)).detach()
+    newcomer = [dataclasses.replace(p, user_id="newbie") for p in small_pairs()[4:8]]  # user2's preferences
+    report = fast_fit(core, trained.tokenizer, trained.user_index, trained.config, "newbie", newcomer,
+                      fit=FastFitConfig(steps=15, lr=5e-2))
+    assert report.row == core.user_model.n_users == 4 and trained.user_index.row("newbie") == 4
+    assert report.losses[-1] < report.losses[0]
+    for n, p in core.lm.named_parameters():
+        assert torch.equal(p, before[f"lm.{n}"]), n  # LoRA and base frozen
+    assert_close(core.user_model(torch.arange(4)).detach(), old_rows, rtol=0, atol=0)
+    assert not torch.equal(core.user_model(torch.tensor([4]))[0], old_rows[0])  # moved away from generic
+
+
+def test_fast_fit_refuses_a_user_with_no_pairs(trained):
+    with pytest.raises(DataError, match="'nobody' has no pairs"):
+        fast_fit(trained.model, trained.tokenizer, trained.user_index, trained.config, "nobody", small_pairs())
+
+
+def test_evaluation_scores_unseen_users_with_the_generic_vectors(trained):
+    pairs = small_pairs()
+    stranger = [dataclasses.replace(p, user_id="stranger") for p in pairs[:4]]
+    result = evaluate(trained.model, trained.tokenizer, trained.user_index, trained.config, pairs[:8] + stranger)
+    assert result.seen["n"] == 8 and result.unseen["n"] == 4
+    rows = {r["user_id"]: r for r in result.per_user}
+    assert rows["stranger"]["seen"] is False and rows["user1"]["seen"] is True
+    generic = evaluate(trained.model, trained.tokenizer, None, trained.config, pairs[:4])  # nobody is known
+    assert rows["stranger"]["margin"] == pytest.approx(generic.per_user[0]["margin"], abs=1e-5)
+    assert {"eval/loss", "eval/rewards/accuracies", "eval/rewards/margins"} <= set(result.metrics)
+
+
+def test_a_saved_run_loads_back_with_the_same_scores_and_generates(trained, tiny_model_path, tmp_path):
+    out = save_run(tmp_path / "run", trained.model, trained.user_index, trained.config,
+                   base_model=str(tiny_model_path), metrics={"history": trained.history})
+    assert {"adapter", "user_model.safetensors", "users.json", "config.json", "metrics.json"} <= \
+        {p.name for p in out.iterdir()}
+    run = load_run(out)
+    pairs = small_pairs()
+    a = evaluate(trained.model, trained.tokenizer, trained.user_index, trained.config, pairs)
+    b = evaluate(run.model, run.tokenizer, run.user_index, run.config, pairs)
+    assert [r["margin"] for r in a.per_user] == pytest.approx([r["margin"] for r in b.per_user], abs=1e-5)
+    assert run.config == trained.config and run.metrics["history"] == trained.history
+    soft = run.soft_prompt("user1")
+    assert soft.shape == (trained.config.n_user_tokens, 64)
+    assert_close(run.soft_prompt("unknown"), run.soft_prompt(None))
+    msgs = [{"role": "user", "content": "Tell me about owls."}]
+    text = generate_text(run.model.lm, run.tokenizer, msgs, soft_prompt=soft, temperature=0, max_new_tokens=8)
+    merged = load_run(out, merge=True)
+    assert not hasattr(merged.model.lm, "disable_adapter")  # a plain transformers model for serving
+    assert generate_text(merged.model.lm, merged.tokenizer, msgs, soft_prompt=soft, temperature=0,
+                         max_new_tokens=8) == text
+    save_run(out, trained.model, trained.user_index, trained.config, base_model=str(tiny_model_path))
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # replaced in place, no temp folders left

@@ -1,0 +1,40 @@
+import random
+
+from trainer.core.synthetic import (DIMENSIONS, features, generate_reply, judge_prefers, make_pairs,
+                                    sample_population, score, style_instruction)
+
+
+def test_population_has_exact_opposing_group_sizes():
+    people = sample_population(10, dimension="length", majority_pole="detailed", majority_share=0.7, seed=1)
+    groups = [p.group for p in people]
+    assert groups.count("length:detailed") == 7 and groups.count("length:concise") == 3
+    assert sample_population(10, seed=1) == sample_population(10, seed=1)
+
+
+def test_generated_styles_are_measurable_at_both_poles():
+    rng = random.Random(0)
+    for dim in DIMENSIONS.values():
+        low = features(generate_reply("How do I start running?", {dim.name: dim.poles[0]}, rng))[dim.name]
+        high = features(generate_reply("How do I start running?", {dim.name: dim.poles[1]}, rng))[dim.name]
+        assert low < 0 < high, dim.name
+
+
+def test_hidden_rule_prefers_each_groups_pole():
+    short = generate_reply("Why is the sky blue?", {"length": "concise"}, random.Random(0))
+    long = generate_reply("Why is the sky blue?", {"length": "detailed"}, random.Random(0))
+    fans_of_detail, fans_of_brevity = (next(p for p in sample_population(10, seed=0) if p.group == g)
+                                       for g in ("length:detailed", "length:concise"))
+    assert judge_prefers(fans_of_detail, long, short) and judge_prefers(fans_of_brevity, short, long)
+    assert 1 <= score(fans_of_detail, short, random.Random(0)) < score(fans_of_detail, long, random.Random(0)) <= 100
+
+
+def test_pairs_follow_each_users_rule_and_instructions_exist():
+    people = sample_population(4, seed=0)
+    pairs = make_pairs(people, ["Why is the sky blue?"], conversations_per_user=3, seed=0)
+    for p in pairs:
+        person = next(x for x in people if x.user_id == p.user_id)
+        pole = person.preferred_pole("length")
+        assert features(p.chosen[0]["content"])["length"] > features(p.rejected[0]["content"])["length"] \
+            if pole == "detailed" else features(p.chosen[0]["content"])["length"] < 0
+        assert p.score_chosen > p.score_rejected and p.extra["group"] == person.group
+    assert "bullet" in style_instruction("format", "lists")

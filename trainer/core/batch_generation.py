@@ -1,0 +1,194 @@
+"""Batched streaming generation: several users' requests in one forward pass.
+
+P-RLHF shares the weights between users, so requests with different soft
+prompts (or none) can run together: each row of the batch gets its own
+vectors in its slots, its own sampling settings and its own stop condition.
+``BatchScheduler`` owns a model and one thread; callers ``submit`` a request
+and read its text deltas from ``request.deltas``. The thread waits at most
+``max_wait`` seconds for more requests to fill a batch, then prefills them
+together and decodes them in lock-step until every row has finished; requests
+that arrive meanwhile form the next batch.
+
+Pure torch and threading: no Django, so it can be benchmarked alone.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from transformers import DynamicCache
+
+from trainer.core.generation import _Detokenizer, _eos_ids, _sample
+from trainer.core.sequences import collate, embed_inputs, encode_prompt, prefix_ids
+
+END = None  # put on ``deltas`` after the last piece of text
+
+
+@dataclass
+class GenerationRequest:
+    messages: list[dict]
+    soft_prompt: torch.Tensor | None = None  # (T, H) or None for the plain model
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.9
+    seed: int | None = None
+    max_prompt_length: int | None = None
+    should_stop: Callable[[], bool] | None = None  # checked by the scheduler thread before every token
+    deltas: queue.Queue = field(default_factory=queue.Queue)  # text pieces, then END
+    cancelled: bool = False  # set by the caller's thread: cheaper than a callback
+    error: BaseException | None = None
+    tokens: int = 0  # generated tokens, EOS excluded
+    batch_size: int = 0  # how many requests shared the forward pass (for the record)
+
+    def stream(self, timeout: float | None = None):
+        """The text deltas as an iterator; raises what the scheduler raised."""
+        while True:
+            piece = self.deltas.get(timeout=timeout)
+            if piece is END:
+                if self.error is not None:
+                    raise self.error
+                return
+            yield piece
+
+
+def generate_batch(model, tokenizer, requests: list[GenerationRequest]) -> None:
+    """Generate every request's reply in one batch, streaming deltas into each request's queue.
+
+    Rows are left-padded; every row's soft prompt sits right after its BOS
+    (the slot positions of ``collate``). Requests with and without soft prompts
+    are mixed by giving the latter ``n_slots`` extra padding instead of slots.
+    """
+    if not requests:
+        return
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    n_slots = max((r.soft_prompt.shape[0] for r in requests if r.soft_prompt is not None), default=0)
+    prefix = prefix_ids(tokenizer)
+    items = []
+    for r in requests:
+        prompt = encode_prompt(tokenizer, r.messages, max_prompt_length=r.max_prompt_length)
+        items.append((prompt.ids, []))
+    batch = collate(items, prefix=prefix, n_slots=n_slots, pad_id=pad_id).to(device)
+    N = len(requests)
+    if n_slots:
+        hidden = model.get_input_embeddings().weight.shape[1]
+        soft = torch.zeros((N, n_slots, hidden), device=device)  # (N, T, H)
+        for i, r in enumerate(requests):
+            if r.soft_prompt is None or r.soft_prompt.shape[0] != n_slots:
+                # A plain row: its slots become padding, masked out of attention.
+                batch.attention_mask[i] &= ~batch.slot_mask[i]
+            else:
+                soft[i] = r.soft_prompt.to(device)
+        batch.position_ids = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)  # (N, L)
+    else:
+        soft = None
+    eos_ids = _eos_ids(model, tokenizer)
+    generators = [torch.Generator(device=device).manual_seed(r.seed) if r.seed is not None and r.temperature > 0
+                  else None for r in requests]
+    detoks = [_Detokenizer(tokenizer) for _ in requests]
+    alive = [True] * N
+    steps = [0] * N
+    for r in requests:
+        r.batch_size = N
+    try:
+        with torch.inference_mode():
+            attention = batch.attention_mask  # (N, L)
+            positions = batch.position_ids[:, -1]  # (N,) last position of each row
+            out = model(inputs_embeds=embed_inputs(model, batch, soft), attention_mask=attention,
+                        position_ids=batch.position_ids, past_key_values=DynamicCache(), use_cache=True,
+                        logits_to_keep=1)
+            while any(alive):
+                next_ids = torch.full((N,), pad_id, dtype=torch.long, device=device)  # (N,)
+                logits = out.logits[:, -1]  # (N, V)
+                for i, r in enumerate(requests):
+                    if not alive[i]:
+                        continue
+                    if r.cancelled or (r.should_stop is not None and r.should_stop()):
+                        alive[i] = False
+                        continue
+                    token = int(_sample(logits[i], r.temperature, r.top_p, generators[i]))
+                    if token in eos_ids:
+                        alive[i] = False
+                        continue
+                    next_ids[i] = token
+                    r.tokens += 1
+                    steps[i] += 1
+                    delta = detoks[i].push(token)
+                    if delta:
+                        r.deltas.put(delta)
+                    if steps[i] >= r.max_new_tokens:
+                        alive[i] = False
+                if not any(alive):
+                    break
+                # Finished rows still take a step (their token is padding, masked out); cheaper than reshaping the cache.
+                step_mask = torch.tensor(alive, dtype=torch.long, device=device).view(N, 1)  # (N, 1)
+                attention = torch.cat([attention, step_mask], dim=1)  # (N, L + t)
+                positions = positions + 1
+                out = model(input_ids=next_ids.view(N, 1), past_key_values=out.past_key_values,
+                            attention_mask=attention, position_ids=positions.view(N, 1), use_cache=True,
+                            logits_to_keep=1)
+    except BaseException as exc:  # every waiting caller must hear about it
+        for r in requests:
+            r.error = exc
+        raise
+    finally:
+        for r in requests:
+            r.deltas.put(END)
+
+
+class BatchScheduler:
+    """One model, one thread, batches of at most ``max_batch`` requests gathered within ``max_wait`` seconds."""
+
+    def __init__(self, model, tokenizer, *, max_batch: int = 8, max_wait: float = 0.02, name: str = "batcher"):
+        self.model, self.tokenizer = model, tokenizer
+        self.max_batch, self.max_wait = max_batch, max_wait
+        self._inbox: queue.Queue = queue.Queue()
+        self._closed = threading.Event()
+        self.batches: list[int] = []  # sizes of the batches run so far (most recent 1000)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, request: GenerationRequest) -> GenerationRequest:
+        if self._closed.is_set():
+            raise RuntimeError("the batch scheduler is closed")
+        self._inbox.put(request)
+        return request
+
+    def close(self) -> None:
+        self._closed.set()
+        self._inbox.put(None)
+        self._thread.join(timeout=30)
+
+    def _gather(self) -> list[GenerationRequest]:
+        first = self._inbox.get()
+        if first is None:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.max_wait
+        while len(batch) < self.max_batch:
+            left = deadline - time.monotonic()
+            try:
+                item = self._inbox.get(timeout=max(left, 0)) if left > 0 else self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._closed.set()
+                break
+            batch.append(item)
+        return batch
+
+    def _loop(self) -> None:
+        while not self._closed.is_set():
+            batch = self._gather()
+            if not batch:
+                continue
+            self.batches = (self.batches + [len(batch)])[-1000:]
+            try:
+                generate_batch(self.model, self.tokenizer, batch)
+            except Exception:  # already handed to each request; keep serving the next batch
+                pass

@@ -1,0 +1,103 @@
+"""Run configurations: one dataclass per run type, every field defaulted.
+
+Defaults are the paper's PRISM settings (Li et al., arXiv 2402.05133, §5 of DESIGN.md).
+A config is stored as JSON with every run and inside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+USER_MODELS = ("individual", "cluster", "none")
+
+
+@dataclass
+class TrainConfig:
+    # --- what is trained ---
+    user_model: str = "individual"  # individual | cluster | none (none = plain preference optimisation)
+    loss: str = "dpo"  # a key of losses.LOSSES: dpo | ipo | simpo | hinge
+    beta: float = 0.5  # inverse temperature of the implicit reward
+    alpha: float = 0.5  # weight of the personal term; 1 - alpha goes to the generic user 0
+    simpo_gamma: float = 0.5  # SimPO's target reward margin (only used by loss=simpo)
+    n_user_tokens: int = 10  # T_u: soft-prompt vectors per user
+    n_clusters: int = 10  # K: shared components of the cluster user model
+    use_profile: bool = False  # put the pair's textual profile into the prompt (same text for every term)
+    # --- LoRA ---
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    # --- optimisation ---
+    lr_lora: float = 5e-5
+    lr_user: float = 5e-5
+    weight_decay: float = 0.0
+    warmup_steps: int = 150  # linear warmup, then cosine decay to zero; clipped to the run's length
+    batch_size: int = 32  # effective batch: pairs per optimizer step across all processes
+    micro_batch_size: int = 8  # pairs per forward pass on one process; gradients accumulate up to batch_size
+    epochs: float = 1.0
+    max_grad_norm: float = 1.0
+    max_prompt_length: int = 470  # tokens; longer prompts lose their oldest history first
+    max_length: int = 770  # tokens of prompt + reply
+    seed: int = 42
+    # --- device ---
+    device: str = "auto"  # auto = cuda when present else cpu; or an explicit torch device string
+    bf16: bool | None = None  # None = bf16 autocast on CUDA, fp32 on CPU
+    # --- bookkeeping ---
+    log_every: int = 10  # optimizer steps between metric reports (the only steps that sync to the host)
+    checkpoint_every: int = 0  # optimizer steps between checkpoints; 0 = none
+    diagnostics_every: int = 0  # optimizer steps between gradient-entanglement reports; 0 = none
+    diagnostics_pairs: int = 4  # pairs used for each gradient-entanglement report
+
+    def __post_init__(self):
+        if self.user_model not in USER_MODELS:
+            raise ValueError(f"user_model must be one of {USER_MODELS}, not {self.user_model!r}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], not {self.alpha}")
+        if self.batch_size % self.micro_batch_size:
+            raise ValueError("batch_size must be a multiple of micro_batch_size")
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError("max_prompt_length must be smaller than max_length")
+
+    @property
+    def personalized(self) -> bool:
+        return self.user_model != "none"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def plain_dpo(config: TrainConfig) -> TrainConfig:
+    """The baseline every report compares against: same settings, no user model, alpha 0."""
+    return dataclasses.replace(config, user_model="none", alpha=0.0)
+
+
+@dataclass
+class FastFitConfig:
+    """Fit one new user's vectors with the LoRA, the generic user and all other users frozen."""
+
+    steps: int = 40  # full-batch optimizer steps over the user's pairs
+    lr: float = 1e-2  # much higher than training: few parameters, few pairs, seconds of compute
+    weight_decay: float = 0.0  # pull towards the generic user (offsets start at zero)
+    seed: int = 0
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 16  # pairs per forward pass
+    generations: int = 0  # replies generated per test user for the judged win-rate; 0 = skip
+    max_new_tokens: int = 96

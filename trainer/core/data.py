@@ -1,0 +1,131 @@
+"""Preference pairs: the JSONL export format, validation, and the seen/unseen + train/test split."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REQUIRED = ("user_id", "prompt", "chosen", "rejected")
+
+
+class DataError(ValueError):
+    """The pairs cannot be used; the message says which line or user and why."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    user_id: str
+    prompt: list[dict]  # chat messages up to and including the user turn being answered
+    chosen: list[dict]  # [{"role": "assistant", "content": ...}]
+    rejected: list[dict]
+    conversation_id: str = ""
+    turn: int = 0
+    score_chosen: float | None = None
+    score_rejected: float | None = None
+    profile: str | None = None  # optional textual profile, used only when the run enables it
+    extra: dict = field(default_factory=dict, compare=False)  # anything else on the line, carried along
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        extra = data.pop("extra")
+        if data["profile"] is None:
+            data.pop("profile")
+        return {**data, **extra}
+
+
+def _check_messages(value, name: str, where: str) -> list[dict]:
+    if not isinstance(value, list) or not value:
+        raise DataError(f"{where}: {name} must be a non-empty list of chat messages")
+    for m in value:
+        if not isinstance(m, dict) or "role" not in m or not isinstance(m.get("content"), str):
+            raise DataError(f"{where}: every {name} message needs a role and a string content")
+    return value
+
+
+def pair_from_json(data: dict, where: str = "pair") -> Pair:
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise DataError(f"{where}: missing field(s) {', '.join(missing)}")
+    known = {"user_id", "conversation_id", "turn", "prompt", "chosen", "rejected", "score_chosen",
+             "score_rejected", "profile"}
+    return Pair(
+        user_id=str(data["user_id"]),
+        prompt=_check_messages(data["prompt"], "prompt", where),
+        chosen=_check_messages(data["chosen"], "chosen", where),
+        rejected=_check_messages(data["rejected"], "rejected", where),
+        conversation_id=str(data.get("conversation_id", "")),
+        turn=int(data.get("turn", 0)),
+        score_chosen=data.get("score_chosen"),
+        score_rejected=data.get("score_rejected"),
+        profile=data.get("profile") or None,
+        extra={k: v for k, v in data.items() if k not in known},
+    )
+
+
+def read_pairs(path: str | Path) -> list[Pair]:
+    """All pairs of a JSONL file; blank lines are skipped, a bad line stops with its number."""
+    pairs = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{n}: not JSON ({exc.msg})") from None
+            pairs.append(pair_from_json(data, f"{path}:{n}"))
+    return pairs
+
+
+def write_pairs(path: str | Path, pairs: list[Pair]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for p in pairs:
+            fh.write(json.dumps(p.to_json(), ensure_ascii=False) + "\n")
+
+
+def require_pairs(pairs: list[Pair], what: str = "training") -> None:
+    if not pairs:
+        raise DataError(f"No {what} pairs: the dataset is empty (or every user ended up in another split).")
+
+
+@dataclass
+class Split:
+    train: list[Pair]
+    test_seen: list[Pair]  # held-out conversations of users who are also in train
+    test_unseen: list[Pair]  # every pair of users kept out of training (evaluated as the generic user)
+    seen_users: list[str]
+    unseen_users: list[str]
+
+    def summary(self) -> dict:
+        return {"train_pairs": len(self.train), "test_seen_pairs": len(self.test_seen),
+                "test_unseen_pairs": len(self.test_unseen), "seen_users": len(self.seen_users),
+                "unseen_users": len(self.unseen_users)}
+
+
+def split_pairs(pairs: list[Pair], *, unseen_fraction: float = 0.1, test_fraction: float = 0.2,
+                seed: int = 0) -> Split:
+    """Split by user first (seen / unseen), then each seen user's conversations into train / test.
+
+    A seen user keeps at least one conversation in train; a user with a single
+    conversation has no seen-test pairs. At least one user stays seen.
+    """
+    require_pairs(pairs, "")
+    rng = random.Random(seed)
+    by_user: dict[str, dict[str, list[Pair]]] = {}
+    for p in pairs:  # keeps first-appearance order, so the split only depends on the data and the seed
+        by_user.setdefault(p.user_id, {}).setdefault(p.conversation_id, []).append(p)
+    users = list(by_user)
+    rng.shuffle(users)
+    n_unseen = min(int(round(unseen_fraction * len(users))), len(users) - 1)
+    unseen, seen = users[:n_unseen], users[n_unseen:]
+    train, test_seen = [], []
+    for u in seen:
+        convs = list(by_user[u])
+        rng.shuffle(convs)
+        n_test = min(int(round(test_fraction * len(convs))), len(convs) - 1)
+        for i, c in enumerate(convs):
+            (test_seen if i < n_test else train).extend(by_user[u][c])
+    test_unseen = [p for u in unseen for c in by_user[u].values() for p in c]
+    return Split(train, test_seen, test_unseen, sorted(seen), sorted(unseen))

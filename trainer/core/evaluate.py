@@ -1,0 +1,106 @@
+"""Implicit-reward accuracy on held-out pairs: overall, per user (a table), seen vs unseen, per group.
+
+Seen users are scored with their own vectors, users the model has not seen with
+the generic user's; a plain model (no user model) scores everyone the same way.
+A pair counts as correct when the implicit reward of the chosen reply is higher.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from trainer.core.data import Pair
+from trainer.core.losses import pair_loss
+from trainer.core.policy import PreferenceModel, encode_pairs, policy_logps
+from trainer.core.reference import ReferenceCache
+from trainer.core.usermodel import GENERIC, UserIndex
+
+
+@dataclass
+class EvalResult:
+    accuracy: float  # over all pairs
+    n: int
+    metrics: dict = field(default_factory=dict)  # TRL names with an eval/ prefix
+    per_user: list[dict] = field(default_factory=list)  # user_id, seen, n, accuracy, margin, group
+    seen: dict = field(default_factory=dict)  # {"n", "accuracy"} for users with their own vectors
+    unseen: dict = field(default_factory=dict)  # {"n", "accuracy"} for users scored as the generic user
+    groups: dict = field(default_factory=dict)  # group label (pair.extra["group"]) -> {"n", "accuracy"}
+
+    def to_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "n": self.n, "metrics": self.metrics, "seen": self.seen,
+                "unseen": self.unseen, "groups": self.groups, "per_user": self.per_user}
+
+
+def _share(flags: list[bool]) -> dict:
+    return {"n": len(flags), "accuracy": (sum(flags) / len(flags)) if flags else None}
+
+
+@torch.no_grad()
+def pair_rewards(core: PreferenceModel, tokenizer, user_index: UserIndex | None, config, pairs: list[Pair], *,
+                 device, batch_size: int = 16, refs: ReferenceCache | None = None,
+                 force_generic: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(chosen rewards (P,), rejected rewards (P,), losses (P,)) under each pair's own user row."""
+    index = user_index if core.user_model is not None else None
+    encoded = encode_pairs(tokenizer, pairs, index, config)
+    refs = refs or ReferenceCache()
+    was_training = core.training
+    core.eval()
+    out_c, out_r, out_l = [], [], []
+    try:
+        for s in range(0, len(encoded), batch_size):
+            chunk = encoded[s:s + batch_size]
+            refs.fill(core, chunk, device=device, batch_size=batch_size)
+            rows = [GENERIC] * len(chunk) if force_generic else None
+            personal, generic = policy_logps(core, chunk, alpha=1.0 if core.user_model is not None else 0.0,
+                                             device=device, user_rows=rows)
+            losses, rc, rr = pair_loss(config.loss, personal or generic, refs.get(chunk, device), beta=config.beta,
+                                       gamma=config.simpo_gamma)
+            out_c.append(rc.cpu()), out_r.append(rr.cpu()), out_l.append(losses.cpu())
+    finally:
+        core.train(was_training)
+    return torch.cat(out_c), torch.cat(out_r), torch.cat(out_l)
+
+
+def evaluate(core: PreferenceModel, tokenizer, user_index: UserIndex | None, config, pairs: list[Pair], *,
+             device="cpu", batch_size: int = 16) -> EvalResult:
+    """Accuracy tables for ``pairs``; users not in ``user_index`` are unseen and use the generic vectors."""
+    if not pairs:
+        return EvalResult(accuracy=float("nan"), n=0)
+    rc, rr, losses = pair_rewards(core, tokenizer, user_index, config, pairs, device=device, batch_size=batch_size)
+    correct = (rc > rr).tolist()
+    margins = (rc - rr).tolist()
+    seen_of = lambda u: user_index is not None and u in user_index  # noqa: E731 (a plain model has an index too)
+    users: dict[str, list[int]] = {}
+    groups: dict[str, list[bool]] = {}
+    for i, p in enumerate(pairs):
+        users.setdefault(p.user_id, []).append(i)
+        if "group" in p.extra:
+            groups.setdefault(p.extra["group"], []).append(correct[i])
+    per_user = [{"user_id": u, "seen": seen_of(u), "n": len(ix), "accuracy": sum(correct[i] for i in ix) / len(ix),
+                 "margin": sum(margins[i] for i in ix) / len(ix),
+                 "group": pairs[ix[0]].extra.get("group")} for u, ix in users.items()]
+    metrics = {"eval/loss": losses.mean().item(), "eval/rewards/chosen": rc.mean().item(),
+               "eval/rewards/rejected": rr.mean().item(), "eval/rewards/margins": (rc - rr).mean().item(),
+               "eval/rewards/accuracies": sum(correct) / len(correct)}
+    return EvalResult(
+        accuracy=sum(correct) / len(correct), n=len(correct), metrics=metrics, per_user=per_user,
+        seen=_share([c for c, p in zip(correct, pairs) if seen_of(p.user_id)]),
+        unseen=_share([c for c, p in zip(correct, pairs) if not seen_of(p.user_id)]),
+        groups={g: _share(flags) for g, flags in sorted(groups.items())},
+    )
+
+
+def comparison_table(results: dict[str, EvalResult]) -> str:
+    """Side-by-side text table of several models' results (e.g. P-DPO vs plain DPO)."""
+    groups = sorted({g for r in results.values() for g in r.groups})
+    head = ["model", "overall", "seen", "unseen", *groups]
+    rows = []
+    for name, r in results.items():
+        cell = lambda d: "-" if not d or d.get("accuracy") is None else f"{d['accuracy']:.1%} (n={d['n']})"  # noqa
+        rows.append([name, cell({"accuracy": r.accuracy, "n": r.n}), cell(r.seen), cell(r.unseen),
+                     *[cell(r.groups.get(g)) for g in groups]])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    fmt = lambda row: " | ".join(str(x).ljust(w) for x, w in zip(row, widths))  # noqa: E731
+    return "\n".join([fmt(head), "-+-".join("-" * w for w in widths), *map(fmt, rows)])

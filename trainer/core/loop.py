@@ -1,0 +1,274 @@
+"""The training loop: P-*PO (or plain *PO) with a shared LoRA and a user model.
+
+Runs as one process, or as several under ``accelerate launch`` / ``torchrun``
+(DDP: each process takes its slice of every global batch). Host syncs
+(``.item()``, NaN checks) happen only on log and checkpoint steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from trainer.core.checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+                                     trainable_state)
+from trainer.core.config import TrainConfig
+from trainer.core.data import Pair, require_pairs
+from trainer.core.diagnostics import entanglement_report
+from trainer.core.lora import add_lora
+from trainer.core.losses import personalized_loss
+from trainer.core.policy import EncodedPair, PreferenceModel, encode_pairs, policy_logps, truncation_report
+from trainer.core.reference import ReferenceCache
+from trainer.core.usermodel import UserIndex, build_user_model
+
+Progress = Callable[[int, int, "dict | None"], None]
+
+
+class TrainingError(RuntimeError):
+    """Training stopped; the message says why and where the last good checkpoint is."""
+
+
+@dataclass
+class TrainResult:
+    model: PreferenceModel  # unwrapped, on the training device, in eval mode
+    tokenizer: object
+    user_index: UserIndex
+    config: TrainConfig
+    status: str  # completed | cancelled
+    step: int
+    total_steps: int
+    history: list[dict] = field(default_factory=list)  # one dict per log step
+    diagnostics: list[dict] = field(default_factory=list)  # one dict per diagnostics step
+    data: dict = field(default_factory=dict)  # pair counts, truncation, users without pairs
+    checkpoint: Path | None = None
+
+
+# --- process and device -----------------------------------------------------------------------------
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); joins the process group when launched with several processes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def pick_device(config: TrainConfig) -> torch.device:
+    if config.device != "auto":
+        return torch.device(config.device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def autocast_for(device: torch.device, config: TrainConfig):
+    bf16 = config.bf16 if config.bf16 is not None else device.type == "cuda"
+    if bf16:
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def load_base(model_path: str):
+    """(fp32 LM, tokenizer); fp32 master weights, bf16 comes from autocast on CUDA."""
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    lm = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    return lm, tokenizer
+
+
+def build_model(lm, tokenizer, config: TrainConfig, n_users: int) -> PreferenceModel:
+    """Freeze the LM, add the LoRA adapter and (for P-*PO) the user model; seeded."""
+    torch.manual_seed(config.seed)
+    for p in lm.parameters():
+        p.requires_grad_(False)
+    lm = add_lora(lm, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
+                  targets=config.lora_target_modules)
+    init = lm.get_input_embeddings().weight.detach()  # (V, H)
+    user_model = build_user_model(config.user_model, n_users, config.n_user_tokens, init.shape[1],
+                                  init_embedding=init, n_clusters=config.n_clusters, seed=config.seed)
+    return PreferenceModel(lm, user_model, tokenizer)
+
+
+def schedule(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    """Linear warmup then cosine decay to zero; warmup never exceeds a tenth of a short run."""
+    warmup = min(config.warmup_steps, total_steps // 10)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def pair_order(n: int, total_steps: int, batch_size: int, seed: int) -> list[int]:
+    """The global sequence of pair indices, one seeded permutation per epoch, cycled to fill every step."""
+    order: list[int] = []
+    epoch = 0
+    while len(order) < total_steps * batch_size:
+        g = torch.Generator().manual_seed(seed + epoch)
+        order += torch.randperm(n, generator=g).tolist()
+        epoch += 1
+    return order[: total_steps * batch_size]
+
+
+# --- the loop --------------------------------------------------------------------------------------
+
+def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint_dir: Path | None = None,
+          progress: Progress | None = None, should_cancel: Callable[[], bool] | None = None,
+          users: list[str] | None = None, resume: bool = True, log=print) -> TrainResult:
+    """Train on ``pairs``; resume from ``checkpoint_dir`` when it holds a checkpoint.
+
+    progress(step, total, metrics) is called after every optimizer step; metrics
+    is a dict of floats on log steps and None otherwise. should_cancel() is
+    checked after every optimizer step; a cancelled run saves a checkpoint (when
+    it has a folder) and returns with status "cancelled". ``users`` may list
+    users beyond those with pairs (they get rows but stay at their start).
+    """
+    require_pairs(pairs)
+    alpha = config.alpha if config.personalized else 0.0
+    rank, world = distributed()
+    device = pick_device(config)
+    autocast = autocast_for(device, config)
+    per_rank = config.batch_size // world
+    if config.batch_size % world or per_rank % config.micro_batch_size:
+        raise ValueError(f"batch_size {config.batch_size} must split into {world} processes x whole micro-batches "
+                         f"of {config.micro_batch_size}")
+
+    index = UserIndex(sorted({p.user_id for p in pairs} | set(users or [])))
+    lm, tokenizer = load_base(model_path)
+    core = build_model(lm, tokenizer, config, len(index)).to(device)
+    encoded = encode_pairs(tokenizer, pairs, index if config.personalized else None, config)
+    data = {"pairs": len(pairs), "users": len(index), **truncation_report(encoded),
+            "users_without_pairs": sorted(set(users or []) - {p.user_id for p in pairs})}
+
+    lora_params = [p for p in core.lm.parameters() if p.requires_grad]
+    user_params = list(core.user_model.parameters()) if core.user_model is not None else []
+    groups = [{"params": lora_params, "lr": config.lr_lora, "name": "lora"}]
+    if user_params:
+        groups.append({"params": user_params, "lr": config.lr_user, "name": "user"})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    total = max(1, math.ceil(len(pairs) * config.epochs / config.batch_size))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(config, total))
+    refs = ReferenceCache()
+    history: list[dict] = []
+    diagnostics: list[dict] = []
+    step = 0
+
+    ckpt = latest_checkpoint(checkpoint_dir) if resume else None
+    if ckpt is not None:
+        state = load_checkpoint(ckpt)
+        if state["config"] != config.to_dict():
+            raise TrainingError(f"{ckpt} was written by a run with a different config; use a new folder.")
+        core.load_state_dict(state["trainable"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        refs.load_state_dict(state["refs"])
+        history, diagnostics, step = state["history"], state["diagnostics"], state["step"]
+        set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+        log(f"Resumed from {ckpt} at step {step}/{total}")
+
+    model = torch.nn.parallel.DistributedDataParallel(core) if world > 1 else core
+    order = pair_order(len(encoded), total, config.batch_size, config.seed)
+    probe = encoded[: config.diagnostics_pairs]
+    last_good = ckpt
+
+    def checkpoint(at: int) -> Path | None:
+        gathered = [None] * world
+        if world > 1:
+            dist.all_gather_object(gathered, rng_state())
+        else:
+            gathered = [rng_state()]
+        if rank != 0 or checkpoint_dir is None:
+            return None
+        return save_checkpoint(checkpoint_dir, at, {
+            "config": config.to_dict(), "step": at, "trainable": trainable_state(core),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "refs": refs.state_dict(),
+            "history": history, "diagnostics": diagnostics, "rng": gathered, "user_index": index.to_json(),
+        })
+
+    sums: dict[str, torch.Tensor] = {}
+    bad = torch.zeros((), dtype=torch.bool, device=device)  # any non-finite loss since the last check
+    n_steps = n_examples = n_tokens = 0
+    tick = time.perf_counter()
+    status = "completed"
+    core.train()
+    while step < total:
+        global_batch = order[step * config.batch_size:(step + 1) * config.batch_size]
+        mine = [encoded[i] for i in global_batch[rank::world]]
+        micro_batches = [mine[i:i + config.micro_batch_size] for i in range(0, len(mine), config.micro_batch_size)]
+        for k, micro in enumerate(micro_batches):
+            refs.fill(core, micro, device=device, autocast=autocast)
+            sync = k == len(micro_batches) - 1
+            with (contextlib.nullcontext() if sync or world == 1 else model.no_sync()):
+                with autocast():
+                    personal, generic = policy_logps(model, micro, alpha=alpha, device=device)
+                loss, metrics = personalized_loss(config.loss, personal, generic, refs.get(micro, device),
+                                                  alpha=alpha, beta=config.beta, gamma=config.simpo_gamma)
+                (loss * len(micro) / len(mine)).backward()
+            bad |= ~torch.isfinite(loss)
+            for name, value in metrics.items():
+                sums[name] = sums.get(name, 0.0) + value * len(micro) / len(mine)
+            n_tokens += sum(len(p.prompt_ids) * 2 + len(p.chosen_ids) + len(p.rejected_ids) for p in micro)
+        grad_norm = torch.nn.utils.clip_grad_norm_(core.parameters(), config.max_grad_norm)
+        sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        n_steps += 1
+        n_examples += len(global_batch)
+
+        if config.diagnostics_every and step % config.diagnostics_every == 0 and rank == 0:
+            diagnostics.append({"step": step, **entanglement_report(core, probe, device=device)})
+
+        cancelled = should_cancel is not None and should_cancel()
+        if world > 1 and should_cancel is not None:  # every process must stop at the same step
+            flag = torch.tensor(float(cancelled), device=device)
+            dist.broadcast(flag, 0)
+            cancelled = bool(flag)
+        is_log = step % config.log_every == 0 or step == total or cancelled
+        is_ckpt = bool(config.checkpoint_every) and step % config.checkpoint_every == 0 and step < total
+        metrics_out = None
+        if is_log or is_ckpt:
+            if world > 1:
+                dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+            if bool(bad):
+                where = f"; the last good checkpoint is {last_good}" if last_good else "; no checkpoint was saved"
+                raise TrainingError(f"The loss became NaN or infinite at or before step {step}: training stopped"
+                                    f"{where}. Lower the learning rates or check the data.")
+        if is_log:
+            elapsed = time.perf_counter() - tick
+            means = torch.stack([v / n_steps for v in sums.values()])
+            if world > 1:
+                dist.all_reduce(means)
+                means /= world
+            metrics_out = dict(zip(sums, means.tolist()))  # the one host sync of a log step
+            metrics_out.update({
+                "step": step, "epoch": step * config.batch_size / len(pairs),
+                **{f"learning_rate/{g['name']}": g["lr"] for g in optimizer.param_groups},
+                "examples_per_second": n_examples / elapsed, "tokens_per_second": n_tokens * world / elapsed,
+            })
+            history.append(metrics_out)
+            sums, n_steps, n_examples, n_tokens, tick = {}, 0, 0, 0, time.perf_counter()
+        if is_ckpt or (cancelled and step < total):
+            last_good = checkpoint(step) or last_good
+        if progress is not None:
+            progress(step, total, metrics_out)
+        if cancelled and step < total:
+            status = "cancelled"
+            break
+
+    core.eval()
+    return TrainResult(core, tokenizer, index, config, status, step, total, history, diagnostics, data, last_good)
