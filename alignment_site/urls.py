@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from trainer.views import queue, runs, status
-from users.views import accounts, chat, collect, data, stream, survey
+from users.views import accounts, chat, collect, data, personal, stream, survey
 
 urlpatterns = [
     path("", accounts.home, name="home"),
@@ -42,4 +42,11 @@ urlpatterns = [
     path("data/<str:name>.jsonl", data.data_export, name="data_export"),
     path("staff/dataset/", data.dataset, name="dataset"),
     path("staff/dataset/import/", data.dataset_import, name="dataset_import"),
+    # Personalized chat: blind comparisons, quick ratings, the "why" panel (issue 6)
+    path("compare/", personal.compare_home, name="compare_home"),
+    path("compare/new/", personal.compare_start, name="compare_start"),
+    path("compare/<int:conversation_id>/", personal.compare_detail, name="compare_detail"),
+    path("compare/<int:conversation_id>/rate/", personal.compare_rate, name="compare_rate"),
+    path("replies/<int:reply_id>/rate/", personal.reply_rate, name="reply_rate"),
+    path("me/panel/", personal.panel, name="personal_panel"),
 ]

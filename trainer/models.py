@@ -73,6 +73,7 @@ class RunLog(models.Model):
     class Kind(models.TextChoices):
         TRAIN = "train", "Train"
         EVAL = "eval", "Eval"
+        DIAG = "diag", "Gradient entanglement"
 
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="logs")
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TRAIN)

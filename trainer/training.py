@@ -147,8 +147,13 @@ def _train(run: TrainingRun) -> str:
     def should_cancel() -> bool:
         return TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
 
+    def on_diagnostics(step: int, report: dict) -> None:
+        values = _finite({k: v for k, v in report.items() if k != "step"})
+        services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.DIAG, step=step, values=values)
+
     result = train(config, location.path, split.train, checkpoint_dir=checkpoints, progress=progress,
-                   should_cancel=should_cancel, users=split.seen_users, log=lambda msg: log.info("run %s: %s", run.pk, msg))
+                   should_cancel=should_cancel, users=split.seen_users, on_diagnostics=on_diagnostics,
+                   log=lambda msg: log.info("run %s: %s", run.pk, msg))
     elapsed = time.perf_counter() - started
     summary.update(result.data)
     summary["first_step_this_attempt"] = first_step[0] if first_step else None

@@ -64,6 +64,8 @@ def test_a_run_trains_evaluates_and_publishes_its_model(staff, people, workdir, 
     assert set(run.evaluation["groups"]) <= {"A", "B"} and run.evaluation["groups"]
     assert len(run.user_map) == run.data_summary["seen_users"] + 1  # every seen user and the generic one
     assert run.diagnostics and "entanglement/share_chosen_down" in run.diagnostics[0]
+    live = RunLog.objects.filter(run=run, kind="diag").order_by("step")  # logged as they were computed
+    assert [row.step for row in live] == [d["step"] for d in run.diagnostics]
     model = workdir / "artifacts" / run.artifacts
     assert (model / "adapter" / "adapter_config.json").is_file() and (model / "user_model.safetensors").is_file()
     assert not [p for p in model.parent.iterdir() if p.name.startswith(".")]  # no temporary leftovers

@@ -127,7 +127,8 @@ def pair_order(n: int, total_steps: int, batch_size: int, seed: int) -> list[int
 
 def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint_dir: Path | None = None,
           progress: Progress | None = None, should_cancel: Callable[[], bool] | None = None,
-          users: list[str] | None = None, resume: bool = True, log=print) -> TrainResult:
+          users: list[str] | None = None, resume: bool = True, log=print,
+          on_diagnostics: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train on ``pairs``; resume from ``checkpoint_dir`` when it holds a checkpoint.
 
     progress(step, total, metrics) is called after every optimizer step; metrics
@@ -232,6 +233,8 @@ def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint
 
         if config.diagnostics_every and step % config.diagnostics_every == 0 and rank == 0:
             diagnostics.append({"step": step, **entanglement_report(core, probe, device=device)})
+            if on_diagnostics is not None:  # a dashboard shows them live, not only at the end
+                on_diagnostics(step, diagnostics[-1])
 
         cancelled = should_cancel is not None and should_cancel()
         if world > 1 and should_cancel is not None:  # every process must stop at the same step

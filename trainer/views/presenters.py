@@ -13,7 +13,9 @@ def run_context(run: TrainingRun, *, color_by: str) -> dict:
     per_user = _per_user_rows(evaluation, baseline.evaluation if baseline else {})
     color_by = color_by if color_by in MAP_ATTRIBUTES else "group"
     points = _map_points(run.user_map, color_by)
-    latest_diag = run.diagnostics[-1] if run.diagnostics else None
+    series = selectors.run_series(run)
+    diag = series.get("diag")
+    latest_diag = {name: column[-1] for name, column in diag.items()} if diag else None
     return {
         "run": run,
         "baseline": baseline,
@@ -24,7 +26,7 @@ def run_context(run: TrainingRun, *, color_by: str) -> dict:
         "map_points": points,
         "map_attributes": MAP_ATTRIBUTES,
         "color_by": color_by,
-        "series": {"series": selectors.run_series(run), "diagnostics": run.diagnostics},
+        "series": {"series": series},
         "latest_diag": latest_diag,
         "config_rows": sorted(run.config.items()),
         "summary_rows": sorted((k, v) for k, v in run.data_summary.items() if not isinstance(v, (dict, list))),

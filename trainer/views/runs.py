@@ -71,7 +71,7 @@ def run_progress(request, run_id: int):
 def run_metrics(request, run_id: int):
     run = get_object_or_404(TrainingRun, pk=run_id)
     return JsonResponse({"status": run.status, "step": run.step, "total": run.total_steps,
-                         "series": selectors.run_series(run), "diagnostics": run.diagnostics})
+                         "series": selectors.run_series(run)})
 
 
 @require_POST

@@ -25,20 +25,22 @@
     return source.step.map((s, i) => ({x: s, y: source[key][i]})).filter(p => p.y !== null && p.y !== undefined);
   }
 
-  function diagPoints(diags, key, square) {
-    return (diags || []).filter(d => d[key] !== null && d[key] !== undefined)
-      .map(d => ({x: d.step, y: square ? d[key] * d[key] : d[key]}));
+  function diagPoints(series, key, square) {
+    const d = series.diag;  // logged live by the worker as it computes them
+    if (!d || !d[key]) return [];
+    return d.step.map((s, i) => ({x: s, y: d[key][i]})).filter(p => p.y !== null && p.y !== undefined)
+      .map(p => ({x: p.x, y: square ? p.y * p.y : p.y}));
   }
 
   function datasetsFor(name, data) {
     if (name === "entangle") {
       return [["entanglement/inner", "⟨g_w, g_l⟩", false], ["entanglement/grad_norm_chosen", "‖g_w‖²", true],
               ["entanglement/grad_norm_rejected", "‖g_l‖²", true]]
-        .map(([k, label, sq], i) => ({label, data: diagPoints(data.diagnostics, k, sq), borderColor: palette[i]}));
+        .map(([k, label, sq], i) => ({label, data: diagPoints(data.series, k, sq), borderColor: palette[i]}));
     }
     if (name === "regimes") {
       return [["entanglement/share_chosen_down", "chosen would fall"], ["entanglement/share_rejected_up", "rejected would rise"]]
-        .map(([k, label], i) => ({label, data: diagPoints(data.diagnostics, k, false), borderColor: palette[i]}));
+        .map(([k, label], i) => ({label, data: diagPoints(data.series, k, false), borderColor: palette[i]}));
     }
     return CHARTS[name].map(([key, label], i) => ({
       label, data: points(data.series, key), borderColor: palette[i],
