@@ -36,34 +36,29 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfiguredEnv(f"{name}={value!r} is not a boolean: use 1/0, true/false, yes/no or on/off.")
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def _number(name: str, default, parse, what: str, minimum, maximum):
     value = _raw(name)
     if value is None:
         return default
     try:
-        number = int(value)
+        number = parse(value)
+        if number != number or number in (float("inf"), float("-inf")):  # nan and infinities parse as floats
+            raise ValueError(value)
     except ValueError:
-        raise ImproperlyConfiguredEnv(f"{name}={value!r} is not a whole number.") from None
+        raise ImproperlyConfiguredEnv(f"{name}={value!r} is not {what}.") from None
     if minimum is not None and number < minimum:
         raise ImproperlyConfiguredEnv(f"{name}={number} is below the minimum of {minimum}.")
     if maximum is not None and number > maximum:
         raise ImproperlyConfiguredEnv(f"{name}={number} is above the maximum of {maximum}.")
     return number
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    return _number(name, default, int, "a whole number", minimum, maximum)
 
 
 def env_float(name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
-    value = _raw(name)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise ImproperlyConfiguredEnv(f"{name}={value!r} is not a number.") from None
-    if minimum is not None and number < minimum:
-        raise ImproperlyConfiguredEnv(f"{name}={number} is below the minimum of {minimum}.")
-    if maximum is not None and number > maximum:
-        raise ImproperlyConfiguredEnv(f"{name}={number} is above the maximum of {maximum}.")
-    return number
+    return _number(name, default, float, "a number", minimum, maximum)
 
 
 def env_path(name: str, default: Path) -> Path:

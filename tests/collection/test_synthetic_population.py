@@ -11,7 +11,7 @@ from users.models import Conversation, Reply, SyntheticPersona
 from users.pairs import preference_pairs
 from users.synthetic_population import personas_from_db, population_synthesize
 
-SHARED = Path("/work/shared/data/prism")
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "prism"  # shared/ sits beside the checkout
 
 
 def pairs_without_ids():

@@ -26,9 +26,10 @@ def test_it_refuses_numbers_out_of_range(monkeypatch):
     monkeypatch.setenv("CHAT_MAX_NEW_TOKENS", "0")
     with pytest.raises(ImproperlyConfiguredEnv, match="CHAT_MAX_NEW_TOKENS=0 is below the minimum of 1"):
         env_int("CHAT_MAX_NEW_TOKENS", 256, minimum=1)
-    monkeypatch.setenv("CHAT_TOP_P", "lots")
-    with pytest.raises(ImproperlyConfiguredEnv, match="CHAT_TOP_P='lots' is not a number"):
-        env_float("CHAT_TOP_P", 0.9)
+    for bad in ("lots", "nan", "inf"):
+        monkeypatch.setenv("CHAT_TOP_P", bad)
+        with pytest.raises(ImproperlyConfiguredEnv, match=f"CHAT_TOP_P='{bad}' is not a number"):
+            env_float("CHAT_TOP_P", 0.9)
 
 
 def test_it_defaults_to_sqlite_in_wal_mode(tmp_path):

@@ -14,6 +14,7 @@ Sizes are small so it finishes on 2 CPU cores; they are printed with the table.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import dataclasses
 import time
 
@@ -27,6 +28,9 @@ from trainer.core.synthetic import DEFAULT_PROMPTS, load_prompts, make_pairs, sa
 SYSTEM = "You are a helpful assistant."  # shorter than the model's default system prompt: cheaper sequences
 
 
+# The 115 real PRISM opening prompts, shipped with the app (users/data, CC-BY-4.0).
+PROMPTS = Path(__file__).resolve().parents[2] / "users" / "data" / "opening_prompts.jsonl"
+
 def cell(d: dict | None) -> str:
     return "-" if not d or d.get("accuracy") is None else f"{d['accuracy']:6.1%} (n={d['n']})"
 
@@ -34,7 +38,7 @@ def cell(d: dict | None) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="data/models/SmolLM2-135M-Instruct")
-    ap.add_argument("--prompts", default="/work/shared/data/prism/opening_prompts.jsonl")
+    ap.add_argument("--prompts", default=str(PROMPTS))
     ap.add_argument("--users", type=int, default=10)
     ap.add_argument("--conversations", type=int, default=4, help="per seen user; a quarter is held out")
     ap.add_argument("--unseen-users", type=int, default=2)

@@ -14,6 +14,7 @@ reference pass included); TRL over ``trainer.train()`` only, which favours TRL.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import dataclasses
 import tempfile
 import time
@@ -26,6 +27,9 @@ from trainer.core.synthetic import DEFAULT_PROMPTS, load_prompts, make_pairs, sa
 
 SYSTEM = "You are a helpful assistant."
 
+
+# The 115 real PRISM opening prompts, shipped with the app (users/data, CC-BY-4.0).
+PROMPTS = Path(__file__).resolve().parents[2] / "users" / "data" / "opening_prompts.jsonl"
 
 def run_trl(model_path: str, pairs, config: TrainConfig) -> float:
     """Seconds for DPOTrainer.train() on ``pairs`` with matching settings."""
@@ -57,7 +61,7 @@ def run_trl(model_path: str, pairs, config: TrainConfig) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="data/models/SmolLM2-135M-Instruct")
-    ap.add_argument("--prompts", default="/work/shared/data/prism/opening_prompts.jsonl")
+    ap.add_argument("--prompts", default=str(PROMPTS))
     ap.add_argument("--pairs", type=int, default=16)
     ap.add_argument("--skip-trl", action="store_true")
     args = ap.parse_args(argv)
