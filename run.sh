@@ -16,7 +16,9 @@ PIDS=()
 cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 say "Starting the Celery workers (generate, train); logs in data/logs/"
-celery -A alignment_site worker -Q generate -c 1 --pool solo -n generate@%h -l info >data/logs/generate.log 2>&1 &
+# Threads, not solo: concurrent replies of different people share one forward pass
+# (trainer/serving.py batches them; GENERATE_BATCH_SIZE, GENERATE_BATCH_WAIT_MS).
+celery -A alignment_site worker -Q generate -c "${GENERATE_CONCURRENCY:-8}" --pool threads -n generate@%h -l info >data/logs/generate.log 2>&1 &
 PIDS+=($!)
 celery -A alignment_site worker -Q train -c 1 --pool solo -n train@%h -l info >data/logs/train.log 2>&1 &
 PIDS+=($!)

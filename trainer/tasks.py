@@ -21,3 +21,11 @@ def train_run(run_id: int) -> str:
     from trainer import training
 
     return training.execute(run_id)
+
+
+@shared_task(name="trainer.fast_fit", acks_late=True)
+def fast_fit(fit_id: int) -> str:
+    # Refit one person's vectors (issue 6); the claim on the VectorFit row makes a redelivery a no-op.
+    from trainer import refit
+
+    return refit.vectors_refit(fit_id)

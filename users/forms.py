@@ -113,3 +113,15 @@ class ImportForm(forms.Form):
         if not any(data.get(name) for name in prism_io.FILES):
             raise forms.ValidationError("Choose at least one file.")
         return data
+
+
+# --- personalized chat (issue 6) ----------------------------------------------------------------------
+
+class CompareForm(forms.Form):
+    message = forms.CharField(label="A prompt to compare", widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class QuickRateForm(forms.Form):
+    score = _slider("How good was this reply?", initial=50)
+    rewrite = forms.CharField(label="What you wanted instead (optional)", required=False,
+                              widget=forms.Textarea(attrs={"rows": 2}))

@@ -82,6 +82,9 @@ class Reply(models.Model):
     extra = models.JSONField(default=dict, blank=True)  # PRISM history keys we do not model
     utterance_extra = models.JSONField(default=dict, blank=True)  # utterances.jsonl values that differ from ours
     token_count = models.PositiveIntegerField(default=0)
+    # How the worker produced it (issue 6): {"version": run id or null, "vectors": personal | fitted |
+    # generic | none, "fit": VectorFit id, "batch": requests sharing the forward pass}.
+    serving = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -105,13 +105,16 @@ def generate_batch(model, tokenizer, requests: list[GenerationRequest]) -> None:
             while any(alive):
                 next_ids = torch.full((N,), pad_id, dtype=torch.long, device=device)  # (N,)
                 logits = out.logits[:, -1]  # (N, V)
+                # Greedy rows share one argmax and one device sync instead of one each.
+                greedy = logits.argmax(-1).tolist() if any(r.temperature <= 0 for r in requests) else None
                 for i, r in enumerate(requests):
                     if not alive[i]:
                         continue
                     if r.cancelled or (r.should_stop is not None and r.should_stop()):
                         alive[i] = False
                         continue
-                    token = int(_sample(logits[i], r.temperature, r.top_p, generators[i]))
+                    token = greedy[i] if r.temperature <= 0 else int(_sample(logits[i], r.temperature, r.top_p,
+                                                                              generators[i]))
                     if token in eos_ids:
                         alive[i] = False
                         continue

@@ -4,7 +4,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from users import selectors, services
+from users import personal, selectors, services
 from users.models import Conversation
 
 
@@ -34,7 +34,7 @@ def chat_send(request, conversation_id: int):
     conversation = selectors.conversation_for(request.user, conversation_id)
     text = request.POST.get("message", "")
     try:
-        reply = services.chat_send(conversation=conversation, text=text)
+        reply = personal.personal_chat_send(conversation=conversation, text=text)
     except ValidationError as exc:
         if request.htmx:
             response = render(request, "chat/detail.html#send-error", {"error": exc.messages[0]}, status=422)
