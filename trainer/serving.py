@@ -188,6 +188,8 @@ def generate_reply(reply_id: int) -> str:
     reply = Reply.objects.select_related("turn__conversation__user__profile").get(pk=reply_id)
     redis_client = streams.client()
     try:
+        # A stream left under this key by an earlier database (ids restart after a reset) is not ours.
+        redis_client.delete(reply.stream_key)
         from trainer.core.batch_generation import GenerationRequest
 
         plan = reply_plan(reply)

@@ -86,7 +86,9 @@ def through_web(base: str, tokens: int, runs: int) -> list[dict]:
         html = client.post(path + "send/", {"message": PROMPT}, **{"HX-Request": "true"}).read().decode()
         reply_id = re.search(r'id="reply-(\d+)"', html).group(1)
         first = last = None
+        names = []
         for event in events(f"{base}/replies/{reply_id}/stream/", session_cookie=client.cookie("sessionid")):
+            names.append(event.name)
             if event.name == "token":
                 first = first or event.at
                 last = event.at
@@ -94,7 +96,11 @@ def through_web(base: str, tokens: int, runs: int) -> list[dict]:
                 break
         from users.models import Reply
 
-        count = Reply.objects.get(pk=reply_id).token_count
+        reply = Reply.objects.get(pk=reply_id)
+        if reply.status != Reply.Status.DONE or first is None or first == last:
+            sys.exit(f"reply {reply_id} ended {reply.status!r} with {reply.token_count} tokens: {reply.error} "
+                     f"(events seen: {names[:5]}{'…' if len(names) > 5 else ''})")
+        count = reply.token_count
         results.append(_figures(started, first, last, count))
         # A fresh conversation each time, so every prompt has the same length.
         path = urllib.parse.urlparse(client.post("/chat/new/", {}).geturl()).path
@@ -133,6 +139,9 @@ def main() -> None:
     model_path = provision.resolve(settings.BASE_MODEL, settings.DATA_DIR).path
     os.environ["BASE_MODEL"] = model_path
     call_command("migrate", verbosity=0)
+    import redis
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()  # a fresh database restarts reply ids: old streams must go
     get_user_model().objects.create_user("bench", password="bench-pass-123")
 
     print(f"model {model_path}\nprompt {PROMPT!r}, {args.tokens} new tokens, greedy, median of {args.runs} runs "
