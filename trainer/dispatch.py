@@ -2,6 +2,7 @@
 
 import logging
 
+from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from alignment_site.celery import app
@@ -25,3 +26,15 @@ def send(task_name: str, *args, queue: str) -> None:
     except (KombuOperationalError, OSError) as exc:
         log.warning("could not publish %s: %s", task_name, exc)
         raise BrokerUnavailable(BROKER_DOWN) from exc
+
+
+def enqueue_row(task_name: str, model, pk: int, *, queue: str, reason: str | None = None) -> bool:
+    """Publish the task for one queued row (a reply, a run, a refit); when Redis is down,
+    mark the row failed with a reason a person can act on instead of leaving it queued."""
+    try:
+        send(task_name, pk, queue=queue)
+    except BrokerUnavailable as exc:
+        model.objects.filter(pk=pk, status=model.Status.QUEUED).update(
+            status=model.Status.FAILED, error=reason or str(exc), finished_at=timezone.now())
+        return False
+    return True

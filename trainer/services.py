@@ -75,15 +75,9 @@ def run_create(*, created_by, name: str, config: dict, data_filter: dict, with_b
 
 
 def run_enqueue(*, run_id: int) -> bool:
-    try:
-        dispatch.send(TRAIN_TASK, run_id, queue="train")
-    except dispatch.BrokerUnavailable:
-        TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
-            status=TrainingRun.Status.FAILED, finished_at=timezone.now(),
-            error="Redis (the broker) was not reachable, so no worker was asked to train. Start Redis and resume.",
-        )
-        return False
-    return True
+    return dispatch.enqueue_row(
+        TRAIN_TASK, TrainingRun, run_id, queue="train",
+        reason="Redis (the broker) was not reachable, so no worker was asked to train. Start Redis and resume.")
 
 
 def run_claim(*, run_id: int, worker: str) -> bool:

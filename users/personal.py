@@ -148,10 +148,4 @@ def fastfit_maybe_enqueue(*, user) -> VectorFit | None:
 
 
 def fastfit_enqueue(*, fit_id: int) -> bool:
-    try:
-        dispatch.send(FAST_FIT_TASK, fit_id, queue="train")
-    except dispatch.BrokerUnavailable as exc:
-        VectorFit.objects.filter(pk=fit_id, status=VectorFit.Status.QUEUED).update(
-            status=VectorFit.Status.FAILED, error=str(exc), finished_at=timezone.now())
-        return False
-    return True
+    return dispatch.enqueue_row(FAST_FIT_TASK, VectorFit, fit_id, queue="train")

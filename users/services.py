@@ -48,14 +48,7 @@ def chat_send(*, conversation: Conversation, text: str, source: str = "base") ->
 
 
 def reply_enqueue(*, reply_id: int) -> bool:
-    try:
-        dispatch.send(GENERATE_TASK, reply_id, queue="generate")
-    except dispatch.BrokerUnavailable as exc:
-        Reply.objects.filter(pk=reply_id, status=Reply.Status.QUEUED).update(
-            status=Reply.Status.FAILED, error=str(exc), finished_at=timezone.now()
-        )
-        return False
-    return True
+    return dispatch.enqueue_row(GENERATE_TASK, Reply, reply_id, queue="generate")
 
 
 def reply_retry(*, reply: Reply) -> Reply:

@@ -1,7 +1,7 @@
 import pytest
 
 from users import collection
-from users.models import Reply, ReplySource
+from users.models import ReplySource
 
 
 @pytest.fixture

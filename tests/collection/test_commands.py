@@ -3,7 +3,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from users.models import Conversation, Reply
+from users.models import Reply
 
 
 def test_make_import_and_export_prism_files_from_the_command_line(db, tmp_path, capsys):

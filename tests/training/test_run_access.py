@@ -4,7 +4,6 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from trainer import services
 from trainer.models import TrainingRun
 
 PAGES = ["run_list", "run_new", "queue", "run_detail", "run_progress", "run_metrics"]

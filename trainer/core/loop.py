@@ -26,7 +26,7 @@ from trainer.core.data import Pair, require_pairs
 from trainer.core.diagnostics import entanglement_report
 from trainer.core.lora import add_lora
 from trainer.core.losses import personalized_loss
-from trainer.core.policy import EncodedPair, PreferenceModel, encode_pairs, policy_logps, truncation_report
+from trainer.core.policy import PreferenceModel, encode_pairs, policy_logps, truncation_report
 from trainer.core.reference import ReferenceCache
 from trainer.core.usermodel import UserIndex, build_user_model
 
