@@ -47,7 +47,7 @@ REPLY_STALL_SECONDS = env_int("REPLY_STALL_SECONDS", 120, minimum=5)
 # after this many new preference pairs, from at most FASTFIT_MAX_PAIRS of their newest.
 FASTFIT_EVERY_PAIRS = env_int("FASTFIT_EVERY_PAIRS", 5, minimum=1)
 FASTFIT_MAX_PAIRS = env_int("FASTFIT_MAX_PAIRS", 20, minimum=1)  # fast fit is full-batch: memory grows with it
-FASTFIT_STEPS = env_int("FASTFIT_STEPS", 10, minimum=1)  # the loss has mostly converged by then; a CPU step over 20 pairs takes about a minute
+FASTFIT_ROUNDS = env_int("FASTFIT_ROUNDS", 1, minimum=1)  # linearise-solve-check rounds; each costs about two training steps
 # Messages a person may send (chat and compare together) per minute; 0 = no limit.
 CHAT_RATE_PER_MINUTE = env_int("CHAT_RATE_PER_MINUTE", 20, minimum=0)
 # Prompt tokens fed to the model at most (oldest history dropped first).

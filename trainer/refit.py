@@ -72,7 +72,7 @@ def _fit(fit: VectorFit) -> tuple[int, float, list[float]]:
     # A throwaway index: fast_fit adds the person as a new row, starting from the generic
     # vectors, even when they already have a row from training; that row is untouched.
     report = fast_fit(run.model, run.tokenizer, UserIndex(), run.config, user_id, pairs,
-                      fit=FastFitConfig(steps=settings.FASTFIT_STEPS))
+                      fit=FastFitConfig(rounds=settings.FASTFIT_ROUNDS))
     with torch.no_grad():
         vectors = run.model.user_model(torch.tensor([report.row]))[0].detach().cpu().contiguous()  # (T, H)
     final = settings.ARTIFACTS_DIR / vectors_file(fit)

@@ -1,3 +1,4 @@
+import contextlib
 import dataclasses
 
 import pytest
@@ -24,14 +25,41 @@ def test_fast_fit_adds_a_user_without_touching_anyone_else(trained):
     before = {n: p.detach().clone() for n, p in core.named_parameters()}
     old_rows = core.user_model(torch.arange(core.user_model.n_users + 1)).detach()
     newcomer = [dataclasses.replace(p, user_id="newbie") for p in small_pairs()[4:8]]  # user2's preferences
-    report = fast_fit(core, trained.tokenizer, trained.user_index, trained.config, "newbie", newcomer,
-                      fit=FastFitConfig(steps=15, lr=5e-2))
+    report = fast_fit(core, trained.tokenizer, trained.user_index, trained.config, "newbie", newcomer)
     assert report.row == core.user_model.n_users == 4 and trained.user_index.row("newbie") == 4
     assert report.losses[-1] < report.losses[0]
     for n, p in core.lm.named_parameters():
         assert torch.equal(p, before[f"lm.{n}"]), n  # LoRA and base frozen
     assert_close(core.user_model(torch.arange(4)).detach(), old_rows, rtol=0, atol=0)
     assert not torch.equal(core.user_model(torch.tensor([4]))[0], old_rows[0])  # moved away from generic
+
+
+def test_the_jacobian_rows_are_each_replys_own_gradient(trained):
+    from trainer.core.fastfit import _Problem
+    from trainer.core.policy import encode_pairs
+    from trainer.core.reference import ReferenceCache
+
+    core, config = trained.model, trained.config
+    encoded = encode_pairs(trained.tokenizer, small_pairs()[:3], None, config)
+    refs = ReferenceCache()
+    refs.fill(core, encoded, device="cpu")
+    problem = _Problem(core, core.sequences(encoded, with_slots=True), refs.get(encoded, "cpu"), config,
+                       contextlib.nullcontext)
+    param = (core.user_model.new_user_parameter().detach() + 0.01 * torch.randn(config.n_user_tokens, 64))
+    logps, J = problem.jacobian(param)
+    assert J.shape == (6, param.numel())
+    for s in (0, 4):  # a chosen and a rejected reply, each differentiated on its own
+        p = param.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(problem.logps(p)[s], p)
+        assert_close(J[s], grad.flatten(), rtol=1e-4, atol=1e-5)
+    assert_close(logps, problem.logps(param).detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_the_adam_fast_fit_lowers_the_loss_too(trained):
+    newcomer = [dataclasses.replace(p, user_id="adam-newbie") for p in small_pairs()[4:8]]
+    report = fast_fit(trained.model, trained.tokenizer, trained.user_index, trained.config, "adam-newbie", newcomer,
+                      fit=FastFitConfig(method="adam", steps=8, lr=5e-2))
+    assert len(report.losses) == 9 and report.losses[-1] < report.losses[0]
 
 
 def test_fast_fit_refuses_a_user_with_no_pairs(trained):

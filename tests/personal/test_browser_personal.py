@@ -39,7 +39,7 @@ def stack(active_run, artifacts_dir, tiny_model_path, tmp_path):
     url = own_redis_url()
     redis.Redis.from_url(url).flushdb()
     env = service_env(tiny_model_path, tmp_path, REDIS_URL=url, ARTIFACTS_DIR=str(artifacts_dir),
-                      CHAT_MAX_NEW_TOKENS="8", FASTFIT_EVERY_PAIRS="2", FASTFIT_STEPS="5",
+                      CHAT_MAX_NEW_TOKENS="8", FASTFIT_EVERY_PAIRS="2", FASTFIT_ROUNDS="1",
                       CHAT_RATE_PER_MINUTE="100")
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -77,7 +77,7 @@ def test_switching_the_active_version_takes_effect_on_the_next_reply(owner, staf
 def test_a_refit_saves_the_users_vectors_and_the_next_reply_uses_them(owner, active_run, settings):
     from tests.factories import rated_conversations
 
-    settings.FASTFIT_STEPS = 3
+    settings.FASTFIT_ROUNDS = 1
     rated_conversations(owner, n=4)
     fit = VectorFit.objects.create(user=owner, run=active_run, pairs_total=4)
     assert refit.vectors_refit(fit.pk) == VectorFit.Status.DONE

@@ -4,13 +4,15 @@
 
 A synthetic population with two opposing groups on reply length (70 % prefer
 detailed replies, 30 % concise ones). P-DPO (individual user model) is trained
-on their pairs with the bundled model; then, for held-out prompts, each user's
-reply from their own vectors and the reply from the generic vectors are
-generated (greedy, both in one batched forward pass), and the user's hidden
-rule (without noise) judges them. Printed per group: the share of prompts
-where the rule prefers the personalized reply (ties count as not preferred),
-ties, and the average length of both replies. Sizes are small so that it
-finishes on 2 CPU cores in about a quarter of an hour; they are printed.
+on their pairs with the bundled model (the settings of
+``trainer.core.bench_personalization``); then, for held-out prompts, each user's
+reply from their own vectors, the reply from the generic vectors and the base
+model's reply (adapter off, no soft prompt) are generated (greedy, in batched
+forward passes), and the user's hidden rule (without noise) judges them.
+Printed per group: the share of prompts where the rule prefers the
+personalized reply over each of the other two (ties count as not preferred),
+and the average length of the three replies. Sizes are small so that it
+finishes on 2 CPU cores in about 20 minutes; they are printed.
 """
 
 from __future__ import annotations
@@ -20,28 +22,33 @@ import random
 import statistics
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 
 from trainer.core.batch_generation import GenerationRequest, generate_batch
 from trainer.core.config import TrainConfig
 from trainer.core.loop import train
+from trainer.core.reference import adapter_disabled
 from trainer.core.synthetic import DEFAULT_PROMPTS, judge_prefers, load_prompts, make_pairs, sample_population
 
 SYSTEM = "You are a helpful assistant."
+# The 115 real PRISM opening prompts, shipped with the app (users/data, CC-BY-4.0).
+PROMPTS = Path(__file__).resolve().parents[2] / "users" / "data" / "opening_prompts.jsonl"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="data/models/SmolLM2-135M-Instruct")
-    ap.add_argument("--prompts", default="/work/shared/data/prism/opening_prompts.jsonl")
+    ap.add_argument("--prompts", default=str(PROMPTS))
     ap.add_argument("--users", type=int, default=10)
     ap.add_argument("--conversations", type=int, default=12, help="training pairs per user")
     ap.add_argument("--held-out", type=int, default=4, help="held-out prompts per user")
-    ap.add_argument("--epochs", type=float, default=2.0)
-    ap.add_argument("--tokens", type=int, default=64)
-    ap.add_argument("--lr-lora", type=float, default=5e-4)
-    ap.add_argument("--lr-user", type=float, default=5e-3)
+    ap.add_argument("--steps", type=int, default=36, help="optimizer steps of 8 pairs")
+    ap.add_argument("--tokens", type=int, default=96)
+    ap.add_argument("--lr-lora", type=float, default=1e-3)
+    ap.add_argument("--lr-user", type=float, default=5e-2)
+    ap.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     args = ap.parse_args(argv)
     try:
         prompts = load_prompts(args.prompts)
@@ -53,11 +60,12 @@ def main(argv=None) -> int:
     people = sample_population(args.users, dimension="length", seed=0)
     pairs = make_pairs(people, train_prompts, conversations_per_user=args.conversations, seed=1, system=SYSTEM,
                        detailed_sentences=(2, 3))
-    config = TrainConfig(batch_size=8, micro_batch_size=4, epochs=args.epochs, warmup_steps=5, lr_lora=args.lr_lora,
-                         lr_user=args.lr_user, max_prompt_length=128, max_length=320, log_every=10, seed=0,
-                         device="cpu")
+    config = TrainConfig(batch_size=8, micro_batch_size=4, epochs=args.steps * 8 / len(pairs), warmup_steps=0,
+                         lr_lora=args.lr_lora, lr_user=args.lr_user, lora_dropout=0.0, max_prompt_length=128,
+                         max_length=320, log_every=10, seed=0, device="cpu", bf16=args.precision == "bf16")
     print(f"model {args.model}; {len(people)} users ({', '.join(sorted({p.group for p in people}))}), "
-          f"{len(pairs)} training pairs, {args.epochs} epochs, batch {config.batch_size}, lr LoRA {config.lr_lora} / "
+          f"{len(pairs)} training pairs, {args.steps} steps of {config.batch_size}, {args.precision}, "
+          f"lr LoRA {config.lr_lora} / "
           f"user {config.lr_user}; {args.held_out} held-out prompts per user, {args.tokens} new tokens, greedy",
           flush=True)
     start = time.perf_counter()
@@ -71,33 +79,39 @@ def main(argv=None) -> int:
     model.eval()
     lm = model.lm
     start = time.perf_counter()
-    wins, ties, lengths = defaultdict(list), defaultdict(int), defaultdict(lambda: {"personal": [], "generic": []})
+    others = ("generic", "base")
+    wins = {o: defaultdict(list) for o in others}
+    lengths = defaultdict(lambda: {"personal": [], "generic": [], "base": []})
     with torch.no_grad():
         generic = model.user_model(torch.tensor([0]))[0]
         for person in people:
             mine = model.user_model(torch.tensor([index.row(person.user_id)]))[0]
             chosen = random.Random(person.user_id).sample(held_out, args.held_out)
-            requests = []
-            for prompt in chosen:
-                messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
-                requests += [GenerationRequest(messages, mine, max_new_tokens=args.tokens, temperature=0.0),
-                             GenerationRequest(messages, generic, max_new_tokens=args.tokens, temperature=0.0)]
-            generate_batch(lm, tokenizer, requests)
-            texts = ["".join(r.stream()) for r in requests]
-            for ours, theirs in zip(texts[::2], texts[1::2]):
-                wins[person.group].append(judge_prefers(person, ours, theirs))
-                ties[person.group] += int(ours == theirs or not judge_prefers(person, theirs, ours)
-                                          and not judge_prefers(person, ours, theirs))
-                lengths[person.group]["personal"].append(len(ours.split()))
-                lengths[person.group]["generic"].append(len(theirs.split()))
+            asks = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}] for p in chosen]
+            tuned = [GenerationRequest(m, soft, max_new_tokens=args.tokens, temperature=0.0)
+                     for m in asks for soft in (mine, generic)]
+            plain = [GenerationRequest(m, None, max_new_tokens=args.tokens, temperature=0.0) for m in asks]
+            generate_batch(lm, tokenizer, tuned)
+            with adapter_disabled(lm):
+                generate_batch(lm, tokenizer, plain)
+            texts = {"personal": ["".join(r.stream()) for r in tuned[::2]],
+                     "generic": ["".join(r.stream()) for r in tuned[1::2]],
+                     "base": ["".join(r.stream()) for r in plain]}
+            for k, ours in enumerate(texts["personal"]):
+                for other in others:
+                    wins[other][person.group].append(judge_prefers(person, ours, texts[other][k]))
+                for name in lengths[person.group]:
+                    lengths[person.group][name].append(len(texts[name][k].split()))
     print(f"generated and judged in {time.perf_counter() - start:.0f} s\n")
-    print("| group | held-out prompts | personalized preferred by the hidden rule | ties | avg words personal / generic | target |")
+    print("| group | held-out prompts | personalized preferred over generic vectors | over the base model | "
+          "avg words personal / generic / base | target |")
     print("|---|---|---|---|---|---|")
-    for group in sorted(wins):
-        flags = wins[group]
+    for group in sorted(lengths):
         words = lengths[group]
-        print(f"| {group} | {len(flags)} | {sum(flags) / len(flags):.1%} | {ties[group]} | "
-              f"{statistics.mean(words['personal']):.1f} / {statistics.mean(words['generic']):.1f} | >= 70 % |")
+        vs = {o: wins[o][group] for o in others}
+        print(f"| {group} | {len(vs['generic'])} | {sum(vs['generic']) / len(vs['generic']):.1%} | "
+              f"{sum(vs['base']) / len(vs['base']):.1%} | {statistics.mean(words['personal']):.1f} / "
+              f"{statistics.mean(words['generic']):.1f} / {statistics.mean(words['base']):.1f} | >= 70 % |")
     return 0
 
 

@@ -1,23 +1,30 @@
-"""Training speed, side by side in one process on the same pairs and model.
+"""Training speed, side by side in one process on the same pairs, model and settings.
 
-    python -m trainer.core.bench_speed --model data/models/SmolLM2-135M-Instruct --pairs 16
+    python -m trainer.core.bench_speed --model data/models/SmolLM2-135M-Instruct --pairs 32 --epochs 2
 
-1. our plain-DPO path (reference log-probs cached, reply-only vocabulary projection),
-2. TRL's DPOTrainer with the same LoRA settings, batch, beta and max length
-   (only when ``trl`` is installed: it is a benchmark-only dependency),
+1. our plain-DPO path (reference log-probs computed once per pair and cached,
+   vocabulary projection on reply tokens only),
+2. TRL's DPOTrainer with the same LoRA settings, batch, beta, learning rate and
+   max length (only when ``trl`` is installed: it is a benchmark-only
+   dependency), as it comes and with its own ``precompute_ref_log_probs``,
 3. our P-DPO (individual user model, alpha 0.5): cost per pair relative to plain DPO.
 
-Ours is timed over the whole ``train()`` call (model loading, tokenising and
-reference pass included); TRL over ``trainer.train()`` only, which favours TRL.
+Each optimizer step is timed with the trainers' own step callbacks. The first
+step of each run is left out (torch's first-call warm-up, and our model load);
+the figure is the mean of the other steps, so reference passes in the first
+epoch and their absence in the second both count. Whole-run seconds are printed
+too: ours from ``train()`` (model load and tokenising included), TRL's from
+``trainer.train()`` (its tokenising and model load happen before).
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import dataclasses
+import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -27,16 +34,39 @@ from trainer.core.synthetic import DEFAULT_PROMPTS, load_prompts, make_pairs, sa
 
 SYSTEM = "You are a helpful assistant."
 
-
 # The 115 real PRISM opening prompts, shipped with the app (users/data, CC-BY-4.0).
 PROMPTS = Path(__file__).resolve().parents[2] / "users" / "data" / "opening_prompts.jsonl"
 
-def run_trl(model_path: str, pairs, config: TrainConfig) -> float:
-    """Seconds for DPOTrainer.train() on ``pairs`` with matching settings."""
+
+def steady(stamps: list[float]) -> float:
+    """Mean seconds per step after the first: stamps[0] is the start, stamps[k] the end of step k."""
+    steps = [b - a for a, b in zip(stamps, stamps[1:])]
+    return statistics.mean(steps[1:]) if len(steps) > 1 else steps[0]
+
+
+def run_ours(model_path: str, pairs, config: TrainConfig) -> tuple[float, float]:
+    """(steady seconds per step, whole train() seconds)."""
+    stamps = [time.perf_counter()]
+    train(config, model_path, pairs, log=lambda *_: None, progress=lambda *_: stamps.append(time.perf_counter()))
+    return steady(stamps), stamps[-1] - stamps[0]
+
+
+def run_trl(model_path: str, pairs, config: TrainConfig, *, precompute: bool) -> tuple[float, float]:
+    """(steady seconds per step, trainer.train() seconds) for DPOTrainer with matching settings."""
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import DPOConfig, DPOTrainer
+
+    stamps: list[float] = []
+
+    class Stamp(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if not stamps:  # after any precompute pass: that one is in the whole-run figure
+                stamps.append(time.perf_counter())
+
+        def on_step_end(self, args, state, control, **kwargs):
+            stamps.append(time.perf_counter())
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
@@ -46,23 +76,26 @@ def run_trl(model_path: str, pairs, config: TrainConfig) -> float:
                          gradient_accumulation_steps=config.batch_size // config.micro_batch_size,
                          learning_rate=config.lr_lora, beta=config.beta, max_length=config.max_length,
                          num_train_epochs=config.epochs, lr_scheduler_type="cosine", warmup_steps=0,
-                         logging_steps=1, save_strategy="no", report_to="none", use_cpu=True, bf16=False,
-                         seed=config.seed, max_grad_norm=config.max_grad_norm, dataloader_num_workers=0,
-                         gradient_checkpointing=False)  # ours does not recompute activations either
+                         logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
+                         bf16=bool(config.bf16), seed=config.seed, max_grad_norm=config.max_grad_norm,
+                         dataloader_num_workers=0, gradient_checkpointing=False,  # ours does not recompute either
+                         precompute_ref_log_probs=precompute)
         peft = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                           target_modules=config.lora_target_modules, task_type="CAUSAL_LM")
         trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                             peft_config=peft)
+                             peft_config=peft, callbacks=[Stamp()])
         start = time.perf_counter()
         trainer.train()
-        return time.perf_counter() - start
+        return steady(stamps), time.perf_counter() - start
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="data/models/SmolLM2-135M-Instruct")
     ap.add_argument("--prompts", default=str(PROMPTS))
-    ap.add_argument("--pairs", type=int, default=16)
+    ap.add_argument("--pairs", type=int, default=32)
+    ap.add_argument("--epochs", type=float, default=2.0)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--skip-trl", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -72,27 +105,34 @@ def main(argv=None) -> int:
     people = sample_population(8, seed=0)
     pairs = make_pairs(people, prompts, conversations_per_user=args.pairs, seed=1, system=SYSTEM,
                        detailed_sentences=(2, 2))[: args.pairs]
-    config = TrainConfig(batch_size=8, micro_batch_size=4, epochs=1.0, warmup_steps=0, log_every=1000)
-    print(f"model {args.model}; {len(pairs)} pairs, batch {config.batch_size} (micro {config.micro_batch_size}), "
-          f"LoRA r{config.lora_r}/alpha {config.lora_alpha} on {','.join(config.lora_target_modules)}, fp32 CPU, "
+    config = TrainConfig(batch_size=8, micro_batch_size=4, epochs=args.epochs, warmup_steps=0, log_every=1000,
+                         bf16=args.precision == "bf16")
+    steps = int(len(pairs) * args.epochs // config.batch_size)
+    print(f"model {args.model}; {len(pairs)} pairs x {args.epochs:g} epochs = {steps} steps of {config.batch_size} "
+          f"(micro {config.micro_batch_size}), LoRA r{config.lora_r}/alpha {config.lora_alpha} on "
+          f"{','.join(config.lora_target_modules)}, dropout {config.lora_dropout}, {args.precision} CPU, "
           f"{torch.get_num_threads()} threads", flush=True)
     results = {}
-    for name, cfg in (("ours: plain DPO", plain_dpo(config)),
-                      ("ours: P-DPO (individual, alpha 0.5)", dataclasses.replace(config, user_model="individual"))):
-        start = time.perf_counter()
-        train(cfg, args.model, pairs, log=lambda *_: None)
-        results[name] = time.perf_counter() - start
-        print(f"  {name}: {results[name]:.1f} s", flush=True)
+    runs = [("ours: plain DPO", lambda: run_ours(args.model, pairs, plain_dpo(config)))]
     if not args.skip_trl:
+        runs += [("TRL DPOTrainer", lambda: run_trl(args.model, pairs, plain_dpo(config), precompute=False)),
+                 ("TRL DPOTrainer, precompute_ref_log_probs", lambda: run_trl(args.model, pairs, plain_dpo(config),
+                                                                             precompute=True))]
+    runs.append(("ours: P-DPO (individual, alpha 0.5)",
+                 lambda: run_ours(args.model, pairs, dataclasses.replace(config, user_model="individual"))))
+    for name, go in runs:
         try:
-            results["TRL DPOTrainer (trainer.train() only)"] = run_trl(args.model, pairs, plain_dpo(config))
+            results[name] = go()
         except ImportError as exc:
-            print(f"  TRL not installed ({exc}); pip install trl to compare")
-    base = results["ours: plain DPO"]
-    print("\n| path | seconds | pairs/s | relative to our plain DPO |")
-    print("|---|---|---|---|")
-    for name, seconds in results.items():
-        print(f"| {name} | {seconds:.1f} | {len(pairs) / seconds:.3f} | {seconds / base:.2f}x time |")
+            print(f"  {name}: not installed ({exc}); pip install -r requirements-bench.txt to compare")
+            continue
+        print(f"  {name}: {results[name][0]:.1f} s/step after the first, {results[name][1]:.1f} s in all", flush=True)
+    base = results["ours: plain DPO"][0]
+    print(f"\n| path | s/step (steps 2-{steps}, mean) | pairs/s | time per pair vs our plain DPO | whole run s |")
+    print("|---|---|---|---|---|")
+    for name, (per_step, whole) in results.items():
+        print(f"| {name} | {per_step:.2f} | {config.batch_size / per_step:.3f} | {per_step / base:.2f}x | "
+              f"{whole:.0f} |")
     return 0
 
 

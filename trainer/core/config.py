@@ -88,12 +88,27 @@ def plain_dpo(config: TrainConfig) -> TrainConfig:
 
 @dataclass
 class FastFitConfig:
-    """Fit one new user's vectors with the LoRA, the generic user and all other users frozen."""
+    """Fit one new user's vectors with the LoRA, the generic user and all other users frozen.
 
-    steps: int = 40  # full-batch optimizer steps over the user's pairs
-    lr: float = 1e-2  # much higher than training: few parameters, few pairs, seconds of compute
-    weight_decay: float = 0.0  # pull towards the generic user (offsets start at zero)
+    ``linear`` (default): one backward pass gives every reply's log-prob gradient with respect
+    to the user's vectors; the loss of that linearised model is minimised within a few trust
+    radii (no model passes), and each candidate is checked with one forward pass of the real
+    model, keeping the best. A round costs about two training steps. ``adam``: ``steps``
+    full-batch Adam steps, each a forward and backward pass.
+    """
+
+    method: str = "linear"  # linear | adam
+    rounds: int = 1  # linear: linearise-solve-check rounds (each starts where the last one ended)
+    radii: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)  # linear: trust radii, as multiples of |generic vectors|
+    steps: int = 40  # adam: full-batch optimizer steps over the user's pairs
+    lr: float = 1e-2  # adam: much higher than training: few parameters, few pairs
+    weight_decay: float = 0.0  # adam: pull towards the generic user (offsets start at zero)
+    bf16: bool | None = None  # None = as the run's config on this device (TrainConfig.bf16)
     seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in ("linear", "adam"):
+            raise ValueError(f"fast-fit method must be 'linear' or 'adam', not {self.method!r}")
 
 
 @dataclass

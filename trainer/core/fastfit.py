@@ -4,10 +4,19 @@ The LoRA adapter, the generic user and every other user stay untouched; only
 the new user's parameter is optimised (an offset from the generic user for the
 individual model, a mixture-weight row for the cluster model), then appended to
 the user table. No retraining, and the other users' vectors are bit-identical.
+
+The default method needs about two training steps of compute. The user's
+parameter enters the model only through the soft prompt, so one backward pass
+gives the gradient of every reply's log-prob with respect to it (a Jacobian of
+2P rows). Around that point the log-probs are linear in the parameter, and the
+preference loss of the linear model is minimised within a trust radius with
+no further model passes. Each radius's solution is then scored by one forward
+pass of the real model; the best one that lowers the real loss is kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -15,10 +24,14 @@ import torch
 
 from trainer.core.config import FastFitConfig
 from trainer.core.data import DataError, Pair
-from trainer.core.losses import PairLogps, pair_loss
+from trainer.core.losses import PairLogps, PairRefs, pair_loss
+from trainer.core.loop import autocast_for
 from trainer.core.policy import PreferenceModel, encode_pairs
 from trainer.core.reference import ReferenceCache
+from trainer.core.sequences import SequenceBatch
 from trainer.core.usermodel import UserIndex
+
+SOLVER_ITERATIONS = 150  # Adam iterations on the linear model per radius: matrix-vector products, milliseconds
 
 
 @dataclass
@@ -27,7 +40,8 @@ class FitReport:
     row: int  # the new row in the user model
     pairs: int
     seconds: float
-    losses: list[float]  # full-batch loss before each step, and after the last
+    losses: list[float]  # full-batch loss at the start, then after each step (adam) or round (linear)
+    passes: int = 0  # forward passes of the model over the user's pairs (a backward pass counts as two)
 
 
 def fast_fit(core: PreferenceModel, tokenizer, user_index: UserIndex, config, user_id: str, pairs: list[Pair], *,
@@ -43,37 +57,130 @@ def fast_fit(core: PreferenceModel, tokenizer, user_index: UserIndex, config, us
         raise DataError(f"user {user_id!r} has no pairs to fit")
     start = time.perf_counter()
     torch.manual_seed(fit.seed)
+    autocast = autocast_for(torch.device(device), config if fit.bf16 is None else
+                            dataclasses.replace(config, bf16=fit.bf16))
     encoded = encode_pairs(tokenizer, pairs, None, config)
     refs = ReferenceCache()
-    refs.fill(core, encoded, device=device)
-    ref = refs.get(encoded, device)
-    batch = core.sequences(encoded, with_slots=True).to(device)  # (2P, L): all of the user's pairs at once
+    refs.fill(core, encoded, device=device, autocast=autocast)
+    problem = _Problem(core, core.sequences(encoded, with_slots=True).to(device), refs.get(encoded, device), config,
+                       autocast)
     frozen = [p for p in core.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
-    param = core.user_model.new_user_parameter().to(device)
-    optimizer = torch.optim.Adam([param], lr=fit.lr, weight_decay=fit.weight_decay)
     was_training = core.training
     core.eval()
-    losses = []
-    P = len(encoded)
+    param = core.user_model.new_user_parameter().detach().to(device)
     try:
-        for _ in range(fit.steps + 1):
-            soft = core.user_model.vectors_from(param).unsqueeze(0).expand(2 * P, -1, -1)  # (2P, T, H)
-            with torch.set_grad_enabled(len(losses) < fit.steps):
-                logps = core(batch, soft_prompt=soft)  # (2P,)
-                loss = pair_loss(config.loss, PairLogps(logps[:P], logps[P:]), ref, beta=config.beta,
-                                 gamma=config.simpo_gamma)[0].mean()
-            losses.append(loss.detach())
-            if len(losses) > fit.steps:
-                break
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        fitter = _fit_linear if fit.method == "linear" else _fit_adam
+        param, losses = fitter(problem, param, fit)
     finally:
         for p in frozen:
             p.requires_grad_(True)
         core.train(was_training)
     row = core.user_model.add_user(param)
     user_index.add(user_id)
-    return FitReport(user_id, row, P, time.perf_counter() - start, torch.stack(losses).tolist())
+    return FitReport(user_id, row, len(encoded), time.perf_counter() - start, losses, problem.passes)
+
+
+class _Problem:
+    """One user's pairs as a single batch [chosen_1..P, rejected_1..P], with their cached reference log-probs."""
+
+    def __init__(self, core: PreferenceModel, batch: SequenceBatch, ref: PairRefs, config, autocast):
+        self.core, self.batch, self.ref, self.config, self.autocast = core, batch, ref, config, autocast
+        self.n = batch.input_ids.shape[0]  # 2P sequences
+        self.passes = 0
+
+    def loss_of_logps(self, logps: torch.Tensor) -> torch.Tensor:
+        P = self.n // 2
+        return pair_loss(self.config.loss, PairLogps(logps[:P], logps[P:]), self.ref, beta=self.config.beta,
+                         gamma=self.config.simpo_gamma)[0].mean()
+
+    def logps(self, param: torch.Tensor) -> torch.Tensor:
+        """(2P,) reply log-probs with the soft prompt made from ``param``; differentiable in ``param``."""
+        soft = self.core.user_model.vectors_from(param).unsqueeze(0).expand(self.n, -1, -1)  # (2P, T, H)
+        with self.autocast():
+            out = self.core(self.batch, soft_prompt=soft).float()
+        self.passes += 1 if not torch.is_grad_enabled() else 3
+        return out
+
+    @torch.no_grad()
+    def loss(self, param: torch.Tensor) -> float:
+        return float(self.loss_of_logps(self.logps(param)))
+
+    def jacobian(self, param: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-probs (2P,), d log-prob / d param (2P, D)) at ``param``, from one forward and one backward pass.
+
+        Every sequence gets its own copy of the soft prompt, so the gradient of the
+        summed log-probs with respect to copy s is sequence s's own gradient.
+        """
+        user_model = self.core.user_model
+        vectors = user_model.vectors_from(param).detach()  # (T, H)
+        soft = vectors.unsqueeze(0).repeat(self.n, 1, 1).requires_grad_(True)  # (2P, T, H)
+        with torch.enable_grad(), self.autocast():
+            logps = self.core(self.batch, soft_prompt=soft).float()  # (2P,)
+            logps.sum().backward()
+        self.passes += 3
+        _, pullback = torch.func.vjp(user_model.vectors_from, param.detach())  # vectors -> param, per sequence
+        per_param = torch.func.vmap(pullback)(soft.grad.float())[0]  # (2P, *param.shape)
+        return logps.detach(), per_param.reshape(self.n, -1)
+
+
+def _radius_unit(problem: _Problem, param: torch.Tensor) -> float:
+    """What a radius of 1 means: the generic vectors' norm when the parameter lives in vector space (an
+    offset), else the parameter's own scale (mixture logits: sqrt of their number)."""
+    vectors = problem.core.user_model.vectors_from(param)
+    if vectors.shape == param.shape:
+        return float(vectors.norm())
+    return float(param.numel()) ** 0.5
+
+
+def _solve_linear(problem: _Problem, logps0: torch.Tensor, J: torch.Tensor, radius: float,
+                  start: torch.Tensor) -> torch.Tensor:
+    """argmin over |delta| <= radius of the loss of logps0 + J @ delta (projected Adam, no model passes)."""
+    delta = start.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([delta], lr=radius / 20)
+    for _ in range(SOLVER_ITERATIONS):
+        loss = problem.loss_of_logps(logps0 + J @ delta)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            norm = delta.norm()
+            if norm > radius:
+                delta.mul_(radius / norm)
+    return delta.detach()
+
+
+def _fit_linear(problem: _Problem, param: torch.Tensor, fit: FastFitConfig) -> tuple[torch.Tensor, list[float]]:
+    losses = [problem.loss(param)]
+    unit = _radius_unit(problem, param)
+    for _ in range(fit.rounds):
+        logps0, J = problem.jacobian(param)
+        best_loss, best = losses[-1], param
+        delta = torch.zeros(J.shape[1], device=J.device)
+        for radius in sorted(fit.radii):
+            delta = _solve_linear(problem, logps0, J, radius * unit, delta)  # warm start from the smaller radius
+            candidate = param + delta.view_as(param)
+            loss = problem.loss(candidate)
+            if loss >= best_loss:
+                break  # further out the linear model is no longer trustworthy
+            best_loss, best = loss, candidate
+        losses.append(best_loss)
+        if best is param:
+            break  # no radius helped: we are at the linear model's limit
+        param = best
+    return param, losses
+
+
+def _fit_adam(problem: _Problem, param: torch.Tensor, fit: FastFitConfig) -> tuple[torch.Tensor, list[float]]:
+    param = param.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([param], lr=fit.lr, weight_decay=fit.weight_decay)
+    losses = []
+    for _ in range(fit.steps):
+        loss = problem.loss_of_logps(problem.logps(param))
+        losses.append(float(loss.detach()))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    losses.append(problem.loss(param))
+    return param.detach(), losses
