@@ -69,10 +69,11 @@ def _fit(fit: VectorFit) -> tuple[int, float, list[float]]:
     user_id = exported_user_id(fit.user, getattr(fit.user, "profile", None))
     pairs = user_pairs(fit.user, limit=settings.FASTFIT_MAX_PAIRS)
     run = load_run(settings.ARTIFACTS_DIR / fit.run.artifacts, base_model=_base_model(fit.run.artifacts))
-    # A throwaway index: fast_fit adds the person as a new row, starting from the generic
-    # vectors, even when they already have a row from training; that row is untouched.
+    # A throwaway index: fast_fit adds the person as a new row, starting from their vectors
+    # from training when they have some (that row is untouched), else from the generic ones.
+    trained_row = run.user_index.row(user_id) if user_id in run.user_index else None
     report = fast_fit(run.model, run.tokenizer, UserIndex(), run.config, user_id, pairs,
-                      fit=FastFitConfig(rounds=settings.FASTFIT_ROUNDS))
+                      fit=FastFitConfig(rounds=settings.FASTFIT_ROUNDS), start_row=trained_row)
     with torch.no_grad():
         vectors = run.model.user_model(torch.tensor([report.row]))[0].detach().cpu().contiguous()  # (T, H)
     final = settings.ARTIFACTS_DIR / vectors_file(fit)

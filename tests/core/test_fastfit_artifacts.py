@@ -62,6 +62,21 @@ def test_the_adam_fast_fit_lowers_the_loss_too(trained):
     assert len(report.losses) == 9 and report.losses[-1] < report.losses[0]
 
 
+def test_a_refit_can_start_from_the_persons_trained_vectors(trained):
+    core, index = trained.model, trained.user_index
+    pairs = [dataclasses.replace(p, user_id="again") for p in small_pairs()[:4]]
+    unmoved = FastFitConfig(method="adam", steps=0)  # no step: the new row is exactly where it started
+    fresh = fast_fit(core, trained.tokenizer, index, trained.config, "again", pairs, fit=unmoved)
+    user1 = index.row("user1")
+    resumed = fast_fit(core, trained.tokenizer, index, trained.config, "again-from-user1",
+                       [dataclasses.replace(p, user_id="again-from-user1") for p in pairs], fit=unmoved,
+                       start_row=user1)
+    vectors = core.user_model(torch.tensor([0, fresh.row, user1, resumed.row])).detach()
+    assert_close(vectors[1], vectors[0], rtol=0, atol=0)  # from the generic user
+    assert_close(vectors[3], vectors[2], rtol=0, atol=0)  # from user1's trained vectors
+    assert not torch.equal(vectors[0], vectors[2])
+
+
 def test_fast_fit_refuses_a_user_with_no_pairs(trained):
     with pytest.raises(DataError, match="'nobody' has no pairs"):
         fast_fit(trained.model, trained.tokenizer, trained.user_index, trained.config, "nobody", small_pairs())

@@ -37,6 +37,13 @@ def test_cluster_rows_are_softmax_mixtures_of_components():
     assert_close(e[1], m.components[1])
 
 
+def test_cluster_users_start_at_distinct_mixtures_and_the_generic_user_at_the_uniform_one():
+    m = ClusterUserModel(3, 2, 8, n_clusters=4, init_embedding=EMB, seed=0)
+    mix = m.mixture(torch.arange(4))  # (4, K)
+    assert_close(mix[0], torch.full((4,), 0.25))
+    assert all(not torch.allclose(mix[i], mix[j]) for i in range(4) for j in range(i + 1, 4))
+
+
 @pytest.mark.parametrize("cls", [IndividualUserModel, ClusterUserModel])
 def test_adding_a_user_keeps_everyone_else_and_defaults_to_generic(cls):
     m = cls(2, 3, 8, init_embedding=EMB, seed=0)

@@ -45,8 +45,12 @@ class FitReport:
 
 
 def fast_fit(core: PreferenceModel, tokenizer, user_index: UserIndex, config, user_id: str, pairs: list[Pair], *,
-             fit: FastFitConfig | None = None, device="cpu") -> FitReport:
-    """Fit ``user_id``'s vectors on ``pairs`` and add them to ``core.user_model`` and ``user_index``."""
+             fit: FastFitConfig | None = None, device="cpu", start_row: int | None = None) -> FitReport:
+    """Fit ``user_id``'s vectors on ``pairs`` and add them to ``core.user_model`` and ``user_index``.
+
+    The fit starts at the generic user, or at the existing row ``start_row`` (the same
+    person's vectors from training), which is left as it is.
+    """
     fit = fit or FastFitConfig()
     if core.user_model is None:
         raise ValueError("This model has no user model (plain DPO): there are no user vectors to fit.")
@@ -69,7 +73,8 @@ def fast_fit(core: PreferenceModel, tokenizer, user_index: UserIndex, config, us
         p.requires_grad_(False)
     was_training = core.training
     core.eval()
-    param = core.user_model.new_user_parameter().detach().to(device)
+    param = (core.user_model.new_user_parameter() if start_row is None else
+             core.user_model.parameter_of(start_row)).detach().to(device)
     try:
         fitter = _fit_linear if fit.method == "linear" else _fit_adam
         param, losses = fitter(problem, param, fit)

@@ -93,6 +93,10 @@ class IndividualUserModel(nn.Module):
     def vectors_from(self, param: torch.Tensor) -> torch.Tensor:
         return self.generic + param  # (T, H)
 
+    def parameter_of(self, row: int) -> torch.Tensor:
+        """A copy of an existing row's parameter (a refit can start from where training left a user)."""
+        return self.offsets.data[row - 1].clone() if row != GENERIC else torch.zeros_like(self.generic.data)
+
     @torch.no_grad()
     def add_user(self, param: torch.Tensor | None = None) -> int:
         """Append a row (fast-fit result, or the generic user) without touching the others; returns its row."""
@@ -114,8 +118,12 @@ class ClusterUserModel(nn.Module):
             init_embedding = torch.randn(1000, hidden, generator=g) * 0.02
         comps = token_rows(init_embedding, n_clusters * n_tokens, g).view(n_clusters, n_tokens, hidden)
         self.components = nn.Parameter(comps)  # (K, T, H)
-        # Uniform mixtures at the start; the components differ, so the weight gradients still differ per k.
-        self.weights = nn.Parameter(torch.zeros(n_users + 1, n_clusters))  # (N+1, K)
+        # The generic user starts as the uniform mixture; every known user at its own random mixture
+        # (unit-normal logits), so users are distinguishable from step 0. With uniform starts all
+        # users share one soft prompt, and a short run never separates the minority from the rest.
+        weights = torch.randn(n_users + 1, n_clusters, generator=g)
+        weights[GENERIC] = 0.0
+        self.weights = nn.Parameter(weights)  # (N+1, K)
         self.n_tokens, self.hidden = n_tokens, hidden
 
     @property
@@ -134,6 +142,9 @@ class ClusterUserModel(nn.Module):
 
     def vectors_from(self, param: torch.Tensor) -> torch.Tensor:
         return torch.einsum("k,kth->th", torch.softmax(param, -1), self.components)  # (T, H)
+
+    def parameter_of(self, row: int) -> torch.Tensor:
+        return self.weights.data[row].clone()  # (K,)
 
     @torch.no_grad()
     def add_user(self, param: torch.Tensor | None = None) -> int:
