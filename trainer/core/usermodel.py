@@ -119,8 +119,7 @@ class ClusterUserModel(nn.Module):
         comps = token_rows(init_embedding, n_clusters * n_tokens, g).view(n_clusters, n_tokens, hidden)
         self.components = nn.Parameter(comps)  # (K, T, H)
         # The generic user starts as the uniform mixture; every known user at its own random mixture
-        # (unit-normal logits), so users are distinguishable from step 0. With uniform starts all
-        # users share one soft prompt, and a short run never separates the minority from the rest.
+        # (unit-normal logits), so users are distinguishable from step 0, as in the individual model.
         weights = torch.randn(n_users + 1, n_clusters, generator=g)
         weights[GENERIC] = 0.0
         self.weights = nn.Parameter(weights)  # (N+1, K)
