@@ -42,6 +42,15 @@ def test_training_moves_lora_and_user_vectors_but_never_base_weights(tiny_model_
             "examples_per_second", "tokens_per_second"} <= set(result.history[-1])
 
 
+def test_the_cluster_models_mixture_logits_can_have_their_own_learning_rate(tiny_model_path):
+    config = fast_config(user_model="cluster", lr_user=1e-2, lr_mixture=0.5)
+    result = train(config, str(tiny_model_path), small_pairs(), log=_quiet)
+    last = result.history[0]  # the schedule scales every group by the same factor
+    assert last["learning_rate/mixture"] == pytest.approx(50 * last["learning_rate/user"])
+    plain = train(fast_config(user_model="cluster", epochs=0.34), str(tiny_model_path), small_pairs(), log=_quiet)
+    assert "learning_rate/mixture" not in plain.history[0]  # 0 = the mixture shares lr_user
+
+
 def test_resume_after_a_crash_gives_the_same_loss_curve(tiny_model_path, tmp_path):
     config = fast_config(epochs=2.0, checkpoint_every=2)  # 6 steps, LoRA dropout on: RNG state must resume too
     pairs = small_pairs()

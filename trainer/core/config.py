@@ -33,6 +33,7 @@ class TrainConfig:
     # --- optimisation ---
     lr_lora: float = 5e-5
     lr_user: float = 5e-5
+    lr_mixture: float = 0.0  # cluster model only: lr of the per-user mixture logits (0 = lr_user)
     weight_decay: float = 0.0
     warmup_steps: int = 150  # linear warmup, then cosine decay to zero; clipped to the run's length
     batch_size: int = 32  # effective batch: pairs per optimizer step across all processes

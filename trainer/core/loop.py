@@ -155,10 +155,15 @@ def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint
             "users_without_pairs": sorted(set(users or []) - {p.user_id for p in pairs})}
 
     lora_params = [p for p in core.lm.parameters() if p.requires_grad]
-    user_params = list(core.user_model.parameters()) if core.user_model is not None else []
+    # Mixture logits live on another scale than embedding-sized vectors, so they may get their own rate.
+    mixture = [core.user_model.weights] if config.user_model == "cluster" and config.lr_mixture else []
+    user_params = [p for p in core.user_model.parameters() if all(p is not m for m in mixture)] \
+        if core.user_model is not None else []
     groups = [{"params": lora_params, "lr": config.lr_lora, "name": "lora"}]
     if user_params:
         groups.append({"params": user_params, "lr": config.lr_user, "name": "user"})
+    if mixture:
+        groups.append({"params": mixture, "lr": config.lr_mixture, "name": "mixture"})
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     total = max(1, math.ceil(len(pairs) * config.epochs / config.batch_size))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(config, total))

@@ -13,7 +13,7 @@
               ["eval/rewards/chosen", "eval chosen"], ["eval/rewards/rejected", "eval rejected"]],
     logps: [["logps/chosen", "chosen"], ["logps/rejected", "rejected"]],
     grad_norm: [["grad_norm", "grad norm"]],
-    lr: [["learning_rate/lora", "LoRA"], ["learning_rate/user", "user model"]],
+    lr: [["learning_rate/lora", "LoRA"], ["learning_rate/user", "user model"], ["learning_rate/mixture", "mixture weights"]],
     pairs_speed: [["examples_per_second", "pairs/s"]],
     tokens_speed: [["tokens_per_second", "tokens/s"]],
   };
