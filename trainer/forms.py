@@ -38,6 +38,8 @@ class RunForm(forms.Form):
     alpha = forms.FloatField(min_value=0.0, max_value=1.0, initial=0.5, label="alpha (weight of the personal term)")
     lr_lora = forms.FloatField(min_value=1e-8, max_value=1.0, initial=5e-5, label="LoRA learning rate")
     lr_user = forms.FloatField(min_value=1e-8, max_value=10.0, initial=5e-5, label="User model learning rate")
+    lr_mixture = forms.FloatField(min_value=0.0, max_value=10.0, initial=0.0, required=False,
+                                  label="Cluster mixture-weight learning rate (0 = the user model's)")
     warmup_steps = forms.IntegerField(min_value=0, initial=150)
     batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=32, label="Effective batch size")
     micro_batch_size = forms.IntegerField(min_value=1, max_value=512, initial=8)
@@ -73,6 +75,7 @@ class RunForm(forms.Form):
             "beta", "lr_lora", "lr_user", "warmup_steps", "batch_size", "micro_batch_size", "epochs", "lora_r",
             "lora_alpha", "lora_dropout", "max_prompt_length", "max_length", "seed", "log_every",
             "checkpoint_every", "diagnostics_every", "n_user_tokens", "n_clusters")}
+        config["lr_mixture"] = d["lr_mixture"] or 0.0  # left empty: the user model's rate
         config.update(loss=loss, user_model=d["user_model"] if personalized else "none",
                       alpha=d["alpha"] if personalized else 0.0)
         return config

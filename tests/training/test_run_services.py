@@ -118,3 +118,12 @@ def test_the_run_page_query_count_does_not_grow_with_logged_steps(client, staff,
         response = client.get(reverse("run_detail", args=[run.pk]))
     assert response.status_code == 200
     assert '"loss": [1.0, 0.5' in response.content.decode().replace("&quot;", '"')
+
+
+def test_a_cluster_run_keeps_its_own_mixture_learning_rate(client, staff):
+    client.force_login(staff)
+    response = client.post(reverse("run_new"), {**FORM_DEFAULTS, "name": "clustered", "user_model": "cluster",
+                                                "lr_mixture": "1.0", "with_baseline": ""})
+    run = TrainingRun.objects.get(name="clustered")
+    assert response.status_code == 302
+    assert run.config["user_model"] == "cluster" and run.config["lr_mixture"] == 1.0

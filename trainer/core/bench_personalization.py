@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=36, help="optimizer steps of 8 pairs per run")
     ap.add_argument("--lr-lora", type=float, default=1e-3)
     ap.add_argument("--lr-user", type=float, default=5e-2)
-    ap.add_argument("--lr-mixture", type=float, default=0.0, help="cluster model's mixture logits (0 = --lr-user)")
+    ap.add_argument("--lr-mixture", type=float, default=1.0, help="cluster model's mixture logits (0 = --lr-user)")
     ap.add_argument("--lora-dropout", type=float, default=0.0)
     ap.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
                     help="bf16 autocast (also on CPUs with AVX512-BF16/AMX, about 2x faster there) or fp32")
