@@ -22,7 +22,6 @@ import random
 import statistics
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 
@@ -30,17 +29,14 @@ from trainer.core.batch_generation import GenerationRequest, generate_batch
 from trainer.core.config import TrainConfig
 from trainer.core.loop import train
 from trainer.core.reference import adapter_disabled
-from trainer.core.synthetic import DEFAULT_PROMPTS, judge_prefers, load_prompts, make_pairs, sample_population
-
-SYSTEM = "You are a helpful assistant."
-# The 115 real PRISM opening prompts, shipped with the app (users/data, CC-BY-4.0).
-PROMPTS = Path(__file__).resolve().parents[2] / "users" / "data" / "opening_prompts.jsonl"
+from trainer.core.synthetic import (PRISM_PROMPTS, SHORT_SYSTEM, judge_prefers, make_pairs, prompts_or_default,
+                                    sample_population)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="data/models/SmolLM2-135M-Instruct")
-    ap.add_argument("--prompts", default=str(PROMPTS))
+    ap.add_argument("--prompts", default=str(PRISM_PROMPTS))
     ap.add_argument("--users", type=int, default=10)
     ap.add_argument("--conversations", type=int, default=12, help="training pairs per user")
     ap.add_argument("--held-out", type=int, default=4, help="held-out prompts per user")
@@ -50,16 +46,13 @@ def main(argv=None) -> int:
     ap.add_argument("--lr-user", type=float, default=5e-2)
     ap.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     args = ap.parse_args(argv)
-    try:
-        prompts = load_prompts(args.prompts)
-    except OSError:
-        prompts = DEFAULT_PROMPTS
+    prompts = prompts_or_default(args.prompts)
     rng = random.Random(7)
     rng.shuffle(prompts)
     held_out, train_prompts = prompts[:max(8, args.held_out * 2)], prompts[max(8, args.held_out * 2):]
     people = sample_population(args.users, dimension="length", seed=0)
-    pairs = make_pairs(people, train_prompts, conversations_per_user=args.conversations, seed=1, system=SYSTEM,
-                       detailed_sentences=(2, 3))
+    pairs = make_pairs(people, train_prompts, conversations_per_user=args.conversations, seed=1,
+                       system=SHORT_SYSTEM, detailed_sentences=(2, 3))
     config = TrainConfig(batch_size=8, micro_batch_size=4, epochs=args.steps * 8 / len(pairs), warmup_steps=0,
                          lr_lora=args.lr_lora, lr_user=args.lr_user, lora_dropout=0.0, max_prompt_length=128,
                          max_length=320, log_every=10, seed=0, device="cpu", bf16=args.precision == "bf16")
@@ -87,7 +80,7 @@ def main(argv=None) -> int:
         for person in people:
             mine = model.user_model(torch.tensor([index.row(person.user_id)]))[0]
             chosen = random.Random(person.user_id).sample(held_out, args.held_out)
-            asks = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": p}] for p in chosen]
+            asks = [[{"role": "system", "content": SHORT_SYSTEM}, {"role": "user", "content": p}] for p in chosen]
             tuned = [GenerationRequest(m, soft, max_new_tokens=args.tokens, temperature=0.0)
                      for m in asks for soft in (mine, generic)]
             plain = [GenerationRequest(m, None, max_new_tokens=args.tokens, temperature=0.0) for m in asks]

@@ -16,7 +16,6 @@ with AVX512-BF16); they are printed with the table.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import dataclasses
 import time
 
@@ -25,13 +24,8 @@ from trainer.core.data import split_pairs
 from trainer.core.evaluate import evaluate
 from trainer.core.fastfit import fast_fit
 from trainer.core.loop import train
-from trainer.core.synthetic import DEFAULT_PROMPTS, load_prompts, make_pairs, sample_population
-
-SYSTEM = "You are a helpful assistant."  # shorter than the model's default system prompt: cheaper sequences
-
-
-# The 115 real PRISM opening prompts, shipped with the app (users/data, CC-BY-4.0).
-PROMPTS = Path(__file__).resolve().parents[2] / "users" / "data" / "opening_prompts.jsonl"
+from trainer.core.synthetic import (PRISM_PROMPTS, SHORT_SYSTEM, make_pairs, prompts_or_default,
+                                    sample_population)
 
 def cell(d: dict | None) -> str:
     return "-" if not d or d.get("accuracy") is None else f"{d['accuracy']:6.1%} (n={d['n']})"
@@ -40,7 +34,7 @@ def cell(d: dict | None) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="data/models/SmolLM2-135M-Instruct")
-    ap.add_argument("--prompts", default=str(PROMPTS))
+    ap.add_argument("--prompts", default=str(PRISM_PROMPTS))
     ap.add_argument("--users", type=int, default=10)
     ap.add_argument("--conversations", type=int, default=12, help="per seen user; a quarter is held out")
     ap.add_argument("--unseen-users", type=int, default=2)
@@ -61,11 +55,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    try:
-        prompts = load_prompts(args.prompts)
-    except OSError:
-        prompts = DEFAULT_PROMPTS
-    short = dict(system=SYSTEM, detailed_sentences=(2, 2))
+    prompts = prompts_or_default(args.prompts)
+    short = dict(system=SHORT_SYSTEM, detailed_sentences=(2, 2))
     people = sample_population(args.users, dimension="length", majority_pole="detailed", majority_share=0.7,
                                seed=args.seed)
     pairs = make_pairs(people, prompts, conversations_per_user=args.conversations, seed=args.seed + 1, **short)

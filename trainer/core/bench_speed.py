@@ -24,18 +24,13 @@ import dataclasses
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
 from trainer.core.config import TrainConfig, plain_dpo
 from trainer.core.loop import train
-from trainer.core.synthetic import DEFAULT_PROMPTS, load_prompts, make_pairs, sample_population
-
-SYSTEM = "You are a helpful assistant."
-
-# The 115 real PRISM opening prompts, shipped with the app (users/data, CC-BY-4.0).
-PROMPTS = Path(__file__).resolve().parents[2] / "users" / "data" / "opening_prompts.jsonl"
+from trainer.core.synthetic import (PRISM_PROMPTS, SHORT_SYSTEM, make_pairs, prompts_or_default,
+                                    sample_population)
 
 
 def steady(stamps: list[float]) -> float:
@@ -92,18 +87,15 @@ def run_trl(model_path: str, pairs, config: TrainConfig, *, precompute: bool) ->
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="data/models/SmolLM2-135M-Instruct")
-    ap.add_argument("--prompts", default=str(PROMPTS))
+    ap.add_argument("--prompts", default=str(PRISM_PROMPTS))
     ap.add_argument("--pairs", type=int, default=32)
     ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--skip-trl", action="store_true")
     args = ap.parse_args(argv)
-    try:
-        prompts = load_prompts(args.prompts)
-    except OSError:
-        prompts = DEFAULT_PROMPTS
+    prompts = prompts_or_default(args.prompts)
     people = sample_population(8, seed=0)
-    pairs = make_pairs(people, prompts, conversations_per_user=args.pairs, seed=1, system=SYSTEM,
+    pairs = make_pairs(people, prompts, conversations_per_user=args.pairs, seed=1, system=SHORT_SYSTEM,
                        detailed_sentences=(2, 2))[: args.pairs]
     config = TrainConfig(batch_size=8, micro_batch_size=4, epochs=args.epochs, warmup_steps=0, log_every=1000,
                          bf16=args.precision == "bf16")

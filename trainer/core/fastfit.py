@@ -157,10 +157,12 @@ def _solve_linear(problem: _Problem, logps0: torch.Tensor, J: torch.Tensor, radi
 
 
 def _fit_linear(problem: _Problem, param: torch.Tensor, fit: FastFitConfig) -> tuple[torch.Tensor, list[float]]:
-    losses = [problem.loss(param)]
+    losses: list[float] = []
     unit = _radius_unit(problem, param)
     for _ in range(fit.rounds):
         logps0, J = problem.jacobian(param)
+        if not losses:  # the Jacobian's forward pass is the starting point's loss: no extra pass
+            losses.append(float(problem.loss_of_logps(logps0)))
         best_loss, best = losses[-1], param
         delta = torch.zeros(J.shape[1], device=J.device)
         for radius in sorted(fit.radii):

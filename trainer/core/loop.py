@@ -156,9 +156,10 @@ def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint
 
     lora_params = [p for p in core.lm.parameters() if p.requires_grad]
     # Mixture logits live on another scale than embedding-sized vectors, so they may get their own rate.
+    user_params = list(core.user_model.parameters()) if core.user_model is not None else []
     mixture = [core.user_model.weights] if config.user_model == "cluster" and config.lr_mixture else []
-    user_params = [p for p in core.user_model.parameters() if all(p is not m for m in mixture)] \
-        if core.user_model is not None else []
+    if mixture:
+        user_params = [p for p in user_params if p is not core.user_model.weights]
     groups = [{"params": lora_params, "lr": config.lr_lora, "name": "lora"}]
     if user_params:
         groups.append({"params": user_params, "lr": config.lr_user, "name": "user"})
