@@ -64,13 +64,17 @@ def user_attributes(exported_ids: list[str]) -> dict[str, dict]:
     from django.db.models import Q
 
     from users.models import Profile
+    from users.prism_io import WEB_PREFIX, exported_user_id
 
     wanted = set(exported_ids)
-    profiles = (Profile.objects.filter(Q(prism_user_id__in=wanted) | Q(user__username__in=wanted))
+    usernames = [i[len(WEB_PREFIX):] for i in wanted if i.startswith(WEB_PREFIX)]
+    profiles = (Profile.objects.filter(Q(prism_user_id__in=wanted) | Q(user__username__in=usernames))
                 .select_related("user", "user__synthetic"))
     found = {}
     for p in profiles:
-        key = p.prism_user_id if p.prism_user_id in wanted else p.user.username
+        key = exported_user_id(p.user, p)
+        if key not in wanted:  # an imported person whose username happens to match
+            continue
         persona = getattr(p.user, "synthetic", None)
         found[key] = {
             "group": persona.group if persona else None, "gender": p.gender, "age": p.age, "education": p.education,

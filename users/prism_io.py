@@ -25,7 +25,7 @@ from typing import IO, Callable, Iterable, Iterator
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.db import connection, transaction
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q
 from django.utils import timezone
 
 from users.models import Conversation, Profile, Reply, Turn
@@ -175,8 +175,18 @@ def _ordered(keys: list[str], values: dict, extra: dict) -> dict:
 
 # --- shared exported values ---------------------------------------------------
 
+WEB_PREFIX = "web-"  # this site's own accounts export as web-<username>; imported PRISM ids stay as they were
+IMPORTED_PREFIX = "prism-"  # usernames of imported people (signup refuses it)
+
+
 def exported_user_id(user, profile: Profile | None) -> str:
-    return (profile.prism_user_id if profile is not None and profile.prism_user_id else None) or user.username
+    """The person's id in exports and training data: their PRISM id if imported, else web-<username>.
+
+    Two namespaces, so a web account called "user5" and PRISM's "user5" stay two people.
+    """
+    if profile is not None and profile.prism_user_id:
+        return profile.prism_user_id
+    return WEB_PREFIX + user.username
 
 
 def exported_conversation_id(conversation: Conversation) -> str:
@@ -311,8 +321,8 @@ def prism_import(*, files: dict[str, IO[bytes]], names: dict[str, str] | None = 
 
 
 def _username_for(prism_user_id: str) -> str:
-    name = f"prism-{prism_user_id}"
-    return name if len(name) <= 150 else "prism-" + hashlib.sha1(prism_user_id.encode()).hexdigest()
+    name = IMPORTED_PREFIX + prism_user_id
+    return name if len(name) <= 150 else IMPORTED_PREFIX + hashlib.sha1(prism_user_id.encode()).hexdigest()
 
 
 def _first_time(seen: dict, key, file: str, line: int, field: str, what: str) -> None:
@@ -329,10 +339,26 @@ def _import_survey(batch: list[tuple[int, dict]], file: str, report: ImportRepor
         _first_time(seen, uid, file, line, "user_id", repr(uid))
         rows[uid] = (line, record)
     existing = {p.prism_user_id: p for p in Profile.objects.filter(prism_user_id__in=list(rows))}
+    web_ids = {uid[len(WEB_PREFIX):]: uid for uid in rows if uid.startswith(WEB_PREFIX) and uid not in existing}
+    ours = User.objects.filter(username__in=list(web_ids)).values_list("username", flat=True).first()
+    if ours is not None:
+        uid = web_ids[ours]
+        raise PrismImportError(file, rows[uid][0], "user_id",
+                               f"{uid!r} is how this site exports its own account {ours!r}: importing it would "
+                               "merge two people. Import this file into another site, or rename the id")
     usernames = {_username_for(uid): uid for uid in rows if uid not in existing}
-    users = {u.username: u for u in User.objects.filter(username__in=list(usernames))}
-    new_users = [User(username=name, password=make_password(None)) for name in usernames if name not in users]
-    for user in User.objects.bulk_create(new_users):
+    # An account of that name is reused only if the importer made it (no password) and it lost its profile;
+    # anything else is somebody else's account.
+    users = {u.username: u for u in User.objects.filter(username__in=list(usernames))
+             .annotate(has_profile=Exists(Profile.objects.filter(user=OuterRef("pk"))))}
+    taken = next((u for u in users.values() if u.has_profile or u.has_usable_password()), None)
+    if taken is not None:
+        uid = usernames[taken.username]
+        raise PrismImportError(file, rows[uid][0], "user_id",
+                               f"the account {taken.username!r} exists but is not PRISM user {uid!r}; rename that "
+                               "account before importing")
+    for user in User.objects.bulk_create([User(username=name, password=make_password(None))
+                                          for name in usernames if name not in users]):
         users[user.username] = user
     now = timezone.now()
     create, update = [], []

@@ -106,7 +106,7 @@ def test_pairs_put_the_chosen_reply_against_each_rejected_one_and_skip_ties(rate
     # turn 0: chosen 80 vs 35 and 10 (the other 80 is a tie); turn 1: 70 vs 20; turn 2: a tie, no pair
     assert [(p["turn"], p["score_chosen"], p["score_rejected"]) for p in pairs] == [
         (0, 80, 35), (0, 80, 10), (1, 70, 20)]
-    assert pairs[0]["user_id"] == surveyed.username
+    assert pairs[0]["user_id"] == "web-" + surveyed.username
     assert pairs[0]["prompt"] == [{"role": "user", "content": "Opening question"}]
     assert pairs[2]["prompt"] == [{"role": "user", "content": "Opening question"},
                                   {"role": "assistant", "content": "reply 0.1"},

@@ -151,14 +151,14 @@ def test_a_participant_exports_only_their_own_data(client, rated_conversation, o
     for name in ("pairs", "conversations", "utterances"):
         assert lines(client.get(reverse("data_export", args=[name]))) == [], name
     survey = lines(client.get(reverse("data_export", args=["survey"])))
-    assert [s["user_id"] for s in survey] == ["mallory"]
+    assert [s["user_id"] for s in survey] == ["web-mallory"]
     assert [p["user_id"] for p in lines(client.get(reverse("data_export", args=["pairs"]) + "?user=alice"))] == []
 
 
 def test_the_owner_exports_their_pairs(client, rated_conversation, surveyed):
     client.force_login(surveyed)
     pairs = lines(client.get(reverse("data_export", args=["pairs"])))
-    assert len(pairs) == 3 and {p["user_id"] for p in pairs} == {"alice"}
+    assert len(pairs) == 3 and {p["user_id"] for p in pairs} == {"web-alice"}
     assert len(lines(client.get(reverse("data_export", args=["pairs"]) + "?min_margin=50"))) == 2
 
 

@@ -91,12 +91,40 @@ def test_export_import_export_gives_the_same_bytes(db):
     assert export_all() == first
 
 
-def test_web_collected_data_round_trips_byte_for_byte(rated_conversation):
+def test_web_collected_data_round_trips_byte_for_byte_into_another_site(rated_conversation):
     first = export_all()
-    assert all(first.values())
+    assert all(first.values()) and '"user_id": "web-' in first["survey"]
     wipe()
+    rated_conversation.user.delete()  # another site: it has no account of that name
     prism_io.prism_import(files={k: io.BytesIO(v.encode()) for k, v in first.items()})
     assert export_all() == first
+
+
+def test_reimporting_web_data_into_the_site_that_made_it_is_refused(rated_conversation):
+    first = export_all()
+    wipe()
+    with pytest.raises(prism_io.PrismImportError) as caught:
+        prism_io.prism_import(files={k: io.BytesIO(v.encode()) for k, v in first.items()})
+    assert (caught.value.line, caught.value.field) == (1, "user_id")
+    assert "merge two people" in str(caught.value)
+    assert not Profile.objects.exists()
+
+
+def test_a_web_account_and_a_prism_participant_with_the_same_name_stay_two_people(db):
+    from tests.factories import person
+
+    person("user7")  # signed up on this site before PRISM's user7 was imported
+    import_records()
+    exported = [json.loads(line)["user_id"] for line in export_all()["survey"].splitlines()]
+    assert sorted(exported) == ["user7", "web-user7"]
+
+
+def test_an_account_holding_an_imported_persons_name_stops_the_import(db):
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_user(username="prism-user7", password="pw-x-123456")
+    error = refused("user_id", 1)
+    assert "prism-user7" in str(error) and not Profile.objects.filter(prism_user_id="user7").exists()
 
 
 def test_generated_full_format_files_round_trip(db, tmp_path):

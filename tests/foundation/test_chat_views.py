@@ -1,4 +1,5 @@
 import pytest
+from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from tests.services import free_port
@@ -45,6 +46,17 @@ def test_signing_up_logs_the_new_person_in(client, db):
                                                "password2": "a-long-pass-phrase"})
     assert response.status_code == 302
     assert client.get(reverse("home")).context["user"].username == "newbie"
+
+
+def test_signup_refuses_names_kept_for_imported_participants(client, db):
+    from users.models import Profile
+
+    Profile.objects.create(user=get_user_model().objects.create_user("prism-web-bob"), prism_user_id="web-bob")
+    for name, reason in (("prism-user5", "kept for imported PRISM participants"), ("bob", "taken by an imported")):
+        response = client.post(reverse("signup"), {"username": name, "password1": "a-long-pass-phrase",
+                                                   "password2": "a-long-pass-phrase"})
+        assert response.status_code == 200 and reason in response.content.decode()
+        assert not get_user_model().objects.filter(username=name).exists()
 
 
 def test_logging_out_needs_a_post(owner_client):

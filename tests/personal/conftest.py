@@ -1,7 +1,7 @@
 """A trained tiny version, active, for the personalized-chat tests.
 
 The model is trained once per session in-process (seconds) on pairs of
-"alice" (the owner persona) and two simulated people, and saved under a
+"alice" (the owner persona) and two simulated people (by their exported ids, web-<username>), and saved under a
 session ARTIFACTS_DIR; each test gets a COMPLETED TrainingRun row pointing at
 it and an Activation. Workers started by these tests get the same
 ARTIFACTS_DIR and BASE_MODEL (the tiny model), so the served version matches.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-TRAINED_USERS = ("alice", "sim-a", "sim-b")
+TRAINED_USERS = ("web-alice", "web-sim-a", "web-sim-b")
 
 
 def tiny_pairs():
@@ -61,11 +61,11 @@ def active_run(db, settings, artifacts_dir, tiny_run_folder, staff):
     run = TrainingRun.objects.create(
         name="tiny", created_by=staff, status=TrainingRun.Status.COMPLETED, config=config,
         artifacts=str(tiny_run_folder.relative_to(artifacts_dir)),
-        evaluation={"per_user": [{"user_id": "alice", "seen": True, "n": 4, "accuracy": 0.75, "margin": 0.1,
+        evaluation={"per_user": [{"user_id": "web-alice", "seen": True, "n": 4, "accuracy": 0.75, "margin": 0.1,
                                   "group": None}]},
         user_map=[{"user_id": "(generic)", "x": 0.0, "y": 0.0, "generic": True},
-                  {"user_id": "alice", "x": 1.0, "y": 0.0, "generic": False},
-                  {"user_id": "sim-a", "x": 1.2, "y": 0.1, "generic": False},
-                  {"user_id": "sim-b", "x": -1.0, "y": 0.5, "generic": False}])
+                  {"user_id": "web-alice", "x": 1.0, "y": 0.0, "generic": False},
+                  {"user_id": "web-sim-a", "x": 1.2, "y": 0.1, "generic": False},
+                  {"user_id": "web-sim-b", "x": -1.0, "y": 0.5, "generic": False}])
     Activation.objects.create(run=run, activated_by=staff)
     return run

@@ -60,8 +60,8 @@ def test_each_user_is_served_their_own_vectors_and_never_anothers(owner, outside
     served = serving.served_run(active_run.pk, active_run.artifacts)
     plans = {u.username: serving.reply_plan(Reply.objects.select_related("turn__conversation__user").get(
         pk=queued_reply(u).pk)) for u in (owner, sim, outsider)}
-    torch.testing.assert_close(plans["alice"].soft_prompt, served.loaded.soft_prompt("alice"))
-    torch.testing.assert_close(plans["sim-a"].soft_prompt, served.loaded.soft_prompt("sim-a"))
+    torch.testing.assert_close(plans["alice"].soft_prompt, served.loaded.soft_prompt("web-alice"))
+    torch.testing.assert_close(plans["sim-a"].soft_prompt, served.loaded.soft_prompt("web-sim-a"))
     torch.testing.assert_close(plans["mallory"].soft_prompt, served.loaded.soft_prompt(None))
     assert not torch.equal(plans["alice"].soft_prompt, plans["sim-a"].soft_prompt)
 
@@ -87,7 +87,7 @@ def test_a_refit_saves_the_users_vectors_and_the_next_reply_uses_them(owner, act
     reply = answer(queued_reply(owner))
     assert reply.serving["vectors"] == "fitted" and reply.serving["fit"] == fit.pk
     served = serving.served_run(active_run.pk, active_run.artifacts)
-    assert not torch.equal(served.fitted[fit.pk], served.loaded.soft_prompt("alice"))
+    assert not torch.equal(served.fitted[fit.pk], served.loaded.soft_prompt("web-alice"))
 
 
 def test_a_refit_without_pairs_fails_with_a_reason(owner, active_run):

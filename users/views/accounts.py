@@ -1,14 +1,26 @@
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
+from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 
 from users import selectors
+from users.models import Profile
+from users.prism_io import IMPORTED_PREFIX, WEB_PREFIX
 
 
 class SignupForm(UserCreationForm):
     class Meta(UserCreationForm.Meta):
         fields = ("username",)
+
+    def clean_username(self):
+        name = super().clean_username()
+        if name.lower().startswith(IMPORTED_PREFIX):
+            raise ValidationError(f"Names starting with “{IMPORTED_PREFIX}” are kept for imported PRISM "
+                                  "participants; please pick another.")
+        if Profile.objects.filter(prism_user_id=WEB_PREFIX + name).exists():
+            raise ValidationError("This name is taken by an imported participant; please pick another.")
+        return name
 
 
 def signup(request):
