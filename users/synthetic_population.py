@@ -145,11 +145,17 @@ def _conversation(user, persona, dimension, turns, rng, writer, prompts) -> int:
 
 
 def hidden_profiles(population: str | None = None) -> list[dict]:
-    """The stored hidden rules, for evaluation: [{user_id, group, prefs, noise, username}]."""
-    qs = SyntheticPersona.objects.select_related("user").order_by("pk")
+    """The stored hidden rules, for evaluation: [{user_id, group, prefs, noise, username}].
+
+    ``user_id`` is the person's exported id (web-<username>), as in pairs and PRISM exports.
+    """
+    from users.prism_io import exported_user_id
+
+    qs = SyntheticPersona.objects.select_related("user", "user__profile").order_by("pk")
     if population:
         qs = qs.filter(population=population)
-    return [{**p.hidden_profile, "username": p.user.username} for p in qs]
+    return [{**p.hidden_profile, "user_id": exported_user_id(p.user, getattr(p.user, "profile", None)),
+             "username": p.user.username} for p in qs]
 
 
 def personas_from_db(population: str | None = None) -> list[synthetic.Persona]:

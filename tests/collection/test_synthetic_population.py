@@ -74,3 +74,17 @@ def test_the_wording_matches_prisms_own_files():
                 "english_proficiency"):
         assert questions[key]["full_question"] == prism_wording.QUESTIONS[key]
     assert questions["stated_prefs:values"]["full_question"].startswith(prism_wording.STATED_PREFS_QUESTION)
+
+
+def test_model_mode_candidates_are_written_by_the_serving_model_and_rated_by_the_rule(db, settings, tiny_model_path):
+    settings.BASE_MODEL = str(tiny_model_path)
+    call_command("synthesize_population", "--people", "2", "--conversations", "1", "--turns", "1", "--mode", "model",
+                 "--max-new-tokens", "6", "--population", "lm", "--noise", "0")
+    replies = list(Reply.objects.select_related("turn__conversation__user__synthetic"))
+    assert len(replies) == 2 * 4 and {r.model_name for r in replies} == {tiny_model_path.name}  # not "template"
+    assert all(r.source.startswith("style-") for r in replies)  # the instruction it was steered with
+    assert all(r.content.strip() for r in replies)
+    personas = {p.user_id: p for p in personas_from_db("lm")}
+    for r in replies:  # each rating is the person's hidden rule applied to the text the model wrote
+        persona = personas["web-" + r.turn.conversation.user.username]
+        assert r.score == synthetic.score(persona, r.content)
