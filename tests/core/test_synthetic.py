@@ -1,6 +1,6 @@
 import random
 
-from trainer.core.synthetic import (DIMENSIONS, features, generate_reply, judge_prefers, make_pairs,
+from trainer.core.synthetic import (DIMENSIONS, LENGTH_WORDS_V1, features, generate_reply, judge_prefers, make_pairs,
                                     sample_population, score, style_instruction)
 
 
@@ -28,6 +28,16 @@ def test_hidden_rule_prefers_each_groups_pole():
     assert 1 <= score(fans_of_detail, short, random.Random(0)) < score(fans_of_detail, long, random.Random(0)) <= 100
 
 
+def test_length_stays_distinguishable_across_chat_reply_lengths():
+    fan_of_detail = next(p for p in sample_population(10, seed=0) if p.group == "length:detailed")
+    medium, long = "word " * 130, "word " * 200
+    assert judge_prefers(fan_of_detail, long, medium) and not judge_prefers(fan_of_detail, medium, long)
+    # the first calibration saturated at 120 words: both replies tie, neither is preferred
+    assert not judge_prefers(fan_of_detail, long, medium, length_words=LENGTH_WORDS_V1)
+    # before rounding to 1-100: a two-word difference still counts
+    assert judge_prefers(fan_of_detail, "word " * 42, "word " * 40)
+
+
 def test_pairs_follow_each_users_rule_and_instructions_exist():
     people = sample_population(4, seed=0)
     pairs = make_pairs(people, ["Why is the sky blue?"], conversations_per_user=3, seed=0)
@@ -38,3 +48,14 @@ def test_pairs_follow_each_users_rule_and_instructions_exist():
             if pole == "detailed" else features(p.chosen[0]["content"])["length"] < 0
         assert p.score_chosen > p.score_rejected and p.extra["group"] == person.group
     assert "bullet" in style_instruction("format", "lists")
+
+
+def test_pairs_can_use_written_candidates_and_keep_the_rule():
+    people = sample_population(4, seed=0)
+    written = {"concise": "Start slowly.", "detailed": "Start slowly, " + "and build up week by week " * 12}
+    pairs = make_pairs(people, ["How do I start running?"], conversations_per_user=2, seed=0,
+                       writer=lambda prompt, style, rng: written[style["length"]])
+    assert len(pairs) == 8
+    for p in pairs:
+        pole = next(x for x in people if x.user_id == p.user_id).preferred_pole("length")
+        assert p.chosen[0]["content"] == written[pole] and p.rejected[0]["content"] != written[pole]

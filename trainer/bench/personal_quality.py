@@ -11,26 +11,32 @@ model's reply (adapter off, no soft prompt) are generated (greedy, in batched
 forward passes), and the user's hidden rule (without noise) judges them.
 Printed per group: the share of prompts where the rule prefers the
 personalized reply over each of the other two (ties count as not preferred),
-and the average length of the three replies. Sizes are small so that it
-finishes on 2 CPU cores in about 20 minutes; they are printed.
+and the average length of the three replies; the same comparison under the
+earlier length calibration (``LENGTH_WORDS_V1``, saturating at 120 words) is
+printed beside it. Sizes are small so that it finishes on 2 CPU cores in about
+20 minutes; they are printed. ``--run-dir`` keeps the trained run: a second
+call with the same folder only generates and judges.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 
 from trainer.core.batch_generation import GenerationRequest, generate_batch
 from trainer.core.config import TrainConfig
-from trainer.core.loop import train
+from trainer.core.loop import cpu_precision, describe_cpu, load_base, train
 from trainer.core.reference import adapter_disabled
-from trainer.core.synthetic import (PRISM_PROMPTS, SHORT_SYSTEM, judge_prefers, make_pairs, prompts_or_default,
-                                    sample_population)
+from trainer.core.artifacts import load_run, save_run
+from trainer.core.synthetic import (DIMENSIONS, LENGTH_WORDS_V1, PRISM_PROMPTS, SHORT_SYSTEM, judge_prefers,
+                                    make_pairs, prompts_or_default, sample_population, style_instruction)
 
 
 def main(argv=None) -> int:
@@ -44,36 +50,49 @@ def main(argv=None) -> int:
     ap.add_argument("--tokens", type=int, default=96)
     ap.add_argument("--lr-lora", type=float, default=1e-3)
     ap.add_argument("--lr-user", type=float, default=5e-2)
-    ap.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                    help="auto: bf16 autocast where the CPU computes bf16 natively, else fp32")
+    ap.add_argument("--candidates", choices=("template", "model"), default="template",
+                    help="training candidates: the template generator, or the base model itself told to be concise "
+                         "or detailed (greedy, --tokens long; cached in --run-dir)")
+    ap.add_argument("--max-length", type=int, help="training sequence length (prompt, soft prompt and reply; longer "
+                    "replies are cut at the end); default 160 + --tokens")
+    ap.add_argument("--run-dir", type=Path, help="save the trained run here; if it already holds one, reuse it")
     args = ap.parse_args(argv)
+    args.precision = cpu_precision(args.precision)
+    print(describe_cpu(), flush=True)
     prompts = prompts_or_default(args.prompts)
     rng = random.Random(7)
     rng.shuffle(prompts)
     held_out, train_prompts = prompts[:max(8, args.held_out * 2)], prompts[max(8, args.held_out * 2):]
     people = sample_population(args.users, dimension="length", seed=0)
+    writer = None
+    if args.candidates == "model":
+        written = model_candidates(args, train_prompts)
+        writer = lambda prompt, style, rng: written[style["length"]][prompt]  # noqa: E731
     pairs = make_pairs(people, train_prompts, conversations_per_user=args.conversations, seed=1,
-                       system=SHORT_SYSTEM, detailed_sentences=(2, 3))
+                       system=SHORT_SYSTEM, detailed_sentences=(2, 3), writer=writer)
     config = TrainConfig(batch_size=8, micro_batch_size=4, epochs=args.steps * 8 / len(pairs), warmup_steps=0,
                          lr_lora=args.lr_lora, lr_user=args.lr_user, lora_dropout=0.0, max_prompt_length=128,
-                         max_length=320, log_every=10, seed=0, device="cpu", bf16=args.precision == "bf16")
+                         max_length=args.max_length or 160 + args.tokens, log_every=10, seed=0, device="cpu", bf16=args.precision == "bf16")
     print(f"model {args.model}; {len(people)} users ({', '.join(sorted({p.group for p in people}))}), "
-          f"{len(pairs)} training pairs, {args.steps} steps of {config.batch_size}, {args.precision}, "
+          f"{len(pairs)} training pairs ({args.candidates} candidates), {args.steps} steps of {config.batch_size}, "
+          f"max length {config.max_length}, {args.precision}, "
           f"lr LoRA {config.lr_lora} / "
           f"user {config.lr_user}; {args.held_out} held-out prompts per user, {args.tokens} new tokens, greedy",
           flush=True)
-    start = time.perf_counter()
-    def progress(step: int, total: int, metrics: dict | None) -> None:
-        if step % 5 == 0 or step == total:
-            print(f"  step {step}/{total}, {time.perf_counter() - start:.0f} s", flush=True)
-
-    result = train(config, args.model, pairs, progress=progress, log=lambda msg: print("  ", msg, flush=True))
-    print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
-    model, tokenizer, index = result.model, result.tokenizer, result.user_index
+    if args.run_dir and (args.run_dir / "run.json").exists():
+        run = load_run(args.run_dir)
+        print(f"reusing the run in {args.run_dir} (its own training settings are in config.json there)", flush=True)
+        model, tokenizer, index = run.model, run.tokenizer, run.user_index
+    else:
+        model, tokenizer, index = train_population(args, config, pairs)
     model.eval()
     lm = model.lm
     start = time.perf_counter()
     others = ("generic", "base")
-    wins = {o: defaultdict(list) for o in others}
+    rules = {"": {}, " (120-word rule)": {"length_words": LENGTH_WORDS_V1}}
+    wins = {(o, rule): defaultdict(list) for o in others for rule in rules}
     lengths = defaultdict(lambda: {"personal": [], "generic": [], "base": []})
     with torch.no_grad():
         generic = model.user_model(torch.tensor([0]))[0]
@@ -92,20 +111,60 @@ def main(argv=None) -> int:
                      "base": ["".join(r.stream()) for r in plain]}
             for k, ours in enumerate(texts["personal"]):
                 for other in others:
-                    wins[other][person.group].append(judge_prefers(person, ours, texts[other][k]))
+                    for rule, scale in rules.items():
+                        wins[other, rule][person.group].append(judge_prefers(person, ours, texts[other][k], **scale))
                 for name in lengths[person.group]:
                     lengths[person.group][name].append(len(texts[name][k].split()))
     print(f"generated and judged in {time.perf_counter() - start:.0f} s\n")
-    print("| group | held-out prompts | personalized preferred over generic vectors | over the base model | "
-          "avg words personal / generic / base | target |")
-    print("|---|---|---|---|---|---|")
+    header = [f"personalized preferred over {o}{rule}" for rule in rules for o in ("generic vectors", "base model")]
+    print("| group | held-out prompts | " + " | ".join(header) + " | avg words personal / generic / base | target |")
+    print("|---" * (len(header) + 4) + "|")
     for group in sorted(lengths):
         words = lengths[group]
-        vs = {o: wins[o][group] for o in others}
-        print(f"| {group} | {len(vs['generic'])} | {sum(vs['generic']) / len(vs['generic']):.1%} | "
-              f"{sum(vs['base']) / len(vs['base']):.1%} | {statistics.mean(words['personal']):.1f} / "
-              f"{statistics.mean(words['generic']):.1f} / {statistics.mean(words['base']):.1f} | >= 70 % |")
+        shares = [wins[o, rule][group] for rule in rules for o in others]
+        print(f"| {group} | {len(shares[0])} | " + " | ".join(f"{sum(s) / len(s):.1%}" for s in shares)
+              + f" | {statistics.mean(words['personal']):.1f} / {statistics.mean(words['generic']):.1f} / "
+              f"{statistics.mean(words['base']):.1f} | >= 70 % over generic |")
     return 0
+
+
+def model_candidates(args, prompts: list[str]) -> dict[str, dict[str, str]]:
+    """pole -> prompt -> the base model's greedy reply when told to write at that pole of the length dimension."""
+    cache = args.run_dir / "candidates.json" if args.run_dir else None
+    if cache and cache.exists():
+        return json.loads(cache.read_text())
+    lm, tokenizer = load_base(args.model)
+    lm.eval()
+    start = time.perf_counter()
+    written = {}
+    for pole in DIMENSIONS["length"].poles:
+        system = f"{SHORT_SYSTEM} {style_instruction('length', pole)}"
+        requests = [GenerationRequest([{"role": "system", "content": system}, {"role": "user", "content": p}],
+                    None, max_new_tokens=args.tokens, temperature=0.0) for p in prompts]
+        for i in range(0, len(requests), 16):
+            generate_batch(lm, tokenizer, requests[i:i + 16])
+        written[pole] = {p: "".join(r.stream()).strip() or "..." for p, r in zip(prompts, requests)}
+        words = statistics.mean(len(t.split()) for t in written[pole].values())
+        print(f"  {len(prompts)} {pole} candidates written by the base model, {words:.0f} words on average, "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
+    if cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(written, indent=1))
+    return written
+
+
+def train_population(args, config: TrainConfig, pairs):
+    start = time.perf_counter()
+
+    def progress(step: int, total: int, metrics: dict | None) -> None:
+        if step % 5 == 0 or step == total:
+            print(f"  step {step}/{total}, {time.perf_counter() - start:.0f} s", flush=True)
+
+    result = train(config, args.model, pairs, progress=progress, log=lambda msg: print("  ", msg, flush=True))
+    print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
+    if args.run_dir:
+        save_run(args.run_dir, result.model, result.user_index, config, base_model=args.model)
+    return result.model, result.tokenizer, result.user_index
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from trainer.core.config import FastFitConfig, TrainConfig, plain_dpo
 from trainer.core.data import split_pairs
 from trainer.core.evaluate import evaluate
 from trainer.core.fastfit import fast_fit
-from trainer.core.loop import train
+from trainer.core.loop import cpu_precision, describe_cpu, train
 from trainer.core.synthetic import (PRISM_PROMPTS, SHORT_SYSTEM, make_pairs, prompts_or_default,
                                     sample_population)
 
@@ -43,8 +43,9 @@ def main(argv=None) -> int:
     ap.add_argument("--lr-user", type=float, default=5e-2)
     ap.add_argument("--lr-mixture", type=float, default=1.0, help="cluster model's mixture logits (0 = --lr-user)")
     ap.add_argument("--lora-dropout", type=float, default=0.0)
-    ap.add_argument("--precision", choices=("bf16", "fp32"), default="bf16",
-                    help="bf16 autocast (also on CPUs with AVX512-BF16/AMX, about 2x faster there) or fp32")
+    ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                    help="bf16 autocast (about 2x faster on CPUs with AVX512-BF16 or AMX, several times slower "
+                         "without them) or fp32; auto picks by the CPU's flags")
     ap.add_argument("--fit-method", choices=("linear", "adam"), default="linear")
     ap.add_argument("--fit-steps", type=int, default=6, help="adam fit only")
     ap.add_argument("--fit-lr", type=float, default=5e-2, help="adam fit only")
@@ -54,6 +55,8 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-fit", action="store_true", help="no new-user fast fit")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    args.precision = cpu_precision(args.precision)
+    print(describe_cpu(), flush=True)
 
     prompts = prompts_or_default(args.prompts)
     short = dict(system=SHORT_SYSTEM, detailed_sentences=(2, 2))

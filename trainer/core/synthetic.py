@@ -15,6 +15,7 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from trainer.core.data import Pair
 
@@ -61,16 +62,27 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-zA-Z'-]+", text.lower())
 
 
-def features(text: str) -> dict[str, float]:
-    """Measurable style of a text, each in [-1, 1] (first pole -1, second pole +1)."""
+LENGTH_WORDS = (8.0, 300.0)  # the word counts the length feature maps to -1 and +1 (log scale in between)
+LENGTH_WORDS_V1 = (40.0 / 3.0, 120.0)  # the first calibration: saturated inside the model's own reply lengths
+
+
+def features(text: str, *, length_words: tuple[float, float] = LENGTH_WORDS) -> dict[str, float]:
+    """Measurable style of a text, each in [-1, 1] (first pole -1, second pole +1).
+
+    Length is calibrated so that replies a chat model writes (about 10 to 250
+    words) stay distinguishable: a persona who wants detail still prefers 200
+    words to 130. ``LENGTH_WORDS_V1`` is the earlier, narrower scale.
+    """
     words = _words(text) or [""]
     lines = [ln for ln in text.splitlines() if ln.strip()] or [""]
     expert_share = sum(w in _EXPERT or len(w) >= 11 for w in words) / len(words)
     warm_hits = sum(text.lower().count(m) for m in _WARM)
     bullet_share = sum(ln.lstrip().startswith(("- ", "* ", "• ")) for ln in lines) / len(lines)
     clip = lambda x: max(-1.0, min(1.0, x))  # noqa: E731
+    low, high = length_words
+    centre, ratio = math.sqrt(low * high), math.sqrt(high / low)
     return {
-        "length": clip(math.log(len(words) / 40.0) / math.log(3.0)),  # ~13 words -> -1, ~120 words -> +1
+        "length": clip(math.log(len(words) / centre) / math.log(ratio)),
         "register": clip(expert_share * 12.0 - 1.0),  # no jargon -> -1, one word in six -> +1
         "tone": clip(warm_hits / 2.0 - 1.0),
         "format": clip(bullet_share * 2.0 - 1.0),
@@ -88,13 +100,17 @@ class Persona:
         return DIMENSIONS[dimension].poles[1 if self.prefs.get(dimension, 0.0) > 0 else 0]
 
 
+def agreement(persona: Persona, text: str, *, length_words: tuple[float, float] = LENGTH_WORDS) -> float:
+    """How well a text matches the persona's preferences, in [-1, 1]: the weighted mean of its features."""
+    feats = features(text, length_words=length_words)
+    total_weight = sum(abs(w) for w in persona.prefs.values()) or 1.0
+    return sum(w * feats[d] for d, w in persona.prefs.items()) / total_weight
+
+
 def score(persona: Persona, text: str, rng: random.Random | None = None) -> int:
     """The persona's 1-100 rating of a reply: 50 + 45 x weighted feature agreement + noise."""
-    feats = features(text)
-    total_weight = sum(abs(w) for w in persona.prefs.values()) or 1.0
-    agreement = sum(w * feats[d] for d, w in persona.prefs.items()) / total_weight  # in [-1, 1]
     noise = (rng or random.Random()).gauss(0.0, persona.noise) if persona.noise else 0.0
-    return int(max(1, min(100, round(50 + 45 * agreement + noise))))
+    return int(max(1, min(100, round(50 + 45 * agreement(persona, text) + noise))))
 
 
 def sample_population(n_users: int, *, dimension: str = "length", majority_pole: str | None = None,
@@ -192,12 +208,18 @@ DEFAULT_PROMPTS = ["How do I start running?", "Explain how vaccines work.", "Wha
 
 def make_pairs(personas: list[Persona], prompts: list[str], *, conversations_per_user: int,
                vary: tuple[str, ...] = ("length",), seed: int = 0, system: str | None = None,
-               detailed_sentences: tuple[int, int] = (4, 5)) -> list[Pair]:
+               detailed_sentences: tuple[int, int] = (4, 5),
+               writer: Callable[[str, dict[str, str], random.Random], str] | None = None) -> list[Pair]:
     """One single-turn conversation per (user, sampled prompt): two candidates that differ on ``vary``.
 
     Dimensions not in ``vary`` get the same random pole in both candidates, so
     the pair isolates the contested style. Ties under the hidden rule are skipped.
+    ``writer(prompt, style, rng)`` writes a candidate (default: the template
+    generator), e.g. a lookup of replies a real model wrote with each style's instruction.
     """
+    if writer is None:
+        def writer(prompt, style, rng):
+            return generate_reply(prompt, style, rng, detailed_sentences=detailed_sentences)
     rng = random.Random(seed)
     pairs = []
     for persona in personas:
@@ -205,7 +227,7 @@ def make_pairs(personas: list[Persona], prompts: list[str], *, conversations_per
             prompt = rng.choice(prompts)
             shared = {d: rng.choice(DIMENSIONS[d].poles) for d in DIMENSIONS if d not in vary}
             styles = [{**shared, **{d: DIMENSIONS[d].poles[k] for d in vary}} for k in (0, 1)]
-            replies = [generate_reply(prompt, s, rng, detailed_sentences=detailed_sentences) for s in styles]
+            replies = [writer(prompt, s, rng) for s in styles]
             scores = [score(persona, r, rng) for r in replies]
             if scores[0] == scores[1]:
                 continue
@@ -220,7 +242,9 @@ def make_pairs(personas: list[Persona], prompts: list[str], *, conversations_per
     return pairs
 
 
-def judge_prefers(persona: Persona, a: str, b: str) -> bool:
-    """Does the hidden rule (without noise) rate reply ``a`` above ``b``? For judged win-rates."""
-    quiet = Persona(persona.user_id, persona.group, persona.prefs, noise=0.0)
-    return score(quiet, a) > score(quiet, b)
+def judge_prefers(persona: Persona, a: str, b: str, *, length_words: tuple[float, float] = LENGTH_WORDS) -> bool:
+    """Does the hidden rule, without noise and before rounding to 1-100, rate reply ``a`` above ``b``?
+
+    For judged win-rates; an exact tie (both replies saturate a feature) is not a preference.
+    """
+    return agreement(persona, a, length_words=length_words) > agreement(persona, b, length_words=length_words)
