@@ -76,5 +76,5 @@ def test_a_new_participant_collects_preferences_end_to_end(page, sources, genera
     pairs = [json.loads(line) for line in response.text().splitlines()]
     assert [(p["turn"], p["score_chosen"], p["score_rejected"]) for p in pairs] == [
         (0, 90, 20), (0, 90, 40), (0, 90, 10), (1, 70, 30), (2, 65, 15)]
-    assert {p["user_id"] for p in pairs} == {"newcomer"}
+    assert {p["user_id"] for p in pairs} == {"web-newcomer"}  # a web account's exported id
     assert [m["role"] for m in pairs[-1]["prompt"]] == ["user", "assistant", "user", "assistant", "user"]
