@@ -13,7 +13,6 @@ the same data.
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -160,7 +159,3 @@ def hidden_profiles(population: str | None = None) -> list[dict]:
 
 def personas_from_db(population: str | None = None) -> list[synthetic.Persona]:
     return [synthetic.Persona(h["user_id"], h["group"], h["prefs"], h["noise"]) for h in hidden_profiles(population)]
-
-
-def hidden_profiles_json(population: str | None = None) -> str:
-    return json.dumps(hidden_profiles(population), indent=1)
