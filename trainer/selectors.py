@@ -64,10 +64,10 @@ def user_attributes(exported_ids: list[str]) -> dict[str, dict]:
     from django.db.models import Q
 
     from users.models import Profile
-    from users.prism_io import WEB_PREFIX, exported_user_id
+    from users.prism_io import exported_user_id, web_username
 
     wanted = set(exported_ids)
-    usernames = [i[len(WEB_PREFIX):] for i in wanted if i.startswith(WEB_PREFIX)]
+    usernames = [name for name in map(web_username, wanted) if name]
     profiles = (Profile.objects.filter(Q(prism_user_id__in=wanted) | Q(user__username__in=usernames))
                 .select_related("user", "user__synthetic"))
     found = {}

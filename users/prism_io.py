@@ -179,14 +179,21 @@ WEB_PREFIX = "web-"  # this site's own accounts export as web-<username>; import
 IMPORTED_PREFIX = "prism-"  # usernames of imported people (signup refuses it)
 
 
-def exported_user_id(user, profile: Profile | None) -> str:
+def exported_id(prism_user_id: str | None, username: str) -> str:
     """The person's id in exports and training data: their PRISM id if imported, else web-<username>.
 
     Two namespaces, so a web account called "user5" and PRISM's "user5" stay two people.
     """
-    if profile is not None and profile.prism_user_id:
-        return profile.prism_user_id
-    return WEB_PREFIX + user.username
+    return prism_user_id or WEB_PREFIX + username
+
+
+def web_username(exported: str) -> str | None:
+    """The username behind a web-<username> id (the inverse of ``exported_id`` for this site's accounts)."""
+    return exported[len(WEB_PREFIX):] if exported.startswith(WEB_PREFIX) else None
+
+
+def exported_user_id(user, profile: Profile | None) -> str:
+    return exported_id(profile.prism_user_id if profile is not None else None, user.username)
 
 
 def exported_conversation_id(conversation: Conversation) -> str:
@@ -339,7 +346,7 @@ def _import_survey(batch: list[tuple[int, dict]], file: str, report: ImportRepor
         _first_time(seen, uid, file, line, "user_id", repr(uid))
         rows[uid] = (line, record)
     existing = {p.prism_user_id: p for p in Profile.objects.filter(prism_user_id__in=list(rows))}
-    web_ids = {uid[len(WEB_PREFIX):]: uid for uid in rows if uid.startswith(WEB_PREFIX) and uid not in existing}
+    web_ids = {name: uid for uid in rows if uid not in existing and (name := web_username(uid))}
     ours = User.objects.filter(username__in=list(web_ids)).values_list("username", flat=True).first()
     if ours is not None:
         uid = web_ids[ours]

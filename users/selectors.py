@@ -104,14 +104,14 @@ def score_histogram() -> list[dict]:
 def people_rows(users_page, *, min_margin: int = 1) -> list[dict]:
     """One row per person on the page: conversations, rated replies and pairs (3 queries in all)."""
     from users.pairs import pair_counts_by_user
-    from users.prism_io import WEB_PREFIX
+    from users.prism_io import exported_id
 
     users = list(users_page)
     ids = [u.pk for u in users]
     rated = dict(Reply.objects.filter(score__isnull=False, turn__conversation__user__in=ids)
                  .values_list("turn__conversation__user").annotate(n=Count("id")))
     pairs = pair_counts_by_user(min_margin=min_margin, users=ids)
-    return [{"user": u, "user_id": u.prism_user_id or WEB_PREFIX + u.username, "conversations": u.n_conversations,
+    return [{"user": u, "user_id": exported_id(u.prism_user_id, u.username), "conversations": u.n_conversations,
              "rated": rated.get(u.pk, 0), "pairs": pairs.get(u.pk, 0)} for u in users]
 
 

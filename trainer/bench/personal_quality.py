@@ -30,11 +30,11 @@ from pathlib import Path
 
 import torch
 
+from trainer.core.artifacts import load_run, save_run
 from trainer.core.batch_generation import GenerationRequest, generate_batch
 from trainer.core.config import TrainConfig
 from trainer.core.loop import cpu_precision, describe_cpu, load_base, train
 from trainer.core.reference import adapter_disabled
-from trainer.core.artifacts import load_run, save_run
 from trainer.core.synthetic import (DIMENSIONS, LENGTH_WORDS_V1, PRISM_PROMPTS, SHORT_SYSTEM, judge_prefers,
                                     make_pairs, prompts_or_default, sample_population, style_instruction)
 
@@ -74,7 +74,8 @@ def main(argv=None) -> int:
                        system=SHORT_SYSTEM, detailed_sentences=(2, 3), writer=writer)
     config = TrainConfig(batch_size=8, micro_batch_size=4, epochs=args.steps * 8 / len(pairs), warmup_steps=0,
                          lr_lora=args.lr_lora, lr_user=args.lr_user, lora_dropout=0.0, max_prompt_length=128,
-                         max_length=args.max_length or 160 + args.tokens, log_every=10, seed=0, device="cpu", bf16=args.precision == "bf16")
+                         max_length=args.max_length or 160 + args.tokens, log_every=10, seed=0, device="cpu",
+                         bf16=args.precision == "bf16")
     print(f"model {args.model}; {len(people)} users ({', '.join(sorted({p.group for p in people}))}), "
           f"{len(pairs)} training pairs ({args.candidates} candidates), {args.steps} steps of {config.batch_size}, "
           f"max length {config.max_length}, {args.precision}, "

@@ -8,6 +8,7 @@ Runs as one process, or as several under ``accelerate launch`` / ``torchrun``
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import time
@@ -77,23 +78,24 @@ def autocast_for(device: torch.device, config: TrainConfig):
     return contextlib.nullcontext
 
 
+@functools.cache
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no flags to go by
+        return ""
+
+
 def cpu_has_native_bf16() -> bool:
     """Does this CPU compute bf16 natively (AVX512-BF16 or AMX)? Without it bf16 autocast is emulated:
     several times slower than fp32 (an AVX2-only EPYC took over 100 s per bf16 step, 36 s in fp32)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return "avx512_bf16" in _cpuinfo() or "amx_bf16" in _cpuinfo()
 
 
 def describe_cpu() -> str:
     """One line for benchmark headers: figures from different CPUs are not comparable."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return f"{os.cpu_count()} CPU cores"
-    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "CPU")
+    name = next((ln.split(":", 1)[1].strip() for ln in _cpuinfo().splitlines() if ln.startswith("model name")),
+                "CPU")
     return (f"{name}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads, "
             f"{'native' if cpu_has_native_bf16() else 'no native'} bf16")
 

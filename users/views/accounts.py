@@ -6,7 +6,7 @@ from django.shortcuts import redirect, render
 
 from users import selectors
 from users.models import Profile
-from users.prism_io import IMPORTED_PREFIX, WEB_PREFIX
+from users.prism_io import IMPORTED_PREFIX, exported_id
 
 
 class SignupForm(UserCreationForm):
@@ -18,7 +18,7 @@ class SignupForm(UserCreationForm):
         if name.lower().startswith(IMPORTED_PREFIX):
             raise ValidationError(f"Names starting with “{IMPORTED_PREFIX}” are kept for imported PRISM "
                                   "participants; please pick another.")
-        if Profile.objects.filter(prism_user_id=WEB_PREFIX + name).exists():
+        if Profile.objects.filter(prism_user_id=exported_id(None, name)).exists():
             raise ValidationError("This name is taken by an imported participant; please pick another.")
         return name
 
