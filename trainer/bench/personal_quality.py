@@ -7,15 +7,18 @@ detailed replies, 30 % concise ones). P-DPO (individual user model) is trained
 on their pairs with the bundled model (the settings of
 ``trainer.core.bench_personalization``); then, for held-out prompts, each user's
 reply from their own vectors, the reply from the generic vectors and the base
-model's reply (adapter off, no soft prompt) are generated (greedy, in batched
-forward passes), and the user's hidden rule (without noise) judges them.
+model's reply (adapter off, no soft prompt) are generated in batched forward
+passes, sampled as the chat samples (temperature 0.7, top-p 0.9; the same seed
+for the three replies to one prompt; ``--temperature 0`` for greedy), and the
+user's hidden rule (without noise) judges them.
 Printed per group: the share of prompts where the rule prefers the
 personalized reply over each of the other two (ties count as not preferred),
 and the average length of the three replies; the same comparison under the
 earlier length calibration (``LENGTH_WORDS_V1``, saturating at 120 words) is
-printed beside it. Sizes are small so that it finishes on 2 CPU cores in about
-20 minutes; they are printed. ``--run-dir`` keeps the trained run: a second
-call with the same folder only generates and judges.
+printed beside it. Sizes are small so that it finishes on 2 CPU cores in under
+an hour; they are printed. ``--run-dir`` keeps the trained run (and writes the
+replies to replies.json there): a second call with the same folder only
+generates and judges.
 """
 
 from __future__ import annotations
@@ -47,7 +50,14 @@ def main(argv=None) -> int:
     ap.add_argument("--conversations", type=int, default=12, help="training pairs per user")
     ap.add_argument("--held-out", type=int, default=4, help="held-out prompts per user")
     ap.add_argument("--steps", type=int, default=36, help="optimizer steps of 8 pairs")
-    ap.add_argument("--tokens", type=int, default=96)
+    ap.add_argument("--tokens", type=int, default=96, help="new tokens per held-out reply (and per model-written "
+                    "candidate)")
+    ap.add_argument("--temperature", type=float, default=0.7, help="sampling for the held-out replies (0 = greedy); "
+                    "the default is the chat's (CHAT_TEMPERATURE)")
+    ap.add_argument("--top-p", type=float, default=0.9)
+    ap.add_argument("--generation-batch", type=int, default=16, help="held-out replies per forward pass")
+    ap.add_argument("--detailed-sentences", type=int, nargs=2, default=(2, 3), metavar=("MIN", "MAX"),
+                    help="body sentences of a detailed template candidate")
     ap.add_argument("--lr-lora", type=float, default=1e-3)
     ap.add_argument("--lr-user", type=float, default=5e-2)
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
@@ -71,7 +81,7 @@ def main(argv=None) -> int:
         written = model_candidates(args, train_prompts)
         writer = lambda prompt, style, rng: written[style["length"]][prompt]  # noqa: E731
     pairs = make_pairs(people, train_prompts, conversations_per_user=args.conversations, seed=1,
-                       system=SHORT_SYSTEM, detailed_sentences=(2, 3), writer=writer)
+                       system=SHORT_SYSTEM, detailed_sentences=tuple(args.detailed_sentences), writer=writer)
     config = TrainConfig(batch_size=8, micro_batch_size=4, epochs=args.steps * 8 / len(pairs), warmup_steps=0,
                          lr_lora=args.lr_lora, lr_user=args.lr_user, lora_dropout=0.0, max_prompt_length=128,
                          max_length=args.max_length or 160 + args.tokens, log_every=10, seed=0, device="cpu",
@@ -80,8 +90,13 @@ def main(argv=None) -> int:
           f"{len(pairs)} training pairs ({args.candidates} candidates), {args.steps} steps of {config.batch_size}, "
           f"max length {config.max_length}, {args.precision}, "
           f"lr LoRA {config.lr_lora} / "
-          f"user {config.lr_user}; {args.held_out} held-out prompts per user, {args.tokens} new tokens, greedy",
+          f"user {config.lr_user}; {args.held_out} held-out prompts per user, {args.tokens} new tokens, "
+          + (f"sampled at temperature {args.temperature}, top-p {args.top_p}" if args.temperature > 0 else "greedy"),
           flush=True)
+    poles = {pole: [len(p.chosen[0]["content"].split() if p.extra["group"] == f"length:{pole}"
+                        else p.rejected[0]["content"].split()) for p in pairs] for pole in DIMENSIONS["length"].poles}
+    print("training candidates: " + ", ".join(f"{pole} {statistics.mean(n):.0f} words on average"
+                                              for pole, n in poles.items()), flush=True)
     if args.run_dir and (args.run_dir / "run.json").exists():
         run = load_run(args.run_dir)
         print(f"reusing the run in {args.run_dir} (its own training settings are in config.json there)", flush=True)
@@ -89,34 +104,66 @@ def main(argv=None) -> int:
     else:
         model, tokenizer, index = train_population(args, config, pairs)
     model.eval()
+    texts, elapsed = held_out_replies(args, model, tokenizer, index, people, held_out)
+    print(f"generated {sum(len(t) for t in texts.values())} replies and judged them in {elapsed:.0f} s\n")
+    if args.run_dir:
+        saved = {kind: [{"key": list(k) if isinstance(k, tuple) else k, "text": t} for k, t in replies.items()]
+                 for kind, replies in texts.items()}
+        (args.run_dir / "replies.json").write_text(json.dumps(saved, indent=1))
+    report(people, texts)
+    return 0
+
+
+def held_out_replies(args, model, tokenizer, index, people, held_out: list[str]) -> tuple[dict, float]:
+    """Each user's own replies to their held-out prompts, and the generic and base replies to each prompt drawn.
+
+    The generic vectors and the base model do not depend on who asks, so their
+    reply to a prompt is generated once and judged by every user who drew it;
+    every reply to one prompt uses the same sampling seed. Returns
+    ``{"personal": {(user, prompt): text}, "generic": {prompt: text}, "base": {prompt: text}}``.
+    """
     lm = model.lm
+    sampling = {"max_new_tokens": args.tokens, "temperature": args.temperature, "top_p": args.top_p}
+    seeds = {p: 1000 + i for i, p in enumerate(held_out)}
+    asks = {p: [{"role": "system", "content": SHORT_SYSTEM}, {"role": "user", "content": p}] for p in held_out}
+    drawn = {person.user_id: random.Random(person.user_id).sample(held_out, args.held_out) for person in people}
+    asked = [p for p in held_out if any(p in mine for mine in drawn.values())]
     start = time.perf_counter()
+    with torch.no_grad():
+        generic = model.user_model(torch.tensor([0]))[0]
+        jobs = {("generic", p): GenerationRequest(asks[p], generic, seed=seeds[p], **sampling) for p in asked}
+        for person in people:
+            mine = model.user_model(torch.tensor([index.row(person.user_id)]))[0]
+            for p in drawn[person.user_id]:
+                jobs["personal", (person.user_id, p)] = GenerationRequest(asks[p], mine, seed=seeds[p], **sampling)
+        tuned = list(jobs.items())
+        for i in range(0, len(tuned), args.generation_batch):
+            generate_batch(lm, tokenizer, [r for _, r in tuned[i:i + args.generation_batch]])
+            print(f"  {min(i + args.generation_batch, len(tuned))}/{len(tuned)} personalized and generic replies, "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)
+        plain = {p: GenerationRequest(asks[p], None, seed=seeds[p], **sampling) for p in asked}
+        with adapter_disabled(lm):
+            for i in range(0, len(asked), args.generation_batch):
+                generate_batch(lm, tokenizer, [plain[p] for p in asked[i:i + args.generation_batch]])
+    texts = {"personal": {}, "generic": {}, "base": {p: "".join(r.stream()) for p, r in plain.items()}}
+    for (kind, key), r in tuned:
+        texts[kind][key] = "".join(r.stream())
+    return texts, time.perf_counter() - start
+
+
+def report(people, texts: dict) -> None:
+    """Per group: how often the user's hidden rule prefers their reply over the generic and the base one."""
     others = ("generic", "base")
     rules = {"": {}, " (120-word rule)": {"length_words": LENGTH_WORDS_V1}}
     wins = {(o, rule): defaultdict(list) for o in others for rule in rules}
     lengths = defaultdict(lambda: {"personal": [], "generic": [], "base": []})
-    with torch.no_grad():
-        generic = model.user_model(torch.tensor([0]))[0]
-        for person in people:
-            mine = model.user_model(torch.tensor([index.row(person.user_id)]))[0]
-            chosen = random.Random(person.user_id).sample(held_out, args.held_out)
-            asks = [[{"role": "system", "content": SHORT_SYSTEM}, {"role": "user", "content": p}] for p in chosen]
-            tuned = [GenerationRequest(m, soft, max_new_tokens=args.tokens, temperature=0.0)
-                     for m in asks for soft in (mine, generic)]
-            plain = [GenerationRequest(m, None, max_new_tokens=args.tokens, temperature=0.0) for m in asks]
-            generate_batch(lm, tokenizer, tuned)
-            with adapter_disabled(lm):
-                generate_batch(lm, tokenizer, plain)
-            texts = {"personal": ["".join(r.stream()) for r in tuned[::2]],
-                     "generic": ["".join(r.stream()) for r in tuned[1::2]],
-                     "base": ["".join(r.stream()) for r in plain]}
-            for k, ours in enumerate(texts["personal"]):
-                for other in others:
-                    for rule, scale in rules.items():
-                        wins[other, rule][person.group].append(judge_prefers(person, ours, texts[other][k], **scale))
-                for name in lengths[person.group]:
-                    lengths[person.group][name].append(len(texts[name][k].split()))
-    print(f"generated and judged in {time.perf_counter() - start:.0f} s\n")
+    for (user_id, prompt), ours in texts["personal"].items():
+        person = next(p for p in people if p.user_id == user_id)
+        for other in others:
+            for rule, scale in rules.items():
+                wins[other, rule][person.group].append(judge_prefers(person, ours, texts[other][prompt], **scale))
+        for name, text in (("personal", ours), ("generic", texts["generic"][prompt]), ("base", texts["base"][prompt])):
+            lengths[person.group][name].append(len(text.split()))
     header = [f"personalized preferred over {o}{rule}" for rule in rules for o in ("generic vectors", "base model")]
     print("| group | held-out prompts | " + " | ".join(header) + " | avg words personal / generic / base | target |")
     print("|---" * (len(header) + 4) + "|")
@@ -126,7 +173,6 @@ def main(argv=None) -> int:
         print(f"| {group} | {len(shares[0])} | " + " | ".join(f"{sum(s) / len(s):.1%}" for s in shares)
               + f" | {statistics.mean(words['personal']):.1f} / {statistics.mean(words['generic']):.1f} / "
               f"{statistics.mean(words['base']):.1f} | >= 70 % over generic |")
-    return 0
 
 
 def model_candidates(args, prompts: list[str]) -> dict[str, dict[str, str]]:

@@ -1,0 +1,36 @@
+"""The personalized-generation quality benchmark: its judging and one whole run on the tiny model."""
+
+import re
+
+from trainer.bench import personal_quality
+from trainer.core.synthetic import Persona
+
+LONG = "Here is a detailed answer with many words. " * 20
+SHORT = "Yes, briefly."
+
+
+def test_report_counts_a_win_only_where_the_persons_rule_prefers_their_own_reply(capsys):
+    people = [Persona("a", "length:detailed", {"length": 1.0}), Persona("b", "length:concise", {"length": -1.0})]
+    texts = {"personal": {("a", "p1"): LONG, ("a", "p2"): SHORT, ("b", "p1"): SHORT, ("b", "p2"): SHORT},
+             "generic": {"p1": SHORT, "p2": LONG}, "base": {"p1": LONG, "p2": LONG}}
+    personal_quality.report(people, texts)
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| length:")}
+    # a (wants detail): p1 long beats generic's short, ties base's long (a tie is no win); p2 short loses both.
+    assert rows["length:detailed"][:3] == ["2", "50.0%", "0.0%"]
+    # b (wants brevity): p1 short ties generic's short, beats base; p2 beats both.
+    assert rows["length:concise"][:3] == ["2", "50.0%", "100.0%"]
+    assert rows["length:detailed"][5].startswith(f"{(len(LONG.split()) + 2) / 2:.1f} / ")
+
+
+def test_a_whole_run_on_the_tiny_model_trains_generates_and_reports_both_groups(tiny_model_path, tmp_path, capsys):
+    code = personal_quality.main(["--model", str(tiny_model_path), "--users", "4", "--conversations", "2",
+                                  "--held-out", "1", "--steps", "1", "--tokens", "4", "--max-length", "200",
+                                  "--run-dir", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert code == 0 and (tmp_path / "run" / "run.json").exists()
+    # 4 people x 1 own reply, plus one generic and one base reply per distinct prompt drawn (1 to 4 of them)
+    generated = int(re.search(r"generated (\d+) replies", out).group(1))
+    assert generated in {4 + 2 * k for k in range(1, 5)}
+    groups = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| length:")]
+    assert groups == ["length:concise", "length:detailed"]
