@@ -105,7 +105,7 @@ def main(argv=None) -> int:
         model, tokenizer, index = train_population(args, config, pairs)
     model.eval()
     texts, elapsed = held_out_replies(args, model, tokenizer, index, people, held_out)
-    print(f"generated {sum(len(t) for t in texts.values())} replies and judged them in {elapsed:.0f} s\n")
+    print(f"generated {sum(len(t) for t in texts.values())} replies in {elapsed:.0f} s\n")
     if args.run_dir:
         saved = {kind: [{"key": list(k) if isinstance(k, tuple) else k, "text": t} for k, t in replies.items()]
                  for kind, replies in texts.items()}
@@ -127,7 +127,8 @@ def held_out_replies(args, model, tokenizer, index, people, held_out: list[str])
     seeds = {p: 1000 + i for i, p in enumerate(held_out)}
     asks = {p: [{"role": "system", "content": SHORT_SYSTEM}, {"role": "user", "content": p}] for p in held_out}
     drawn = {person.user_id: random.Random(person.user_id).sample(held_out, args.held_out) for person in people}
-    asked = [p for p in held_out if any(p in mine for mine in drawn.values())]
+    wanted = set().union(*drawn.values())
+    asked = [p for p in held_out if p in wanted]
     start = time.perf_counter()
     with torch.no_grad():
         generic = model.user_model(torch.tensor([0]))[0]
@@ -136,19 +137,24 @@ def held_out_replies(args, model, tokenizer, index, people, held_out: list[str])
             mine = model.user_model(torch.tensor([index.row(person.user_id)]))[0]
             for p in drawn[person.user_id]:
                 jobs["personal", (person.user_id, p)] = GenerationRequest(asks[p], mine, seed=seeds[p], **sampling)
-        tuned = list(jobs.items())
-        for i in range(0, len(tuned), args.generation_batch):
-            generate_batch(lm, tokenizer, [r for _, r in tuned[i:i + args.generation_batch]])
-            print(f"  {min(i + args.generation_batch, len(tuned))}/{len(tuned)} personalized and generic replies, "
-                  f"{time.perf_counter() - start:.0f} s", flush=True)
+        generate_in_batches(lm, tokenizer, list(jobs.values()), args.generation_batch,
+                            "personalized and generic replies")
         plain = {p: GenerationRequest(asks[p], None, seed=seeds[p], **sampling) for p in asked}
         with adapter_disabled(lm):
-            for i in range(0, len(asked), args.generation_batch):
-                generate_batch(lm, tokenizer, [plain[p] for p in asked[i:i + args.generation_batch]])
+            generate_in_batches(lm, tokenizer, list(plain.values()), args.generation_batch, "base-model replies")
     texts = {"personal": {}, "generic": {}, "base": {p: "".join(r.stream()) for p, r in plain.items()}}
-    for (kind, key), r in tuned:
+    for (kind, key), r in jobs.items():
         texts[kind][key] = "".join(r.stream())
     return texts, time.perf_counter() - start
+
+
+def generate_in_batches(lm, tokenizer, requests: list[GenerationRequest], size: int, what: str) -> None:
+    """``generate_batch`` over ``size`` requests at a time, printing progress after each batch."""
+    start = time.perf_counter()
+    for i in range(0, len(requests), size):
+        generate_batch(lm, tokenizer, requests[i:i + size])
+        print(f"  {min(i + size, len(requests))}/{len(requests)} {what}, {time.perf_counter() - start:.0f} s",
+              flush=True)
 
 
 def report(people, texts: dict) -> None:
@@ -157,8 +163,9 @@ def report(people, texts: dict) -> None:
     rules = {"": {}, " (120-word rule)": {"length_words": LENGTH_WORDS_V1}}
     wins = {(o, rule): defaultdict(list) for o in others for rule in rules}
     lengths = defaultdict(lambda: {"personal": [], "generic": [], "base": []})
+    by_id = {p.user_id: p for p in people}
     for (user_id, prompt), ours in texts["personal"].items():
-        person = next(p for p in people if p.user_id == user_id)
+        person = by_id[user_id]
         for other in others:
             for rule, scale in rules.items():
                 wins[other, rule][person.group].append(judge_prefers(person, ours, texts[other][prompt], **scale))
@@ -188,8 +195,7 @@ def model_candidates(args, prompts: list[str]) -> dict[str, dict[str, str]]:
         system = f"{SHORT_SYSTEM} {style_instruction('length', pole)}"
         requests = [GenerationRequest([{"role": "system", "content": system}, {"role": "user", "content": p}],
                     None, max_new_tokens=args.tokens, temperature=0.0) for p in prompts]
-        for i in range(0, len(requests), 16):
-            generate_batch(lm, tokenizer, requests[i:i + 16])
+        generate_in_batches(lm, tokenizer, requests, args.generation_batch, f"{pole} candidates")
         written[pole] = {p: "".join(r.stream()).strip() or "..." for p, r in zip(prompts, requests)}
         words = statistics.mean(len(t.split()) for t in written[pole].values())
         print(f"  {len(prompts)} {pole} candidates written by the base model, {words:.0f} words on average, "
