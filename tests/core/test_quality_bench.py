@@ -1,6 +1,9 @@
 """The personalized-generation quality benchmark: its judging and one whole run on the tiny model."""
 
+import json
 import re
+
+import pytest
 
 from trainer.bench import personal_quality
 from trainer.core.synthetic import Persona
@@ -34,3 +37,20 @@ def test_a_whole_run_on_the_tiny_model_trains_generates_and_reports_both_groups(
     assert generated in {4 + 2 * k for k in range(1, 5)}
     groups = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| length:")]
     assert groups == ["length:concise", "length:detailed"]
+
+
+def test_sampled_candidates_are_written_once_rated_by_each_user_and_shared_through_the_cache(tiny_model_path,
+                                                                                           tmp_path, capsys):
+    cache = tmp_path / "candidates.json"
+    common = ["--model", str(tiny_model_path), "--users", "4", "--conversations", "2", "--held-out", "1",
+              "--steps", "1", "--tokens", "6", "--max-length", "200", "--candidates", "sampled", "--samples", "3",
+              "--candidates-cache", str(cache), "--device", "cpu"]
+    assert personal_quality.main(common + ["--run-dir", str(tmp_path / "a")]) == 0
+    first = capsys.readouterr().out
+    written = json.loads(cache.read_text())
+    assert len(written) == 115 - 8 and all(len(replies) == 3 for replies in written.values())
+    assert "321 sampled candidates, " in first and "training pairs of length:" in first
+    assert personal_quality.main(common + ["--samples", "2", "--run-dir", str(tmp_path / "b")]) == 0
+    assert "sampled candidates, " not in capsys.readouterr().out  # read from the cache, not generated again
+    with pytest.raises(SystemExit, match="does not hold 5 sampled candidates"):
+        personal_quality.main(common + ["--samples", "5", "--run-dir", str(tmp_path / "c")])

@@ -1,7 +1,9 @@
 import random
 
+import pytest
+
 from trainer.core.synthetic import (DIMENSIONS, LENGTH_WORDS_V1, features, generate_reply, judge_prefers, make_pairs,
-                                    sample_population, score, style_instruction)
+                                    make_rated_pairs, sample_population, score, style_instruction)
 
 
 def test_population_has_exact_opposing_group_sizes():
@@ -59,3 +61,19 @@ def test_pairs_can_use_written_candidates_and_keep_the_rule():
     for p in pairs:
         pole = next(x for x in people if x.user_id == p.user_id).preferred_pole("length")
         assert p.chosen[0]["content"] == written[pole] and p.rejected[0]["content"] != written[pole]
+
+
+def test_rated_pairs_take_each_users_best_and_worst_of_the_model_written_replies():
+    people = sample_population(10, seed=0)
+    replies = ["Start slowly " + "and build up week by week " * n for n in (2, 6, 15, 40)]  # 14 to 242 words
+    pairs = make_rated_pairs(people, {"How do I start running?": replies, "Why run?": replies[:2]},
+                             conversations_per_user=3, seed=0, system="Be helpful.")
+    assert len(pairs) == 30 and {p.prompt[0]["content"] for p in pairs} == {"Be helpful."}
+    for p in pairs:
+        person = next(x for x in people if x.user_id == p.user_id)
+        offered = replies if p.prompt[1]["content"] == "How do I start running?" else replies[:2]
+        ranked = sorted(offered, key=len, reverse=person.preferred_pole("length") == "detailed")
+        assert (p.chosen[0]["content"], p.rejected[0]["content"]) == (ranked[0], ranked[-1])
+        assert p.score_chosen > p.score_rejected and p.extra["group"] == person.group
+    with pytest.raises(ValueError, match="at least two"):
+        make_rated_pairs(people, {"Why run?": ["Yes."]}, conversations_per_user=1)

@@ -36,10 +36,10 @@ import torch
 from trainer.core.artifacts import load_run, save_run
 from trainer.core.batch_generation import GenerationRequest, generate_batch
 from trainer.core.config import TrainConfig
-from trainer.core.loop import cpu_precision, describe_cpu, load_base, train
+from trainer.core.loop import cpu_precision, describe_cpu, load_base, pick_device, train
 from trainer.core.reference import adapter_disabled
 from trainer.core.synthetic import (DIMENSIONS, LENGTH_WORDS_V1, PRISM_PROMPTS, SHORT_SYSTEM, judge_prefers,
-                                    make_pairs, prompts_or_default, sample_population, style_instruction)
+                                    make_pairs, make_rated_pairs, prompts_or_default, sample_population, style_instruction)
 
 
 def main(argv=None) -> int:
@@ -62,43 +62,61 @@ def main(argv=None) -> int:
     ap.add_argument("--lr-user", type=float, default=5e-2)
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                     help="auto: bf16 autocast where the CPU computes bf16 natively, else fp32")
-    ap.add_argument("--candidates", choices=("template", "model"), default="template",
-                    help="training candidates: the template generator, or the base model itself told to be concise "
-                         "or detailed (greedy, --tokens long; cached in --run-dir)")
+    ap.add_argument("--candidates", choices=("template", "model", "sampled"), default="template",
+                    help="training candidates: the template generator; the base model itself told to be concise "
+                         "or detailed (greedy); or --samples replies the base model wrote with the chat's sampling, "
+                         "which each user rates 1-100, best against worst, as in collection (model-written ones "
+                         "are --tokens long and cached in --run-dir)")
+    ap.add_argument("--samples", type=int, default=4, help="sampled candidates per training prompt")
+    ap.add_argument("--candidates-cache", type=Path, help="where model-written candidates are kept "
+                    "(default: candidates.json in --run-dir), to share them between runs")
+    ap.add_argument("--alpha", type=float, default=TrainConfig.alpha,
+                    help="weight of the personal term (the rest trains the generic vectors)")
+    ap.add_argument("--device", default="auto", help="auto (a GPU where there is one), cpu or cuda")
     ap.add_argument("--max-length", type=int, help="training sequence length (prompt, soft prompt and reply; longer "
                     "replies are cut at the end); default 160 + --tokens")
     ap.add_argument("--run-dir", type=Path, help="save the trained run here; if it already holds one, reuse it")
     args = ap.parse_args(argv)
-    args.precision = cpu_precision(args.precision)
-    print(describe_cpu(), flush=True)
+    args.device = str(pick_device(TrainConfig(device=args.device)))
+    if args.device.startswith("cuda"):
+        args.precision = "bf16" if args.precision == "auto" else args.precision
+        print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
+    else:
+        args.precision = cpu_precision(args.precision)
+        print(describe_cpu(), flush=True)
     prompts = prompts_or_default(args.prompts)
     rng = random.Random(7)
     rng.shuffle(prompts)
     held_out, train_prompts = prompts[:max(8, args.held_out * 2)], prompts[max(8, args.held_out * 2):]
     people = sample_population(args.users, dimension="length", seed=0)
-    writer = None
-    if args.candidates == "model":
-        written = model_candidates(args, train_prompts)
-        writer = lambda prompt, style, rng: written[style["length"]][prompt]  # noqa: E731
-    pairs = make_pairs(people, train_prompts, conversations_per_user=args.conversations, seed=1,
-                       system=SHORT_SYSTEM, detailed_sentences=tuple(args.detailed_sentences), writer=writer)
+    if args.candidates == "sampled":
+        pairs = make_rated_pairs(people, model_candidates(args, train_prompts),
+                                 conversations_per_user=args.conversations, seed=1, system=SHORT_SYSTEM)
+    else:
+        writer = None
+        if args.candidates == "model":
+            written = model_candidates(args, train_prompts)
+            writer = lambda prompt, style, rng: written[style["length"]][prompt]  # noqa: E731
+        pairs = make_pairs(people, train_prompts, conversations_per_user=args.conversations, seed=1,
+                           system=SHORT_SYSTEM, detailed_sentences=tuple(args.detailed_sentences), writer=writer)
     config = TrainConfig(batch_size=8, micro_batch_size=4, epochs=args.steps * 8 / len(pairs), warmup_steps=0,
                          lr_lora=args.lr_lora, lr_user=args.lr_user, lora_dropout=0.0, max_prompt_length=128,
-                         max_length=args.max_length or 160 + args.tokens, log_every=10, seed=0, device="cpu",
-                         bf16=args.precision == "bf16")
+                         max_length=args.max_length or 160 + args.tokens, log_every=10, seed=0, device=args.device,
+                         bf16=args.precision == "bf16", alpha=args.alpha)
     print(f"model {args.model}; {len(people)} users ({', '.join(sorted({p.group for p in people}))}), "
           f"{len(pairs)} training pairs ({args.candidates} candidates), {args.steps} steps of {config.batch_size}, "
           f"max length {config.max_length}, {args.precision}, "
           f"lr LoRA {config.lr_lora} / "
-          f"user {config.lr_user}; {args.held_out} held-out prompts per user, {args.tokens} new tokens, "
+          f"user {config.lr_user}, alpha {config.alpha}; {args.held_out} held-out prompts per user, {args.tokens} new tokens, "
           + (f"sampled at temperature {args.temperature}, top-p {args.top_p}" if args.temperature > 0 else "greedy"),
           flush=True)
-    poles = {pole: [len(p.chosen[0]["content"].split() if p.extra["group"] == f"length:{pole}"
-                        else p.rejected[0]["content"].split()) for p in pairs] for pole in DIMENSIONS["length"].poles}
-    print("training candidates: " + ", ".join(f"{pole} {statistics.mean(n):.0f} words on average"
-                                              for pole, n in poles.items()), flush=True)
+    for group in sorted({p.extra["group"] for p in pairs}):
+        mine = [p for p in pairs if p.extra["group"] == group]
+        print(f"training pairs of {group}: {len(mine)}, chosen "
+              f"{statistics.mean(len(p.chosen[0]['content'].split()) for p in mine):.0f} words on average, rejected "
+              f"{statistics.mean(len(p.rejected[0]['content'].split()) for p in mine):.0f}", flush=True)
     if args.run_dir and (args.run_dir / "run.json").exists():
-        run = load_run(args.run_dir)
+        run = load_run(args.run_dir, device=args.device)
         print(f"reusing the run in {args.run_dir} (its own training settings are in config.json there)", flush=True)
         model, tokenizer, index = run.model, run.tokenizer, run.user_index
     else:
@@ -130,11 +148,12 @@ def held_out_replies(args, model, tokenizer, index, people, held_out: list[str])
     wanted = set().union(*drawn.values())
     asked = [p for p in held_out if p in wanted]
     start = time.perf_counter()
+    device = next(model.parameters()).device
     with torch.no_grad():
-        generic = model.user_model(torch.tensor([0]))[0]
+        generic = model.user_model(torch.tensor([0], device=device))[0]
         jobs = {("generic", p): GenerationRequest(asks[p], generic, seed=seeds[p], **sampling) for p in asked}
         for person in people:
-            mine = model.user_model(torch.tensor([index.row(person.user_id)]))[0]
+            mine = model.user_model(torch.tensor([index.row(person.user_id)], device=device))[0]
             for p in drawn[person.user_id]:
                 jobs["personal", (person.user_id, p)] = GenerationRequest(asks[p], mine, seed=seeds[p], **sampling)
         generate_in_batches(lm, tokenizer, list(jobs.values()), args.generation_batch,
@@ -182,14 +201,49 @@ def report(people, texts: dict) -> None:
               f"{statistics.mean(words['base']):.1f} | >= 70 % over generic |")
 
 
-def model_candidates(args, prompts: list[str]) -> dict[str, dict[str, str]]:
-    """pole -> prompt -> the base model's greedy reply when told to write at that pole of the length dimension."""
-    cache = args.run_dir / "candidates.json" if args.run_dir else None
+def model_candidates(args, prompts: list[str]) -> dict:
+    """Training candidates the base model writes, cached.
+
+    ``--candidates model``: pole -> prompt -> the greedy reply when told to
+    write at that pole of the length dimension. ``--candidates sampled``:
+    prompt -> ``--samples`` replies sampled with the chat's settings and no
+    style instruction (each with its own seed).
+    """
+    cache = args.candidates_cache or (args.run_dir / "candidates.json" if args.run_dir else None)
     if cache and cache.exists():
-        return json.loads(cache.read_text())
+        written = json.loads(cache.read_text())
+        if args.candidates == "sampled" and not all(len(written.get(p, [])) >= args.samples for p in prompts):
+            raise SystemExit(f"{cache} does not hold {args.samples} sampled candidates for every training prompt; "
+                             "delete it or name another --candidates-cache")
+        return {p: written[p][:args.samples] for p in prompts} if args.candidates == "sampled" else written
     lm, tokenizer = load_base(args.model)
-    lm.eval()
+    lm.to(args.device).eval()
     start = time.perf_counter()
+    if args.candidates == "sampled":
+        written = sampled_candidates(args, lm, tokenizer, prompts)
+    else:
+        written = instructed_candidates(args, lm, tokenizer, prompts, start)
+    if cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(written, indent=1))
+    return written
+
+
+def sampled_candidates(args, lm, tokenizer, prompts: list[str]) -> dict[str, list[str]]:
+    requests = {(p, k): GenerationRequest([{"role": "system", "content": SHORT_SYSTEM}, {"role": "user", "content": p}],
+                                          None, max_new_tokens=args.tokens, temperature=args.temperature,
+                                          top_p=args.top_p, seed=100_000 + 100 * i + k)
+                for i, p in enumerate(prompts) for k in range(args.samples)}
+    with torch.no_grad():
+        generate_in_batches(lm, tokenizer, list(requests.values()), args.generation_batch, "sampled candidates")
+    written = {p: ["".join(requests[p, k].stream()).strip() or "..." for k in range(args.samples)] for p in prompts}
+    words = [len(t.split()) for replies in written.values() for t in replies]
+    print(f"  {len(words)} sampled candidates, {statistics.mean(words):.0f} words on average "
+          f"(median {statistics.median(words):.0f}, {min(words)} to {max(words)})", flush=True)
+    return written
+
+
+def instructed_candidates(args, lm, tokenizer, prompts: list[str], start: float) -> dict[str, dict[str, str]]:
     written = {}
     for pole in DIMENSIONS["length"].poles:
         system = f"{SHORT_SYSTEM} {style_instruction('length', pole)}"
@@ -200,9 +254,6 @@ def model_candidates(args, prompts: list[str]) -> dict[str, dict[str, str]]:
         words = statistics.mean(len(t.split()) for t in written[pole].values())
         print(f"  {len(prompts)} {pole} candidates written by the base model, {words:.0f} words on average, "
               f"{time.perf_counter() - start:.0f} s", flush=True)
-    if cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(written, indent=1))
     return written
 
 

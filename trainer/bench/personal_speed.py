@@ -50,6 +50,7 @@ def plain_generate(model, tokenizer, tokens: int) -> float:
     ids = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True, return_tensors="pt")
     if not torch.is_tensor(ids):
         ids = ids["input_ids"]
+    ids = ids.to(model.device)
     start = time.perf_counter()
     with torch.inference_mode():
         out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, min_new_tokens=tokens,
@@ -76,7 +77,7 @@ def scheduled(scheduler, soft_prompts: list, tokens: int) -> tuple[float, list[i
 def kv_bytes_per_token(model, tokenizer) -> int:
     from transformers import DynamicCache
 
-    ids = tokenizer("hello world, a few tokens", return_tensors="pt")["input_ids"]
+    ids = tokenizer("hello world, a few tokens", return_tensors="pt")["input_ids"].to(model.device)
     cache = DynamicCache()
     with torch.inference_mode():
         model(input_ids=ids, past_key_values=cache, use_cache=True)
@@ -95,6 +96,7 @@ def main(argv=None) -> int:
     ap.add_argument("--users", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (fp32 weights on either)")
     ap.add_argument("--adam-steps", type=int, default=2,
                     help="Adam fast-fit steps timed for the comparison (each is a forward and backward pass)")
     args = ap.parse_args(argv)
@@ -103,18 +105,19 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     config = TrainConfig(seed=0)
     users = [f"user{i + 1}" for i in range(args.users)]
-    print(f"model {args.model}; {args.tokens} tokens per reply, greedy, fp32 CPU, {torch.get_num_threads()} threads",
-          flush=True)
+    where = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+             else f"CPU, {torch.get_num_threads()} threads")
+    print(f"model {args.model}; {args.tokens} tokens per reply, greedy, fp32, {where}", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         lm, tokenizer = load_base(args.model)
         core = build_model(lm, tokenizer, config, n_users=len(users))
         save_run(Path(tmp) / "run", core, UserIndex(users), config, base_model=args.model)
         del core, lm
-        served = load_run(Path(tmp) / "run", merge=True)
-        fitting = load_run(Path(tmp) / "run")  # unmerged: fast fit needs the adapter to disable for the reference
+        served = load_run(Path(tmp) / "run", merge=True, device=args.device)
+        fitting = load_run(Path(tmp) / "run", device=args.device)  # unmerged: fast fit needs the adapter to disable for the reference
     base, base_tok = load_base(args.model)
-    base.eval()
+    base.to(args.device).eval()
     merged = served.model.lm
     softs = [served.soft_prompt(u) for u in users]
     scheduler = BatchScheduler(merged, served.tokenizer, max_batch=args.users, max_wait=0.05)
@@ -143,7 +146,7 @@ def main(argv=None) -> int:
     for method, fit in (("linear", FastFitConfig()), ("adam", FastFitConfig(method="adam", steps=args.adam_steps))):
         start = time.perf_counter()
         report = fast_fit(fitting.model, fitting.tokenizer, UserIndex(), fitting.config, pairs[0].user_id, pairs,
-                          fit=fit)
+                          fit=fit, device=args.device)
         fits[method] = (time.perf_counter() - start, report)
     (lin, lin_report), (adam, adam_report) = fits["linear"], fits["adam"]
     per_step = adam / (args.adam_steps + 1)  # the reference pass costs about as much as a step

@@ -232,13 +232,44 @@ def make_pairs(personas: list[Persona], prompts: list[str], *, conversations_per
             if scores[0] == scores[1]:
                 continue
             win = 0 if scores[0] > scores[1] else 1
-            pairs.append(Pair(
-                user_id=persona.user_id, conversation_id=f"{persona.user_id}-c{c}", turn=0,
+            pairs.append(_rated_pair(persona, c, system, prompt, (replies[win], scores[win]),
+                                     (replies[1 - win], scores[1 - win])))
+    return pairs
+
+
+def _rated_pair(persona: Persona, c: int, system: str | None, prompt: str, chosen: tuple[str, int],
+                rejected: tuple[str, int]) -> Pair:
+    """A single-turn conversation's pair; ``chosen`` and ``rejected`` are (reply, 1-100 rating)."""
+    return Pair(user_id=persona.user_id, conversation_id=f"{persona.user_id}-c{c}", turn=0,
                 prompt=([{"role": "system", "content": system}] if system else [])
                 + [{"role": "user", "content": prompt}],
-                chosen=[{"role": "assistant", "content": replies[win]}],
-                rejected=[{"role": "assistant", "content": replies[1 - win]}],
-                score_chosen=scores[win], score_rejected=scores[1 - win], extra={"group": persona.group}))
+                chosen=[{"role": "assistant", "content": chosen[0]}],
+                rejected=[{"role": "assistant", "content": rejected[0]}],
+                score_chosen=chosen[1], score_rejected=rejected[1], extra={"group": persona.group})
+
+
+def make_rated_pairs(personas: list[Persona], candidates: dict[str, list[str]], *, conversations_per_user: int,
+                     seed: int = 0, system: str | None = None) -> list[Pair]:
+    """PRISM-style pairs from replies a model wrote: per (user, sampled prompt) the user rates every candidate
+    reply 1-100 (hidden rule plus noise) and the best and the worst rated become chosen and rejected.
+
+    ``candidates`` maps each prompt to its replies (at least two), e.g. several
+    samples of the base model: the pairs then lie on the model's own
+    distribution, as collected data does. A conversation whose best and worst
+    ratings tie is skipped.
+    """
+    if any(len(replies) < 2 for replies in candidates.values()):
+        raise ValueError("every prompt needs at least two candidate replies to rate")
+    prompts = sorted(candidates)
+    rng = random.Random(seed)
+    pairs = []
+    for persona in personas:
+        for c in range(conversations_per_user):
+            prompt = rng.choice(prompts)
+            rated = sorted(((score(persona, r, rng), r) for r in candidates[prompt]), key=lambda sr: sr[0])
+            (low, worst), (high, best) = rated[0], rated[-1]
+            if high > low:
+                pairs.append(_rated_pair(persona, c, system, prompt, (best, high), (worst, low)))
     return pairs
 
 
