@@ -47,10 +47,12 @@ def test_sampled_candidates_are_written_once_rated_by_each_user_and_shared_throu
               "--candidates-cache", str(cache), "--device", "cpu"]
     assert personal_quality.main(common + ["--run-dir", str(tmp_path / "a")]) == 0
     first = capsys.readouterr().out
-    written = json.loads(cache.read_text())
+    written = json.loads(cache.read_text())["candidates"]
     assert len(written) == 115 - 8 and all(len(replies) == 3 for replies in written.values())
     assert "321 sampled candidates, " in first and "training pairs of length:" in first
     assert personal_quality.main(common + ["--samples", "2", "--run-dir", str(tmp_path / "b")]) == 0
     assert "sampled candidates, " not in capsys.readouterr().out  # read from the cache, not generated again
     with pytest.raises(SystemExit, match="does not hold 5 sampled candidates"):
         personal_quality.main(common + ["--samples", "5", "--run-dir", str(tmp_path / "c")])
+    with pytest.raises(SystemExit, match="holds candidates written with .*'tokens': 6.*, not .*'tokens': 7"):
+        personal_quality.main(common + ["--tokens", "7", "--run-dir", str(tmp_path / "d")])

@@ -10,7 +10,11 @@ reply from their own vectors, the reply from the generic vectors and the base
 model's reply (adapter off, no soft prompt) are generated in batched forward
 passes, sampled as the chat samples (temperature 0.7, top-p 0.9; the same seed
 for the three replies to one prompt; ``--temperature 0`` for greedy), and the
-user's hidden rule (without noise) judges them.
+user's hidden rule (without noise) judges them. ``--candidates sampled``
+trains on the PRISM-like setting instead of templates: the base model writes
+``--samples`` replies to each training prompt, and each user rates them all
+1-100, best against worst. ``--alpha`` weighs the personal term against the
+generic one; ``--device cuda`` runs it all on a GPU (bf16 autocast training).
 Printed per group: the share of prompts where the rule prefers the
 personalized reply over each of the other two (ties count as not preferred),
 and the average length of the three replies; the same comparison under the
@@ -39,7 +43,8 @@ from trainer.core.config import TrainConfig
 from trainer.core.loop import cpu_precision, describe_cpu, load_base, pick_device, train
 from trainer.core.reference import adapter_disabled
 from trainer.core.synthetic import (DIMENSIONS, LENGTH_WORDS_V1, PRISM_PROMPTS, SHORT_SYSTEM, judge_prefers,
-                                    make_pairs, make_rated_pairs, prompts_or_default, sample_population, style_instruction)
+                                    make_pairs, make_rated_pairs, prompts_or_default, sample_population,
+                                    style_instruction)
 
 
 def main(argv=None) -> int:
@@ -106,8 +111,8 @@ def main(argv=None) -> int:
     print(f"model {args.model}; {len(people)} users ({', '.join(sorted({p.group for p in people}))}), "
           f"{len(pairs)} training pairs ({args.candidates} candidates), {args.steps} steps of {config.batch_size}, "
           f"max length {config.max_length}, {args.precision}, "
-          f"lr LoRA {config.lr_lora} / "
-          f"user {config.lr_user}, alpha {config.alpha}; {args.held_out} held-out prompts per user, {args.tokens} new tokens, "
+          f"lr LoRA {config.lr_lora} / user {config.lr_user}, alpha {config.alpha}; "
+          f"{args.held_out} held-out prompts per user, {args.tokens} new tokens, "
           + (f"sampled at temperature {args.temperature}, top-p {args.top_p}" if args.temperature > 0 else "greedy"),
           flush=True)
     for group in sorted({p.extra["group"] for p in pairs}):
@@ -210,8 +215,15 @@ def model_candidates(args, prompts: list[str]) -> dict:
     style instruction (each with its own seed).
     """
     cache = args.candidates_cache or (args.run_dir / "candidates.json" if args.run_dir else None)
+    settings = {"kind": args.candidates, "model": args.model, "tokens": args.tokens}
+    if args.candidates == "sampled":
+        settings.update(temperature=args.temperature, top_p=args.top_p)
     if cache and cache.exists():
-        written = json.loads(cache.read_text())
+        kept = json.loads(cache.read_text())
+        if kept.get("settings") != settings:
+            raise SystemExit(f"{cache} holds candidates written with {kept.get('settings')}, not {settings}; "
+                             "delete it or name another --candidates-cache")
+        written = kept["candidates"]
         if args.candidates == "sampled" and not all(len(written.get(p, [])) >= args.samples for p in prompts):
             raise SystemExit(f"{cache} does not hold {args.samples} sampled candidates for every training prompt; "
                              "delete it or name another --candidates-cache")
@@ -225,7 +237,7 @@ def model_candidates(args, prompts: list[str]) -> dict:
         written = instructed_candidates(args, lm, tokenizer, prompts, start)
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(written, indent=1))
+        cache.write_text(json.dumps({"settings": settings, "candidates": written}, indent=1))
     return written
 
 

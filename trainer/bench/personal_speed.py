@@ -115,7 +115,8 @@ def main(argv=None) -> int:
         save_run(Path(tmp) / "run", core, UserIndex(users), config, base_model=args.model)
         del core, lm
         served = load_run(Path(tmp) / "run", merge=True, device=args.device)
-        fitting = load_run(Path(tmp) / "run", device=args.device)  # unmerged: fast fit needs the adapter to disable for the reference
+        # unmerged: fast fit needs the adapter to disable for the reference
+        fitting = load_run(Path(tmp) / "run", device=args.device)
     base, base_tok = load_base(args.model)
     base.to(args.device).eval()
     merged = served.model.lm
