@@ -14,7 +14,8 @@ user's hidden rule (without noise) judges them. ``--candidates sampled``
 trains on the PRISM-like setting instead of templates: the base model writes
 ``--samples`` replies to each training prompt, and each user rates them all
 1-100, best against worst. ``--alpha`` weighs the personal term against the
-generic one; ``--device cuda`` runs it all on a GPU (bf16 autocast training).
+generic one; ``--device cuda`` runs it all on a GPU (bf16 autocast training);
+``--seeds N`` trains N times and pools the judgements (one run is noisy).
 Printed per group: the share of prompts where the rule prefers the
 personalized reply over each of the other two (ties count as not preferred),
 and the average length of the three replies; the same comparison under the
@@ -28,6 +29,7 @@ generates and judges.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import statistics
@@ -81,6 +83,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-length", type=int, help="training sequence length (prompt, soft prompt and reply; longer "
                     "replies are cut at the end); default 160 + --tokens")
     ap.add_argument("--run-dir", type=Path, help="save the trained run here; if it already holds one, reuse it")
+    ap.add_argument("--seeds", type=int, default=1, help="train this many times (training seeds 0, 1, ...; each "
+                    "with its own sampling seeds) and pool the judgements; the spread across seeds is printed")
     args = ap.parse_args(argv)
     args.device = str(pick_device(TrainConfig(device=args.device)))
     if args.device.startswith("cuda"):
@@ -120,24 +124,37 @@ def main(argv=None) -> int:
         print(f"training pairs of {group}: {len(mine)}, chosen "
               f"{statistics.mean(len(p.chosen[0]['content'].split()) for p in mine):.0f} words on average, rejected "
               f"{statistics.mean(len(p.rejected[0]['content'].split()) for p in mine):.0f}", flush=True)
-    if args.run_dir and (args.run_dir / "run.json").exists():
-        run = load_run(args.run_dir, device=args.device)
-        print(f"reusing the run in {args.run_dir} (its own training settings are in config.json there)", flush=True)
-        model, tokenizer, index = run.model, run.tokenizer, run.user_index
-    else:
-        model, tokenizer, index = train_population(args, config, pairs)
-    model.eval()
-    texts, elapsed = held_out_replies(args, model, tokenizer, index, people, held_out)
-    print(f"generated {sum(len(t) for t in texts.values())} replies in {elapsed:.0f} s\n")
-    if args.run_dir:
-        saved = {kind: [{"key": list(k) if isinstance(k, tuple) else k, "text": t} for k, t in replies.items()]
-                 for kind, replies in texts.items()}
-        (args.run_dir / "replies.json").write_text(json.dumps(saved, indent=1))
-    report(people, texts)
+    runs = []
+    for seed in range(args.seeds):
+        run_dir = args.run_dir / f"seed{seed}" if args.run_dir and args.seeds > 1 else args.run_dir
+        if args.seeds > 1:
+            print(f"training seed {seed} of {args.seeds}", flush=True)
+        runs.append(trained_replies(args, dataclasses.replace(config, seed=seed), pairs, people, held_out, run_dir))
+    report(people, runs)
     return 0
 
 
-def held_out_replies(args, model, tokenizer, index, people, held_out: list[str]) -> tuple[dict, float]:
+def trained_replies(args, config: TrainConfig, pairs, people, held_out: list[str], run_dir: Path | None) -> dict:
+    """Train (or reuse the run in ``run_dir``) with ``config.seed`` and generate the held-out replies."""
+    if run_dir and (run_dir / "run.json").exists():
+        run = load_run(run_dir, device=args.device)
+        print(f"reusing the run in {run_dir} (its own training settings are in config.json there)", flush=True)
+        model, tokenizer, index = run.model, run.tokenizer, run.user_index
+    else:
+        model, tokenizer, index = train_population(args, config, pairs, run_dir)
+    model.eval()
+    texts, elapsed = held_out_replies(args, model, tokenizer, index, people, held_out,
+                                      first_seed=1000 + 1000 * config.seed)
+    print(f"generated {sum(len(t) for t in texts.values())} replies in {elapsed:.0f} s\n", flush=True)
+    if run_dir:
+        saved = {kind: [{"key": list(k) if isinstance(k, tuple) else k, "text": t} for k, t in replies.items()]
+                 for kind, replies in texts.items()}
+        (run_dir / "replies.json").write_text(json.dumps(saved, indent=1))
+    return texts
+
+
+def held_out_replies(args, model, tokenizer, index, people, held_out: list[str], *,
+                     first_seed: int = 1000) -> tuple[dict, float]:
     """Each user's own replies to their held-out prompts, and the generic and base replies to each prompt drawn.
 
     The generic vectors and the base model do not depend on who asks, so their
@@ -147,7 +164,7 @@ def held_out_replies(args, model, tokenizer, index, people, held_out: list[str])
     """
     lm = model.lm
     sampling = {"max_new_tokens": args.tokens, "temperature": args.temperature, "top_p": args.top_p}
-    seeds = {p: 1000 + i for i, p in enumerate(held_out)}
+    seeds = {p: first_seed + i for i, p in enumerate(held_out)}
     asks = {p: [{"role": "system", "content": SHORT_SYSTEM}, {"role": "user", "content": p}] for p in held_out}
     drawn = {person.user_id: random.Random(person.user_id).sample(held_out, args.held_out) for person in people}
     wanted = set().union(*drawn.values())
@@ -181,20 +198,25 @@ def generate_in_batches(lm, tokenizer, requests: list[GenerationRequest], size: 
               flush=True)
 
 
-def report(people, texts: dict) -> None:
-    """Per group: how often the user's hidden rule prefers their reply over the generic and the base one."""
+def report(people, runs: list[dict]) -> None:
+    """Per group: how often the user's hidden rule prefers their reply over the generic and the base one,
+    pooled over the training seeds' ``runs``; with several, each seed's share over the generic vectors too."""
     others = ("generic", "base")
     rules = {"": {}, " (120-word rule)": {"length_words": LENGTH_WORDS_V1}}
     wins = {(o, rule): defaultdict(list) for o in others for rule in rules}
+    per_seed = defaultdict(lambda: [[] for _ in runs])
     lengths = defaultdict(lambda: {"personal": [], "generic": [], "base": []})
     by_id = {p.user_id: p for p in people}
-    for (user_id, prompt), ours in texts["personal"].items():
-        person = by_id[user_id]
-        for other in others:
-            for rule, scale in rules.items():
-                wins[other, rule][person.group].append(judge_prefers(person, ours, texts[other][prompt], **scale))
-        for name, text in (("personal", ours), ("generic", texts["generic"][prompt]), ("base", texts["base"][prompt])):
-            lengths[person.group][name].append(len(text.split()))
+    for seed, texts in enumerate(runs):
+        for (user_id, prompt), ours in texts["personal"].items():
+            person = by_id[user_id]
+            for other in others:
+                for rule, scale in rules.items():
+                    wins[other, rule][person.group].append(judge_prefers(person, ours, texts[other][prompt], **scale))
+            per_seed[person.group][seed].append(wins["generic", ""][person.group][-1])
+            for name, text in (("personal", ours), ("generic", texts["generic"][prompt]),
+                               ("base", texts["base"][prompt])):
+                lengths[person.group][name].append(len(text.split()))
     header = [f"personalized preferred over {o}{rule}" for rule in rules for o in ("generic vectors", "base model")]
     print("| group | held-out prompts | " + " | ".join(header) + " | avg words personal / generic / base | target |")
     print("|---" * (len(header) + 4) + "|")
@@ -204,6 +226,11 @@ def report(people, texts: dict) -> None:
         print(f"| {group} | {len(shares[0])} | " + " | ".join(f"{sum(s) / len(s):.1%}" for s in shares)
               + f" | {statistics.mean(words['personal']):.1f} / {statistics.mean(words['generic']):.1f} / "
               f"{statistics.mean(words['base']):.1f} | >= 70 % over generic |")
+    if len(runs) > 1:
+        print()
+        for group in sorted(per_seed):
+            print(f"{group}, preferred over the generic vectors per training seed: "
+                  + ", ".join(f"{sum(s) / len(s):.1%}" for s in per_seed[group] if s))
 
 
 def model_candidates(args, prompts: list[str]) -> dict:
@@ -269,7 +296,7 @@ def instructed_candidates(args, lm, tokenizer, prompts: list[str], start: float)
     return written
 
 
-def train_population(args, config: TrainConfig, pairs):
+def train_population(args, config: TrainConfig, pairs, run_dir: Path | None):
     start = time.perf_counter()
 
     def progress(step: int, total: int, metrics: dict | None) -> None:
@@ -278,8 +305,8 @@ def train_population(args, config: TrainConfig, pairs):
 
     result = train(config, args.model, pairs, progress=progress, log=lambda msg: print("  ", msg, flush=True))
     print(f"trained in {time.perf_counter() - start:.0f} s", flush=True)
-    if args.run_dir:
-        save_run(args.run_dir, result.model, result.user_index, config, base_model=args.model)
+    if run_dir:
+        save_run(run_dir, result.model, result.user_index, config, base_model=args.model)
     return result.model, result.tokenizer, result.user_index
 
 
