@@ -7,7 +7,6 @@ from the minority, fitted from 5 pairs with everything else frozen, is then
 served on their held-out pairs where the generic vectors serve them badly.
 """
 
-
 import pytest
 
 from trainer.core.config import FastFitConfig, TrainConfig, plain_dpo

@@ -42,7 +42,7 @@ import torch
 from trainer.core.artifacts import load_run, save_run
 from trainer.core.batch_generation import GenerationRequest, generate_batch
 from trainer.core.config import TrainConfig
-from trainer.core.loop import cpu_precision, describe_cpu, load_base, pick_device, train
+from trainer.core.loop import describe_device, load_base, pick_device, precision_for, train
 from trainer.core.reference import adapter_disabled
 from trainer.core.synthetic import (DIMENSIONS, LENGTH_WORDS_V1, PRISM_PROMPTS, SHORT_SYSTEM, judge_prefers,
                                     make_pairs, make_rated_pairs, prompts_or_default, sample_population,
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr-lora", type=float, default=1e-3)
     ap.add_argument("--lr-user", type=float, default=5e-2)
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                    help="auto: bf16 autocast where the CPU computes bf16 natively, else fp32")
+                    help="auto: bf16 autocast on a GPU and where the CPU computes bf16 natively, else fp32")
     ap.add_argument("--candidates", choices=("template", "model", "sampled"), default="template",
                     help="training candidates: the template generator; the base model itself told to be concise "
                          "or detailed (greedy); or --samples replies the base model wrote with the chat's sampling, "
@@ -87,12 +87,8 @@ def main(argv=None) -> int:
                     "with its own sampling seeds) and pool the judgements; the spread across seeds is printed")
     args = ap.parse_args(argv)
     args.device = str(pick_device(TrainConfig(device=args.device)))
-    if args.device.startswith("cuda"):
-        args.precision = "bf16" if args.precision == "auto" else args.precision
-        print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
-    else:
-        args.precision = cpu_precision(args.precision)
-        print(describe_cpu(), flush=True)
+    args.precision = precision_for(args.precision, args.device)
+    print(describe_device(args.device), flush=True)
     prompts = prompts_or_default(args.prompts)
     rng = random.Random(7)
     rng.shuffle(prompts)
@@ -203,8 +199,7 @@ def report(people, runs: list[dict]) -> None:
     pooled over the training seeds' ``runs``; with several, each seed's share over the generic vectors too."""
     others = ("generic", "base")
     rules = {"": {}, " (120-word rule)": {"length_words": LENGTH_WORDS_V1}}
-    wins = {(o, rule): defaultdict(list) for o in others for rule in rules}
-    per_seed = defaultdict(lambda: [[] for _ in runs])
+    wins = {(o, rule): defaultdict(lambda: [[] for _ in runs]) for o in others for rule in rules}  # group -> seed
     lengths = defaultdict(lambda: {"personal": [], "generic": [], "base": []})
     by_id = {p.user_id: p for p in people}
     for seed, texts in enumerate(runs):
@@ -212,8 +207,8 @@ def report(people, runs: list[dict]) -> None:
             person = by_id[user_id]
             for other in others:
                 for rule, scale in rules.items():
-                    wins[other, rule][person.group].append(judge_prefers(person, ours, texts[other][prompt], **scale))
-            per_seed[person.group][seed].append(wins["generic", ""][person.group][-1])
+                    wins[other, rule][person.group][seed].append(
+                        judge_prefers(person, ours, texts[other][prompt], **scale))
             for name, text in (("personal", ours), ("generic", texts["generic"][prompt]),
                                ("base", texts["base"][prompt])):
                 lengths[person.group][name].append(len(text.split()))
@@ -222,15 +217,15 @@ def report(people, runs: list[dict]) -> None:
     print("|---" * (len(header) + 4) + "|")
     for group in sorted(lengths):
         words = lengths[group]
-        shares = [wins[o, rule][group] for rule in rules for o in others]
+        shares = [sum(wins[o, rule][group], []) for rule in rules for o in others]
         print(f"| {group} | {len(shares[0])} | " + " | ".join(f"{sum(s) / len(s):.1%}" for s in shares)
               + f" | {statistics.mean(words['personal']):.1f} / {statistics.mean(words['generic']):.1f} / "
               f"{statistics.mean(words['base']):.1f} | >= 70 % over generic |")
     if len(runs) > 1:
         print()
-        for group in sorted(per_seed):
+        for group in sorted(lengths):
             print(f"{group}, preferred over the generic vectors per training seed: "
-                  + ", ".join(f"{sum(s) / len(s):.1%}" for s in per_seed[group] if s))
+                  + ", ".join(f"{sum(s) / len(s):.1%}" for s in wins["generic", ""][group] if s))
 
 
 def model_candidates(args, prompts: list[str]) -> dict:
@@ -251,21 +246,20 @@ def model_candidates(args, prompts: list[str]) -> dict:
             raise SystemExit(f"{cache} holds candidates written with {kept.get('settings')}, not {settings}; "
                              "delete it or name another --candidates-cache")
         written = kept["candidates"]
-        if args.candidates == "sampled" and not all(len(written.get(p, [])) >= args.samples for p in prompts):
-            raise SystemExit(f"{cache} does not hold {args.samples} sampled candidates for every training prompt; "
-                             "delete it or name another --candidates-cache")
-        return {p: written[p][:args.samples] for p in prompts} if args.candidates == "sampled" else written
-    lm, tokenizer = load_base(args.model)
-    lm.to(args.device).eval()
-    start = time.perf_counter()
-    if args.candidates == "sampled":
-        written = sampled_candidates(args, lm, tokenizer, prompts)
     else:
-        written = instructed_candidates(args, lm, tokenizer, prompts, start)
-    if cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"settings": settings, "candidates": written}, indent=1))
-    return written
+        lm, tokenizer = load_base(args.model)
+        lm.to(args.device).eval()
+        write = sampled_candidates if args.candidates == "sampled" else instructed_candidates
+        written = write(args, lm, tokenizer, prompts)
+        if cache:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps({"settings": settings, "candidates": written}, indent=1))
+    if args.candidates != "sampled":
+        return written
+    if not all(len(written.get(p, [])) >= args.samples for p in prompts):
+        raise SystemExit(f"{cache} does not hold {args.samples} sampled candidates for every training prompt; "
+                         "delete it or name another --candidates-cache")
+    return {p: written[p][:args.samples] for p in prompts}
 
 
 def sampled_candidates(args, lm, tokenizer, prompts: list[str]) -> dict[str, list[str]]:
@@ -282,7 +276,8 @@ def sampled_candidates(args, lm, tokenizer, prompts: list[str]) -> dict[str, lis
     return written
 
 
-def instructed_candidates(args, lm, tokenizer, prompts: list[str], start: float) -> dict[str, dict[str, str]]:
+def instructed_candidates(args, lm, tokenizer, prompts: list[str]) -> dict[str, dict[str, str]]:
+    start = time.perf_counter()
     written = {}
     for pole in DIMENSIONS["length"].poles:
         system = f"{SHORT_SYSTEM} {style_instruction('length', pole)}"

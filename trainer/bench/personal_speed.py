@@ -32,7 +32,7 @@ from trainer.core.artifacts import load_run, save_run
 from trainer.core.batch_generation import BatchScheduler, GenerationRequest
 from trainer.core.config import FastFitConfig, TrainConfig
 from trainer.core.fastfit import fast_fit
-from trainer.core.loop import build_model, load_base
+from trainer.core.loop import build_model, describe_device, load_base
 from trainer.core.synthetic import DEFAULT_PROMPTS, make_pairs, sample_population
 from trainer.core.usermodel import UserIndex
 
@@ -105,9 +105,8 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     config = TrainConfig(seed=0)
     users = [f"user{i + 1}" for i in range(args.users)]
-    where = (torch.cuda.get_device_name() if args.device.startswith("cuda")
-             else f"CPU, {torch.get_num_threads()} threads")
-    print(f"model {args.model}; {args.tokens} tokens per reply, greedy, fp32, {where}", flush=True)
+    print(f"model {args.model}; {args.tokens} tokens per reply, greedy, fp32, {describe_device(args.device)}",
+          flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         lm, tokenizer = load_base(args.model)

@@ -23,7 +23,7 @@ from trainer.core.config import FastFitConfig, TrainConfig, plain_dpo
 from trainer.core.data import split_pairs
 from trainer.core.evaluate import evaluate
 from trainer.core.fastfit import fast_fit
-from trainer.core.loop import cpu_precision, describe_cpu, train
+from trainer.core.loop import describe_cpu, precision_for, train
 from trainer.core.synthetic import (PRISM_PROMPTS, SHORT_SYSTEM, make_pairs, prompts_or_default,
                                     sample_population)
 
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-fit", action="store_true", help="no new-user fast fit")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    args.precision = cpu_precision(args.precision)
+    args.precision = precision_for(args.precision)
     print(describe_cpu(), flush=True)
 
     prompts = prompts_or_default(args.prompts)

@@ -100,11 +100,19 @@ def describe_cpu() -> str:
             f"{'native' if cpu_has_native_bf16() else 'no native'} bf16")
 
 
-def cpu_precision(choice: str) -> str:
-    """A benchmark's --precision: "auto" is bf16 where the CPU has it natively, else fp32."""
+def describe_device(device: str | torch.device = "cpu") -> str:
+    """The benchmark header line for the device that runs it: the GPU's name, or ``describe_cpu``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return describe_cpu()
+
+
+def precision_for(choice: str, device: str | torch.device = "cpu") -> str:
+    """A benchmark's --precision: "auto" is bf16 on a GPU and where the CPU has it natively, else fp32."""
     if choice != "auto":
         return choice
-    return "bf16" if cpu_has_native_bf16() else "fp32"
+    return "bf16" if torch.device(device).type == "cuda" or cpu_has_native_bf16() else "fp32"
 
 
 def load_base(model_path: str):

@@ -227,25 +227,25 @@ def make_pairs(personas: list[Persona], prompts: list[str], *, conversations_per
             prompt = rng.choice(prompts)
             shared = {d: rng.choice(DIMENSIONS[d].poles) for d in DIMENSIONS if d not in vary}
             styles = [{**shared, **{d: DIMENSIONS[d].poles[k] for d in vary}} for k in (0, 1)]
-            replies = [writer(prompt, s, rng) for s in styles]
-            scores = [score(persona, r, rng) for r in replies]
-            if scores[0] == scores[1]:
-                continue
-            win = 0 if scores[0] > scores[1] else 1
-            pairs.append(_rated_pair(persona, c, system, prompt, (replies[win], scores[win]),
-                                     (replies[1 - win], scores[1 - win])))
+            pair = _best_against_worst(persona, c, system, prompt, [writer(prompt, s, rng) for s in styles], rng)
+            if pair:
+                pairs.append(pair)
     return pairs
 
 
-def _rated_pair(persona: Persona, c: int, system: str | None, prompt: str, chosen: tuple[str, int],
-                rejected: tuple[str, int]) -> Pair:
-    """A single-turn conversation's pair; ``chosen`` and ``rejected`` are (reply, 1-100 rating)."""
+def _best_against_worst(persona: Persona, c: int, system: str | None, prompt: str, replies: list[str],
+                        rng: random.Random) -> Pair | None:
+    """The persona rates every reply 1-100 (in order, noise from ``rng``); their best against their worst
+    as conversation ``c``'s single-turn pair, or None where those two ratings tie."""
+    rated = sorted(((score(persona, r, rng), r) for r in replies), key=lambda sr: sr[0])
+    (low, worst), (high, best) = rated[0], rated[-1]
+    if high == low:
+        return None
     return Pair(user_id=persona.user_id, conversation_id=f"{persona.user_id}-c{c}", turn=0,
                 prompt=([{"role": "system", "content": system}] if system else [])
                 + [{"role": "user", "content": prompt}],
-                chosen=[{"role": "assistant", "content": chosen[0]}],
-                rejected=[{"role": "assistant", "content": rejected[0]}],
-                score_chosen=chosen[1], score_rejected=rejected[1], extra={"group": persona.group})
+                chosen=[{"role": "assistant", "content": best}], rejected=[{"role": "assistant", "content": worst}],
+                score_chosen=high, score_rejected=low, extra={"group": persona.group})
 
 
 def make_rated_pairs(personas: list[Persona], candidates: dict[str, list[str]], *, conversations_per_user: int,
@@ -266,10 +266,9 @@ def make_rated_pairs(personas: list[Persona], candidates: dict[str, list[str]], 
     for persona in personas:
         for c in range(conversations_per_user):
             prompt = rng.choice(prompts)
-            rated = sorted(((score(persona, r, rng), r) for r in candidates[prompt]), key=lambda sr: sr[0])
-            (low, worst), (high, best) = rated[0], rated[-1]
-            if high > low:
-                pairs.append(_rated_pair(persona, c, system, prompt, (best, high), (worst, low)))
+            pair = _best_against_worst(persona, c, system, prompt, candidates[prompt], rng)
+            if pair:
+                pairs.append(pair)
     return pairs
 
 
