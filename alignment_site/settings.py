@@ -43,7 +43,7 @@ COLLECTION_TARGET = env_int("COLLECTION_TARGET", 6, minimum=1)
 # A reply that gets no token for this long while "streaming" is marked failed.
 REPLY_STALL_SECONDS = env_int("REPLY_STALL_SECONDS", 120, minimum=5)
 
-# Personalized chat (issue 6). A user's vectors are refit on the `train` queue
+# Personalized chat. A user's vectors are refit on the `train` queue
 # after this many new preference pairs, from at most FASTFIT_MAX_PAIRS of their newest.
 FASTFIT_EVERY_PAIRS = env_int("FASTFIT_EVERY_PAIRS", 5, minimum=1)
 FASTFIT_MAX_PAIRS = env_int("FASTFIT_MAX_PAIRS", 20, minimum=1)  # fast fit is full-batch: memory grows with it

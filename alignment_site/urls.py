@@ -1,22 +1,52 @@
+"""Every page, grouped by the package that serves it; a URL's name is its view function's name."""
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from trainer.views import queue, runs, status
-from users.views import accounts, chat, collect, data, personal, stream, survey
+from users.accounts import views as accounts
+from users.chat.views import chat, compare
+from users.collection import views as collect
+from users.conversations import relay
+from users.conversations import views as replies
+from users.dataset import views as dataset
+from users.survey import views as survey
 
 urlpatterns = [
+    # accounts
     path("", accounts.home, name="home"),
     path("signup/", accounts.signup, name="signup"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("survey/", survey.survey, name="survey"),
+    # the participant's chat, blind comparisons and the side panel
     path("chat/", chat.chat_list, name="chat_list"),
     path("chat/new/", chat.chat_new, name="chat_new"),
     path("chat/<int:conversation_id>/", chat.chat_detail, name="chat_detail"),
     path("chat/<int:conversation_id>/send/", chat.chat_send, name="chat_send"),
-    path("replies/<int:reply_id>/stream/", stream.reply_stream, name="reply_stream"),
-    path("replies/<int:reply_id>/stop/", chat.reply_stop, name="reply_stop"),
-    path("replies/<int:reply_id>/retry/", chat.reply_retry, name="reply_retry"),
+    path("replies/<int:reply_id>/rate/", chat.reply_rate, name="reply_rate"),
+    path("me/panel/", chat.personal_panel, name="personal_panel"),
+    path("compare/", compare.compare_home, name="compare_home"),
+    path("compare/new/", compare.compare_start, name="compare_start"),
+    path("compare/<int:conversation_id>/", compare.compare_detail, name="compare_detail"),
+    path("compare/<int:conversation_id>/rate/", compare.compare_rate, name="compare_rate"),
+    # any reply: its token stream, stop and retry
+    path("replies/<int:reply_id>/stream/", relay.reply_stream, name="reply_stream"),
+    path("replies/<int:reply_id>/stop/", replies.reply_stop, name="reply_stop"),
+    path("replies/<int:reply_id>/retry/", replies.reply_retry, name="reply_retry"),
+    # PRISM-style collection
+    path("collect/", collect.collect_home, name="collect_home"),
+    path("collect/new/", collect.collect_start, name="collect_start"),
+    path("collect/<int:conversation_id>/", collect.collect_detail, name="collect_detail"),
+    path("collect/<int:conversation_id>/rate/", collect.collect_rate, name="collect_rate"),
+    path("collect/<int:conversation_id>/send/", collect.collect_send, name="collect_send"),
+    path("collect/<int:conversation_id>/end/", collect.collect_end, name="collect_end"),
+    # data downloads and the staff dataset pages
+    path("data/<str:name>.jsonl", dataset.data_export, name="data_export"),
+    path("staff/dataset/", dataset.dataset, name="dataset"),
+    path("staff/dataset/import/", dataset.dataset_import, name="dataset_import"),
+    # training runs and versions (staff)
     path("staff/status/", status.status, name="status"),
     path("staff/queue/", queue.queue, name="queue"),
     path("staff/runs/", runs.run_list, name="run_list"),
@@ -31,22 +61,4 @@ urlpatterns = [
     path("staff/runs/<int:run_id>/activate/", runs.run_activate, name="run_activate"),
     path("staff/versions/rollback/", runs.version_rollback, name="version_rollback"),
     path("admin/", admin.site.urls),
-    # PRISM-style collection, data downloads and the staff dataset pages (issue 3)
-    path("survey/", survey.survey, name="survey"),
-    path("collect/", collect.collect_home, name="collect_home"),
-    path("collect/new/", collect.collect_start, name="collect_start"),
-    path("collect/<int:conversation_id>/", collect.collect_detail, name="collect_detail"),
-    path("collect/<int:conversation_id>/rate/", collect.collect_rate, name="collect_rate"),
-    path("collect/<int:conversation_id>/send/", collect.collect_send, name="collect_send"),
-    path("collect/<int:conversation_id>/end/", collect.collect_end, name="collect_end"),
-    path("data/<str:name>.jsonl", data.data_export, name="data_export"),
-    path("staff/dataset/", data.dataset, name="dataset"),
-    path("staff/dataset/import/", data.dataset_import, name="dataset_import"),
-    # Personalized chat: blind comparisons, quick ratings, the "why" panel (issue 6)
-    path("compare/", personal.compare_home, name="compare_home"),
-    path("compare/new/", personal.compare_start, name="compare_start"),
-    path("compare/<int:conversation_id>/", personal.compare_detail, name="compare_detail"),
-    path("compare/<int:conversation_id>/rate/", personal.compare_rate, name="compare_rate"),
-    path("replies/<int:reply_id>/rate/", personal.reply_rate, name="reply_rate"),
-    path("me/panel/", personal.panel, name="personal_panel"),
 ]

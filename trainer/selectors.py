@@ -8,7 +8,7 @@ from trainer.models import Activation, RunLog, TrainingRun
 
 
 def _filtered_rejected(data_filter: dict):
-    from users.pairs import pair_rejected_replies
+    from users.collection.pairs import pair_rejected_replies
 
     qs = pair_rejected_replies(min_margin=int(data_filter.get("min_margin", 1)))
     if data_filter.get("since"):
@@ -16,6 +16,22 @@ def _filtered_rejected(data_filter: dict):
     if data_filter.get("until"):
         qs = qs.filter(turn__conversation__created_at__date__lte=data_filter["until"])
     return qs
+
+
+def _activations():
+    return Activation.objects.filter(run__status=TrainingRun.Status.COMPLETED).exclude(run__artifacts="")
+
+
+def active_run() -> TrainingRun | None:
+    """The version serving chat: the newest activation of a completed run with a saved model; or None."""
+    activation = _activations().select_related("run").first()
+    return activation.run if activation else None
+
+
+def active_version() -> tuple[int, str] | None:
+    """(run id, artifacts) of ``active_run`` in one light query, for the worker's every reply."""
+    row = _activations().values_list("run_id", "run__artifacts").first()
+    return tuple(row) if row else None
 
 
 def pair_counts(data_filter: dict) -> dict[int, int]:
@@ -64,7 +80,7 @@ def user_attributes(exported_ids: list[str]) -> dict[str, dict]:
     from django.db.models import Q
 
     from users.models import Profile
-    from users.prism_io import exported_user_id, web_username
+    from users.prism.ids import exported_user_id, web_username
 
     wanted = set(exported_ids)
     usernames = [name for name in map(web_username, wanted) if name]
@@ -87,7 +103,7 @@ def user_attributes(exported_ids: list[str]) -> dict[str, dict]:
 def synthetic_groups(users) -> dict[str, str]:
     """Exported user id -> hidden group, for the simulated people among ``users``."""
     from users.models import SyntheticPersona
-    from users.prism_io import exported_user_id
+    from users.prism.ids import exported_user_id
 
     personas = SyntheticPersona.objects.filter(user__in=users).select_related("user", "user__profile")
     return {exported_user_id(p.user, getattr(p.user, "profile", None)): p.group for p in personas if p.group}

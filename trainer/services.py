@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from trainer import dispatch
+from alignment_site import dispatch
 from trainer.models import Activation, RunLog, TrainingRun
 
 TRAIN_TASK = "trainer.train_run"

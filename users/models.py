@@ -5,6 +5,13 @@ chosen to continue. A plain chat is the same thing with one reply per turn."""
 from django.conf import settings
 from django.db import models
 
+SCORE_MIN, SCORE_MAX = 1, 100  # PRISM's slider: 1 (Terrible) .. 100 (Perfect)
+
+
+def is_score(value) -> bool:
+    """A whole number on PRISM's 1-100 rating scale (a bool is not a number here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and SCORE_MIN <= value <= SCORE_MAX
+
 
 class Conversation(models.Model):
     class Kind(models.TextChoices):
@@ -12,7 +19,7 @@ class Conversation(models.Model):
         UNGUIDED = "unguided", "Unguided"
         VALUES = "values guided", "Values guided"
         CONTROVERSY = "controversy guided", "Controversy guided"
-        COMPARE = "compare", "Compare"  # personalized vs generic vs base, rated blind (issue 6)
+        COMPARE = "compare", "Compare"  # personalized vs generic vs base, rated blind
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.CHAT)
@@ -82,7 +89,7 @@ class Reply(models.Model):
     extra = models.JSONField(default=dict, blank=True)  # PRISM history keys we do not model
     utterance_extra = models.JSONField(default=dict, blank=True)  # utterances.jsonl values that differ from ours
     token_count = models.PositiveIntegerField(default=0)
-    # How the worker produced it (issue 6): {"version": run id or null, "vectors": personal | fitted |
+    # How the worker produced it: {"version": run id or null, "vectors": personal | fitted |
     # generic | none, "fit": VectorFit id, "batch": requests sharing the forward pass}.
     serving = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

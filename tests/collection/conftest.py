@@ -1,7 +1,8 @@
 import pytest
 
-from users import collection
+from users.collection import services as collection
 from users.models import ReplySource
+from users.survey.services import survey_save
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def sources(db):
 
 @pytest.fixture
 def surveyed(owner, sources):
-    collection.survey_save(user=owner, **survey_answers())
+    survey_save(user=owner, **survey_answers())
     return owner
 
 

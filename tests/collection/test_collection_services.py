@@ -2,9 +2,12 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from tests.collection.conftest import PERF, finish, rate, survey_answers
-from users import collection, services
+from users.chat import services
+from users.collection import services as collection
+from users.collection.pairs import preference_pairs
+from users.conversations.services import reply_generation_settings
 from users.models import Conversation, Reply, ReplySource
-from users.pairs import preference_pairs
+from users.survey.services import survey_save
 
 
 def test_the_survey_is_required_before_the_first_conversation(owner, enqueued):
@@ -14,8 +17,8 @@ def test_the_survey_is_required_before_the_first_conversation(owner, enqueued):
 
 
 def test_the_survey_can_be_edited_and_keeps_its_first_completion_time(owner):
-    first = collection.survey_save(user=owner, **survey_answers())
-    again = collection.survey_save(user=owner, **survey_answers(self_description="Changed my mind."))
+    first = survey_save(user=owner, **survey_answers())
+    again = survey_save(user=owner, **survey_answers(self_description="Changed my mind."))
     assert again.pk == first.pk and again.completed_at == first.completed_at
     assert again.self_description == "Changed my mind."
 
@@ -24,7 +27,7 @@ def test_a_stated_preference_outside_1_to_100_is_refused(owner):
     answers = survey_answers()
     answers["stated_prefs"]["safety"] = 101
     with pytest.raises(ValidationError, match="safety"):
-        collection.survey_save(user=owner, **answers)
+        survey_save(user=owner, **answers)
 
 
 def test_an_opening_prompt_gets_four_queued_replies_from_distinct_sources(surveyed, enqueued,
@@ -129,7 +132,7 @@ def test_the_exported_pairs_load_in_the_training_library(rated_conversation, tmp
     from trainer.core import data
 
     path = tmp_path / "pairs.jsonl"
-    from users.pairs import pairs_export_lines
+    from users.collection.pairs import pairs_export_lines
 
     path.write_text("".join(pairs_export_lines()))
     pairs = data.read_pairs(path)
@@ -143,18 +146,18 @@ def test_a_source_brings_its_system_prompt_and_sampling_to_the_worker(surveyed, 
     ReplySource.objects.create(name="plain", temperature=1.0, top_p=1.0)
     conversation = collection.prism_conversation_start(user=surveyed, kind="unguided", text="Hi")
     terse = conversation.turns.get().replies.get(source="terse")
-    messages, sampling = services.reply_generation_settings(reply=terse)
+    messages, sampling = reply_generation_settings(reply=terse)
     assert messages == [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}]
     assert sampling == {"max_new_tokens": 33, "temperature": 0.2, "top_p": 0.5}
     plain = conversation.turns.get().replies.get(source="plain")
-    messages, sampling = services.reply_generation_settings(reply=plain)
+    messages, sampling = reply_generation_settings(reply=plain)
     assert messages == [{"role": "user", "content": "Hi"}]
     assert sampling["max_new_tokens"] == settings.CHAT_MAX_NEW_TOKENS
 
 
 def test_a_plain_chat_reply_keeps_the_default_sampling(owner, settings):
     reply = Reply.objects.create(turn=services.conversation_create(user=owner).turns.create(index=0, user_message="Hi"))
-    messages, sampling = services.reply_generation_settings(reply=reply)
+    messages, sampling = reply_generation_settings(reply=reply)
     assert messages == [{"role": "user", "content": "Hi"}]
     assert sampling == {"max_new_tokens": settings.CHAT_MAX_NEW_TOKENS, "temperature": settings.CHAT_TEMPERATURE,
                         "top_p": settings.CHAT_TOP_P}

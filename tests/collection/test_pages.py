@@ -8,8 +8,9 @@ from django.urls import reverse
 
 from tests.collection.conftest import PERF, finish, survey_answers
 from tests.collection.test_prism_io import CONVERSATION, SURVEY, UTTERANCE
-from users import collection
+from users.collection import services as collection
 from users.models import Conversation, Profile, Reply
+from users.survey.services import survey_save
 
 POST_VIEWS = ["collect_rate", "collect_send", "collect_end"]
 
@@ -146,7 +147,7 @@ def test_ending_through_the_page_counts_towards_the_target(client, surveyed, ope
 
 
 def test_a_participant_exports_only_their_own_data(client, rated_conversation, outsider, enqueued):
-    collection.survey_save(user=outsider, **survey_answers(self_description="Mallory's secret"))
+    survey_save(user=outsider, **survey_answers(self_description="Mallory's secret"))
     client.force_login(outsider)
     for name in ("pairs", "conversations", "utterances"):
         assert lines(client.get(reverse("data_export", args=[name]))) == [], name
@@ -197,7 +198,7 @@ def test_the_dataset_page_counts_and_stays_at_a_fixed_number_of_queries(client, 
         from django.contrib.auth import get_user_model
 
         user = get_user_model().objects.create(username=f"p{i}")
-        collection.survey_save(user=user, **survey_answers())
+        survey_save(user=user, **survey_answers())
     with django_assert_max_num_queries(12):
         response = client.get(reverse("dataset"))
     assert len(response.context["people"]) == 31

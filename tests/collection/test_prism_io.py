@@ -2,11 +2,15 @@ import io
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from users import prism_io
 from users.models import Conversation, Profile, Reply, Turn
-from users.prism_fake import prism_files_make
+from users.prism.importer import prism_import
+from users.prism.schema import FILES, MAX_LINE_BYTES, PrismImportError
+from users.prism.writer import prism_export_lines
+from users.synthetic.prism_files import prism_files_make
 
 SURVEY = {
     "user_id": "user7", "survey_only": False, "num_completed_conversations": "2",  # a string: kept as written
@@ -61,11 +65,11 @@ def import_records(survey=(SURVEY,), conversations=(CONVERSATION,), utterances=(
     for name, records in (("survey", survey), ("conversations", conversations), ("utterances", utterances)):
         if records is not None:
             files[name] = jsonl(*records)
-    return prism_io.prism_import(files=files)
+    return prism_import(files=files)
 
 
 def export_all() -> dict[str, str]:
-    return {name: "".join(prism_io.prism_export_lines(file=name)) for name in prism_io.FILES}
+    return {name: "".join(prism_export_lines(file=name)) for name in FILES}
 
 
 def wipe():
@@ -87,7 +91,7 @@ def test_export_import_export_gives_the_same_bytes(db):
     import_records()
     first = export_all()
     wipe()
-    prism_io.prism_import(files={k: io.BytesIO(v.encode()) for k, v in first.items()})
+    prism_import(files={k: io.BytesIO(v.encode()) for k, v in first.items()})
     assert export_all() == first
 
 
@@ -96,15 +100,15 @@ def test_web_collected_data_round_trips_byte_for_byte_into_another_site(rated_co
     assert all(first.values()) and '"user_id": "web-' in first["survey"]
     wipe()
     rated_conversation.user.delete()  # another site: it has no account of that name
-    prism_io.prism_import(files={k: io.BytesIO(v.encode()) for k, v in first.items()})
+    prism_import(files={k: io.BytesIO(v.encode()) for k, v in first.items()})
     assert export_all() == first
 
 
 def test_reimporting_web_data_into_the_site_that_made_it_is_refused(rated_conversation):
     first = export_all()
     wipe()
-    with pytest.raises(prism_io.PrismImportError) as caught:
-        prism_io.prism_import(files={k: io.BytesIO(v.encode()) for k, v in first.items()})
+    with pytest.raises(PrismImportError) as caught:
+        prism_import(files={k: io.BytesIO(v.encode()) for k, v in first.items()})
     assert (caught.value.line, caught.value.field) == (1, "user_id")
     assert "merge two people" in str(caught.value)
     assert not Profile.objects.exists()
@@ -129,14 +133,14 @@ def test_an_account_holding_an_imported_persons_name_stops_the_import(db):
 
 def test_generated_full_format_files_round_trip(db, tmp_path):
     paths = prism_files_make(folder=tmp_path, people=12, conversations=20, replies=130, seed=3)
-    prism_io.prism_import(files={k: open(p, "rb") for k, p in paths.items()})
+    prism_import(files={k: open(p, "rb") for k, p in paths.items()})
     assert (Conversation.objects.count(), Reply.objects.count()) == (20, 130)
     first = export_all()
     canonical = lambda lines: sorted(json.dumps(json.loads(line), sort_keys=True) for line in lines)  # noqa: E731
     for name, path in paths.items():  # every record comes back with the same content
         assert canonical(path.read_text().splitlines()) == canonical(first[name].splitlines()), name
     wipe()
-    prism_io.prism_import(files={k: io.BytesIO(v.encode()) for k, v in first.items()})
+    prism_import(files={k: io.BytesIO(v.encode()) for k, v in first.items()})
     assert export_all() == first
 
 
@@ -157,7 +161,7 @@ def test_reimporting_conversations_alone_keeps_the_utterance_ids(db):
 
 
 def refused(match_field, line, **files):
-    with pytest.raises(prism_io.PrismImportError) as caught:
+    with pytest.raises(PrismImportError) as caught:
         import_records(**files)
     error = caught.value
     assert (error.line, error.field) == (line, match_field), str(error)
@@ -166,8 +170,8 @@ def refused(match_field, line, **files):
 
 def test_invalid_json_is_refused_naming_file_and_line(db):
     bad = io.BytesIO(json.dumps(SURVEY).encode() + b"\n{not json\n")
-    with pytest.raises(prism_io.PrismImportError) as caught:
-        prism_io.prism_import(files={"survey": bad})
+    with pytest.raises(PrismImportError) as caught:
+        prism_import(files={"survey": bad})
     assert "survey.jsonl, line 2" in str(caught.value) and "invalid JSON" in str(caught.value)
     assert not Profile.objects.exists()
 
@@ -212,8 +216,8 @@ def test_an_utterance_of_an_unknown_conversation_is_refused(db):
 
 
 def test_an_empty_file_is_refused(db):
-    with pytest.raises(prism_io.PrismImportError, match=r"survey.jsonl: the file is empty \(0 bytes\)"):
-        prism_io.prism_import(files={"survey": io.BytesIO(b"")})
+    with pytest.raises(PrismImportError, match=r"survey.jsonl: the file is empty \(0 bytes\)"):
+        prism_import(files={"survey": io.BytesIO(b"")})
 
 
 class Endless(io.RawIOBase):
@@ -235,17 +239,17 @@ class Endless(io.RawIOBase):
 
 def test_a_two_gigabyte_line_is_refused_without_reading_it(db):
     raw = Endless(2 * 1024**3)
-    with pytest.raises(prism_io.PrismImportError) as caught:
-        prism_io.prism_import(files={"survey": io.BufferedReader(raw, 1 << 16)}, max_line_bytes=1 << 20)
+    with pytest.raises(PrismImportError) as caught:
+        prism_import(files={"survey": io.BufferedReader(raw, 1 << 16)}, max_line_bytes=1 << 20)
     assert caught.value.line == 1 and "longer than 1,048,576 bytes" in caught.value.message
     assert raw.read_bytes < 2 * (1 << 20)
 
 
 def test_the_default_line_limit_also_stops_a_two_gigabyte_line_early(db):
     raw = Endless(2 * 1024**3)
-    with pytest.raises(prism_io.PrismImportError, match="line 1: the line is longer"):
-        prism_io.prism_import(files={"survey": io.BufferedReader(raw, 1 << 16)})
-    assert raw.read_bytes <= prism_io.MAX_LINE_BYTES + (1 << 17)
+    with pytest.raises(PrismImportError, match="line 1: the line is longer"):
+        prism_import(files={"survey": io.BufferedReader(raw, 1 << 16)})
+    assert raw.read_bytes <= MAX_LINE_BYTES + (1 << 17)
 
 
 text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)
@@ -264,7 +268,7 @@ def test_any_survey_values_round_trip(db, extra, description):
                    utterances=None)
     first = export_all()["survey"]
     wipe()
-    prism_io.prism_import(files={"survey": io.BytesIO(first.encode())})
+    prism_import(files={"survey": io.BytesIO(first.encode())})
     assert export_all()["survey"] == first
     record = json.loads(first)
     for key, value in extra.items():
@@ -277,7 +281,7 @@ def test_any_score_outside_the_scale_is_refused(db, score):
     wipe()
     history = [dict(e) for e in CONVERSATION["conversation_history"]]
     history[1]["score"] = score
-    with pytest.raises(prism_io.PrismImportError, match="outside 1–100"):
+    with pytest.raises(PrismImportError, match="outside 1–100"):
         import_records(conversations=({**CONVERSATION, "conversation_history": history},), utterances=None)
     assert not Conversation.objects.exists()
 
@@ -291,6 +295,6 @@ def test_a_line_that_is_not_a_json_object_is_refused_naming_it(db, junk):
         value = None
     if isinstance(value, dict):
         return
-    with pytest.raises(prism_io.PrismImportError) as caught:
-        prism_io.prism_import(files={"survey": io.BytesIO(json.dumps(SURVEY).encode() + b"\n" + junk + b"\n")})
+    with pytest.raises(PrismImportError) as caught:
+        prism_import(files={"survey": io.BytesIO(json.dumps(SURVEY).encode() + b"\n" + junk + b"\n")})
     assert caught.value.line == 2

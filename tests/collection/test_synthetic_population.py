@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from trainer.core import synthetic
-from users import prism_wording
+from users.collection.pairs import preference_pairs
 from users.models import Conversation, Reply, SyntheticPersona
-from users.pairs import preference_pairs
-from users.synthetic_population import personas_from_db, population_synthesize
+from users.prism import wording as prism_wording
+from users.synthetic import rule as synthetic
+from users.synthetic.population import personas_from_db, population_synthesize
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "prism"  # shared/ sits beside the checkout
 
@@ -53,7 +53,8 @@ def test_the_ratings_follow_each_persons_hidden_rule(db):
 
 def test_the_opening_prompts_are_prisms(db):
     population_synthesize(population="syn", n_people=3, conversations_per_person=2)
-    prompts = {json.loads(line)["prompt"] for line in Path("users/data/opening_prompts.jsonl").read_text().splitlines()}
+    shipped = Path("users/prism/data/opening_prompts.jsonl")
+    prompts = {json.loads(line)["prompt"] for line in shipped.read_text().splitlines()}
     assert set(Conversation.objects.values_list("opening_prompt", flat=True)) <= prompts
 
 

@@ -14,7 +14,9 @@ from trainer.core.data import split_pairs
 from trainer.core.evaluate import evaluate
 from trainer.core.fastfit import fast_fit
 from trainer.core.loop import train
-from trainer.core.synthetic import DEFAULT_PROMPTS, make_pairs, sample_population
+from users.synthetic.pairs import make_pairs
+from users.synthetic.personas import sample_population
+from users.synthetic.prompts import DEFAULT_PROMPTS
 
 CONFIG = TrainConfig(batch_size=8, micro_batch_size=8, epochs=2.0, lr_lora=1e-3, lr_user=1e-2, warmup_steps=0,
                      lora_dropout=0.0, log_every=100, seed=0)

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from trainer.bench import personal_quality
-from trainer.core.synthetic import Persona
+from bench import quality as personal_quality
+from users.synthetic.rule import Persona
 
 LONG = "Here is a detailed answer with many words. " * 20
 SHORT = "Yes, briefly."
@@ -27,11 +27,12 @@ def test_report_counts_a_win_only_where_the_persons_rule_prefers_their_own_reply
 
 
 def test_whole_runs_on_the_tiny_model_train_generate_and_report_both_groups(tiny_model_path, tmp_path, capsys):
-    code = personal_quality.main(["--model", str(tiny_model_path), "--users", "4", "--conversations", "2",
+    figures = personal_quality.main(["--model", str(tiny_model_path), "--users", "4", "--conversations", "2",
                                   "--held-out", "1", "--steps", "1", "--tokens", "4", "--max-length", "200",
                                   "--run-dir", str(tmp_path / "run"), "--seeds", "2"])
     out = capsys.readouterr().out
-    assert code == 0 and all((tmp_path / "run" / f"seed{s}" / "run.json").exists() for s in (0, 1))
+    assert {f.what.split(": ")[0] for f in figures} == {"length:concise", "length:detailed"}
+    assert all((tmp_path / "run" / f"seed{s}" / "run.json").exists() for s in (0, 1))
     assert "length:concise, preferred over the generic vectors per training seed: " in out
     # 4 people x 1 own reply, plus one generic and one base reply per distinct prompt drawn (1 to 4 of them)
     generated = int(re.search(r"generated (\d+) replies", out).group(1))
@@ -46,12 +47,12 @@ def test_sampled_candidates_are_written_once_rated_by_each_user_and_shared_throu
     common = ["--model", str(tiny_model_path), "--users", "4", "--conversations", "2", "--held-out", "1",
               "--steps", "1", "--tokens", "6", "--max-length", "200", "--candidates", "sampled", "--samples", "3",
               "--candidates-cache", str(cache), "--device", "cpu"]
-    assert personal_quality.main(common + ["--run-dir", str(tmp_path / "a")]) == 0
+    assert personal_quality.main(common + ["--run-dir", str(tmp_path / "a")])  # returns its figures
     first = capsys.readouterr().out
     written = json.loads(cache.read_text())["candidates"]
     assert len(written) == 115 - 8 and all(len(replies) == 3 for replies in written.values())
     assert "321 sampled candidates, " in first and "training pairs of length:" in first
-    assert personal_quality.main(common + ["--samples", "2", "--run-dir", str(tmp_path / "b")]) == 0
+    assert personal_quality.main(common + ["--samples", "2", "--run-dir", str(tmp_path / "b")])
     assert "sampled candidates, " not in capsys.readouterr().out  # read from the cache, not generated again
     with pytest.raises(SystemExit, match="does not hold 5 sampled candidates"):
         personal_quality.main(common + ["--samples", "5", "--run-dir", str(tmp_path / "c")])

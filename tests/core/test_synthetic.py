@@ -2,8 +2,10 @@ import random
 
 import pytest
 
-from trainer.core.synthetic import (DIMENSIONS, LENGTH_WORDS_V1, features, generate_reply, judge_prefers, make_pairs,
-                                    make_rated_pairs, sample_population, score, style_instruction)
+from users.synthetic.pairs import make_pairs, make_rated_pairs
+from users.synthetic.personas import sample_population
+from users.synthetic.replies import generate_reply
+from users.synthetic.rule import DIMENSIONS, LENGTH_WORDS_V1, features, judge_prefers, score, style_instruction
 
 
 def test_population_has_exact_opposing_group_sizes():

@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from tests.services import free_port
-from users import services
+from users.chat import services
 from users.models import Conversation, Reply
 
 

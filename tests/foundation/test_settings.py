@@ -71,7 +71,7 @@ def test_it_refuses_to_run_without_a_secret_key_when_debug_is_off(tmp_path):
 def test_the_web_process_never_imports_torch():
     code = (
         "import django, sys; django.setup();"
-        "import alignment_site.urls, trainer.tasks, trainer.health, users.services;"
+        "import alignment_site.urls, trainer.tasks, trainer.health, users.conversations.services;"
         "from django.test import Client; Client().get('/login/');"
         "sys.exit('torch imported' if 'torch' in sys.modules else 0)"
     )

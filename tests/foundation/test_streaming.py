@@ -5,10 +5,11 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from alignment_site import dispatch
 from tests.services import TEST_MAX_NEW_TOKENS
 from tests.sse import events
-from trainer import dispatch
-from users import services
+from users.chat import services
+from users.conversations.services import GENERATE_TASK
 from users.models import Reply
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -75,7 +76,7 @@ def test_stop_ends_generation_early(owner, session, generate_worker, asgi_server
 
 def test_the_same_task_delivered_twice_generates_once(owner, generate_worker, test_redis):
     reply = services.chat_send(conversation=services.conversation_create(user=owner), text="Hi")
-    dispatch.send(services.GENERATE_TASK, reply.pk, queue="generate")  # a duplicate delivery
+    dispatch.send(GENERATE_TASK, reply.pk, queue="generate")  # a duplicate delivery
     end_entries = []
     for _ in range(300):
         entries = test_redis.xrange(f"reply:{reply.pk}:stream")

@@ -7,7 +7,7 @@ import pytest
 from tests.personas import login
 from tests.services import train_worker
 from trainer.models import Activation, TrainingRun
-from users.synthetic_population import population_synthesize
+from users.synthetic.population import population_synthesize
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.slow]
 

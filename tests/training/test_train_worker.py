@@ -6,9 +6,10 @@ import time
 
 import pytest
 
+from alignment_site import dispatch
 from tests.factories import population
 from tests.services import train_worker
-from trainer import dispatch, services
+from trainer import services
 from trainer.models import RunLog, TrainingRun
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

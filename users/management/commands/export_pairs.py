@@ -4,7 +4,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from users.pairs import pairs_export_lines
+from users.collection.pairs import pairs_export_lines
 
 
 class Command(BaseCommand):

@@ -2,7 +2,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from users import prism_io
+from users.prism.schema import FILES
+from users.prism.writer import prism_export
 
 
 class Command(BaseCommand):
@@ -13,10 +14,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, folder: Path, **options):
         folder.mkdir(parents=True, exist_ok=True)
-        for name in prism_io.FILES:
+        for name in FILES:
             path = folder / f"{name}.jsonl"
             tmp = path.with_suffix(".jsonl.part")
             with open(tmp, "w", encoding="utf-8") as out:
-                count = prism_io.prism_export(file=name, out=out)
+                count = prism_export(file=name, out=out)
             tmp.replace(path)
             self.stdout.write(f"{path}: {count:,} records")

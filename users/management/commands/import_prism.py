@@ -2,7 +2,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from users import prism_io
+from users.prism.importer import prism_import
+from users.prism.schema import FILES, MAX_LINE_BYTES, PrismImportError
 
 
 class Command(BaseCommand):
@@ -11,14 +12,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("folder", nargs="?", type=Path, help="a folder holding any of the three files")
-        for name in prism_io.FILES:
+        for name in FILES:
             parser.add_argument(f"--{name}", type=Path, help=f"path of {name}.jsonl")
-        parser.add_argument("--max-line-bytes", type=int, default=prism_io.MAX_LINE_BYTES)
+        parser.add_argument("--max-line-bytes", type=int, default=MAX_LINE_BYTES)
 
     def handle(self, *args, folder=None, max_line_bytes, **options):
-        paths = {name: options[name] for name in prism_io.FILES if options.get(name)}
+        paths = {name: options[name] for name in FILES if options.get(name)}
         if folder is not None:
-            for name in prism_io.FILES:
+            for name in FILES:
                 if name not in paths and (folder / f"{name}.jsonl").exists():
                     paths[name] = folder / f"{name}.jsonl"
         if not paths:
@@ -31,9 +32,9 @@ class Command(BaseCommand):
                     handles[name] = open(path, "rb")
                 except OSError as exc:
                     raise CommandError(f"Cannot read {path}: {exc.strerror}") from None
-            reports = prism_io.prism_import(files=handles, names={k: str(v) for k, v in paths.items()},
+            reports = prism_import(files=handles, names={k: str(v) for k, v in paths.items()},
                                             max_line_bytes=max_line_bytes)
-        except prism_io.PrismImportError as exc:
+        except PrismImportError as exc:
             raise CommandError(f"Refused, nothing kept from that file: {exc}") from None
         finally:
             for handle in handles.values():

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from users.prism_fake import PRISM_SIZE, prism_files_make
+from users.synthetic.prism_files import PRISM_SIZE, prism_files_make
 
 
 class Command(BaseCommand):

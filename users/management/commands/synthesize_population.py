@@ -2,8 +2,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from trainer.core import synthetic
-from users import synthetic_population as sp
+from users.synthetic import population as sp
+from users.synthetic.rule import DIMENSIONS
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--population", default="synth", help="name; also the username prefix")
         parser.add_argument("--conversations", type=int, default=3, help="per person")
         parser.add_argument("--turns", type=int, default=2, help="per conversation (4 candidates, then 2 per turn)")
-        parser.add_argument("--dimension", choices=sorted(synthetic.DIMENSIONS), default="length",
+        parser.add_argument("--dimension", choices=sorted(DIMENSIONS), default="length",
                             help="the style dimension the two groups disagree on")
         parser.add_argument("--majority-share", type=float, default=0.7)
         parser.add_argument("--side-weight", type=float, default=0.0,

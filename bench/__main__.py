@@ -1,0 +1,106 @@
+"""Every benchmark behind one entry point.
+
+    python -m bench list            what there is, how long it takes, which are in the quick set
+    python -m bench NAME [ARGS...]  run one (ARGS go to it; ``python -m bench NAME --help`` lists them)
+    python -m bench quick           run the quick set, each in its own process, and print one table
+                                    of every figure with its target (the table the README shows)
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.figures import FIGURES_OUT, read, table, write
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    module: str
+    about: str
+    takes: str  # on this project's 2-core machine
+    quick: tuple[str, ...] | None = None  # arguments in the quick set; None = not in it
+
+
+BENCHMARKS = {
+    "prism_import": Benchmark("bench.prism_import", "PRISM import at full size (1,500 people, 68,371 replies)",
+                              "about 1 min", quick=()),
+    "run_page": Benchmark("bench.run_page", "server time of a run page with 1,000 logged steps", "10 s",
+                          quick=()),
+    "stream": Benchmark("bench.stream", "chat reply through the whole web path against in-process generate()",
+                        "2 min", quick=("--runs", "3")),
+    "serving_speed": Benchmark("bench.serving_speed", "personalized serving: tokens/s, 8 users batched, refit time",
+                               "5 min", quick=("--repeats", "3")),
+    "personalization": Benchmark("bench.personalization",
+                                 "held-out accuracy per group: P-DPO against plain DPO; a newcomer's fast fit",
+                                 "about 50 min"),
+    "quality": Benchmark("bench.quality", "generated replies judged by each synthetic person's hidden rule",
+                         "20 min per seed"),
+    "train_speed": Benchmark("bench.train_speed", "training steps against TRL's DPOTrainer on the same pairs",
+                             "11 min (pip install -r requirements-bench.txt first)"),
+}
+
+
+def run_one(name: str, argv: list[str]) -> int:
+    module = importlib.import_module(BENCHMARKS[name].module)
+    figures = module.main(argv) or []
+    write(figures)
+    if figures:
+        print("\n" + table(figures), flush=True)
+    return 0 if all(f.met is not False for f in figures) else 1
+
+
+def run_quick() -> int:
+    quick = {name: b for name, b in BENCHMARKS.items() if b.quick is not None}
+    figures, failed, started = [], [], time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-quick-") as tmp:
+        for name, bench in quick.items():
+            print(f"\n=== {name}: {bench.about} ({bench.takes}) ===", flush=True)
+            out = Path(tmp) / f"{name}.json"
+            result = subprocess.run([sys.executable, "-m", "bench", name, *bench.quick],
+                                    env={**os.environ, FIGURES_OUT: str(out)})
+            if not out.exists():
+                failed.append(f"{name} (exit {result.returncode}, no figures)")
+            figures.extend(read(out))
+    minutes = (time.perf_counter() - started) / 60
+    print(f"\n=== the quick set: {len(quick)} benchmarks in {minutes:.1f} min ===\n" + table(figures))
+    missed = [f"{f.benchmark}: {f.what}" for f in figures if f.met is False]
+    for line in failed:
+        print(f"FAILED: {line}")
+    for line in missed:
+        print(f"target missed: {line}")
+    return 1 if failed or missed else 0
+
+
+def list_all() -> None:
+    width = max(map(len, BENCHMARKS))
+    for name, b in BENCHMARKS.items():
+        quick = "quick" if b.quick is not None else "     "
+        print(f"{name:<{width}}  {quick}  {b.takes:<24} {b.about}")
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "list":
+        list_all()
+        return 0
+    if command == "quick":
+        return run_quick()
+    if command not in BENCHMARKS:
+        print(f"No benchmark called {command!r}. These exist: {', '.join(BENCHMARKS)} (or: list, quick).",
+              file=sys.stderr)
+        return 2
+    return run_one(command, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,100 @@
+"""The train worker's side of a fast fit: refit one person's vectors on a
+version with the LoRA and every other user frozen, and publish them.
+
+The vectors go to their own small safetensors file (written beside, then
+renamed into place), never into the run's artifacts: the version stays
+immutable and a refit is one row plus one file. Serving picks up the newest
+done ``VectorFit`` of the person on the next reply.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from users.models import VectorFit
+
+log = logging.getLogger(__name__)
+
+
+def vectors_file(fit: VectorFit) -> Path:
+    return Path("vectors") / f"run{fit.run_id}" / f"user{fit.user_id}-fit{fit.pk}.safetensors"
+
+
+def user_pairs(user, *, limit: int) -> list:
+    """The person's newest ``limit`` preference pairs, as the training library's Pair objects."""
+    from trainer.core.data import pair_from_json
+    from users.collection.pairs import preference_pairs
+
+    rows = list(preference_pairs(users=[user]))[-limit:]
+    return [pair_from_json(row, where=f"pair {n + 1}") for n, row in enumerate(rows)]
+
+
+def vectors_refit(fit_id: int) -> str:
+    """Run one queued fit; a second delivery finds it claimed and does nothing."""
+    if not VectorFit.objects.filter(pk=fit_id, status=VectorFit.Status.QUEUED).update(
+            status=VectorFit.Status.RUNNING):
+        return "skipped"
+    fit = VectorFit.objects.select_related("run", "user__profile").get(pk=fit_id)
+    try:
+        pairs_used, seconds, losses = _fit(fit)
+    except Exception as exc:  # the reason a person can act on, on the row
+        log.exception("fit %s failed", fit_id)
+        VectorFit.objects.filter(pk=fit_id).update(status=VectorFit.Status.FAILED, finished_at=timezone.now(),
+                                                   error=f"{exc.__class__.__name__}: {exc}")
+        return VectorFit.Status.FAILED
+    VectorFit.objects.filter(pk=fit_id).update(status=VectorFit.Status.DONE, finished_at=timezone.now(),
+                                               pairs_used=pairs_used, seconds=seconds, losses=losses,
+                                               path=str(vectors_file(fit)))
+    return VectorFit.Status.DONE
+
+
+def _fit(fit: VectorFit) -> tuple[int, float, list[float]]:
+    import torch
+    from safetensors.torch import save_file
+
+    from trainer.core.artifacts import load_run
+    from trainer.core.config import FastFitConfig
+    from trainer.core.fastfit import fast_fit
+    from trainer.core.usermodel import UserIndex
+    from users.prism.ids import exported_user_id
+
+    if not fit.run.artifacts:
+        raise ValueError(f"version {fit.run_id} has no saved model")
+    user_id = exported_user_id(fit.user, getattr(fit.user, "profile", None))
+    pairs = user_pairs(fit.user, limit=settings.FASTFIT_MAX_PAIRS)
+    run = load_run(settings.ARTIFACTS_DIR / fit.run.artifacts, base_model=_base_model(fit.run.artifacts))
+    # A throwaway index: fast_fit adds the person as a new row, starting from their vectors
+    # from training when they have some (that row is untouched), else from the generic ones.
+    trained_row = run.user_index.row(user_id) if user_id in run.user_index else None
+    report = fast_fit(run.model, run.tokenizer, UserIndex(), run.config, user_id, pairs,
+                      fit=FastFitConfig(rounds=settings.FASTFIT_ROUNDS), start_row=trained_row)
+    with torch.no_grad():
+        vectors = run.model.user_model(torch.tensor([report.row]))[0].detach().cpu().contiguous()  # (T, H)
+    final = settings.ARTIFACTS_DIR / vectors_file(fit)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".fit-", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({"vectors": vectors}, tmp, metadata={"user": user_id, "run": str(fit.run_id)})
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return report.pairs, report.seconds, [report.losses[0], report.losses[-1]]
+
+
+def _base_model(artifacts: str) -> str | None:
+    import json
+
+    from trainer import provision
+
+    recorded = json.loads((settings.ARTIFACTS_DIR / artifacts / "run.json").read_text())["base_model"]
+    if recorded.startswith("/") and not Path(recorded).exists():
+        return str(provision.resolve(settings.BASE_MODEL, settings.DATA_DIR).path)
+    return None

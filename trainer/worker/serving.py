@@ -1,0 +1,238 @@
+"""The generation worker's side: load models once per process, stream a
+reply's tokens into Redis, and save the finished text in the database.
+
+Which model answers is decided per reply, from its source:
+
+- ``personal``: the active version (LoRA merged into the weights) with the
+  person's own vectors: their newest fast-fit vectors for that version, else
+  the vectors they got in training, else the generic ones. Without an active
+  version, the base model.
+- ``generic``: the active version with the generic vectors (id 0).
+- ``base`` and the collection sources: the base model, no vectors.
+- ``compare-*``: the same three, for the blind comparison page.
+
+The active version is one small query per reply, so an activation or a refit
+takes effect on the next reply without a restart. Each loaded model has a
+``BatchScheduler`` thread: with a threads pool (``-P threads -c 8``) replies
+of different people that arrive together share one forward pass; with the
+solo pool every batch has one request and chat works as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from trainer import provision
+from trainer.selectors import active_version
+from users.conversations import services, streams
+from users.models import Reply
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_loaded: dict[str, object] = {}
+_bases: dict[str, tuple] = {}  # model path -> (model, tokenizer, name, scheduler)
+_runs: dict[int, "ServedRun"] = {}  # run id -> merged model and its vectors
+KEEP_RUNS = 2  # versions kept in memory: the active one and the one before (rollback is instant)
+STOP_POLL_SECONDS = 0.25
+
+
+@dataclass
+class ServedRun:
+    run_id: int
+    loaded: object  # trainer.core.artifacts.LoadedRun, merged
+    name: str
+    scheduler: object
+    fitted: dict[int, object] = field(default_factory=dict)  # VectorFit id -> (T, H) tensor
+
+
+@dataclass
+class Plan:
+    model: object
+    tokenizer: object
+    scheduler: object
+    name: str
+    soft_prompt: object  # (T, H) tensor or None
+    record: dict  # what Reply.serving stores
+
+
+def _scheduler(model, tokenizer, name: str):
+    from trainer.core.batch_generation import BatchScheduler
+
+    return BatchScheduler(model, tokenizer, max_batch=settings.GENERATE_BATCH_SIZE,
+                          max_wait=settings.GENERATE_BATCH_WAIT_MS / 1000, name=f"batcher-{name}")
+
+
+def load_base_model():
+    """(model, tokenizer, name) of BASE_MODEL, loaded on first use and kept for the process."""
+    location = provision.resolve(settings.BASE_MODEL, settings.DATA_DIR)
+    model, tokenizer, name, _ = _base(str(location.path), location.name)
+    return model, tokenizer, name
+
+
+def _base(path: str, name: str | None = None) -> tuple:
+    with _lock:
+        if path not in _bases:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            started = time.perf_counter()
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+            label = name or Path(path).name
+            _bases[path] = (model, tokenizer, label, _scheduler(model, tokenizer, "base"))
+            _loaded.update(model=model, tokenizer=tokenizer, name=label)
+            log.info("loaded %s in %.1f s", label, time.perf_counter() - started)
+    return _bases[path]
+
+
+def served_run(run_id: int, artifacts: str) -> ServedRun:
+    """The version's merged model, loaded once per process; older versions beyond KEEP_RUNS are dropped."""
+    with _lock:
+        if run_id not in _runs:
+            import json
+
+            from trainer.core.artifacts import load_run
+
+            path = settings.ARTIFACTS_DIR / artifacts
+            recorded = json.loads((path / "run.json").read_text())["base_model"]
+            base = recorded
+            if recorded.startswith("/") and not Path(recorded).exists():  # trained on another machine
+                base = str(provision.resolve(settings.BASE_MODEL, settings.DATA_DIR).path)
+            started = time.perf_counter()
+            loaded = load_run(path, base_model=base, merge=True)
+            name = f"run {run_id} ({Path(base).name})"
+            _runs[run_id] = ServedRun(run_id, loaded, name, _scheduler(loaded.model.lm, loaded.tokenizer,
+                                                                       f"run{run_id}"))
+            log.info("loaded version %s in %.1f s", run_id, time.perf_counter() - started)
+            for old in [r for r in _runs if r != run_id][:max(0, len(_runs) - KEEP_RUNS)]:
+                _runs.pop(old).scheduler.close()
+        return _runs[run_id]
+
+
+def fitted_vectors(served: ServedRun, user_pk: int):
+    """(fit id, (T, H) tensor) of the person's newest done refit for this version, or None."""
+    from users.models import VectorFit
+
+    row = VectorFit.objects.filter(user_id=user_pk, run_id=served.run_id, status=VectorFit.Status.DONE).order_by(
+        "-finished_at", "-pk").values_list("pk", "path").first()
+    if row is None:
+        return None
+    fit_id, relative = row
+    if fit_id not in served.fitted:
+        from safetensors.torch import load_file
+
+        served.fitted[fit_id] = load_file(settings.ARTIFACTS_DIR / relative)["vectors"]
+    return fit_id, served.fitted[fit_id]
+
+
+def reply_plan(reply: Reply) -> Plan:
+    """Which model and vectors answer this reply, and what to record about it."""
+    from users.prism.ids import exported_user_id
+
+    source = reply.source.removeprefix("compare-")  # comparison columns answer like chat
+    active = active_version() if source in ("personal", "generic") else None
+    if active is None:
+        model, tokenizer, name, scheduler = load_base_model_with_scheduler()
+        return Plan(model, tokenizer, scheduler, name, None, {"version": None, "vectors": "none"})
+    served = served_run(*active)
+    run = served.loaded
+    record = {"version": served.run_id}
+    soft = None
+    if run.model.user_model is None:  # a plain-DPO version has no vectors at all
+        record["vectors"] = "none"
+    elif source == "generic":
+        soft, record["vectors"] = run.soft_prompt(None), "generic"
+    else:
+        user = reply.turn.conversation.user
+        fitted = fitted_vectors(served, user.pk)
+        user_id = exported_user_id(user, getattr(user, "profile", None))
+        if fitted is not None:
+            record["fit"], soft = fitted
+            record["vectors"] = "fitted"
+        elif user_id in run.user_index:
+            soft, record["vectors"] = run.soft_prompt(user_id), "personal"
+        else:
+            soft, record["vectors"] = run.soft_prompt(None), "generic"
+    return Plan(run.model.lm, run.tokenizer, served.scheduler, served.name, soft, record)
+
+
+def load_base_model_with_scheduler() -> tuple:
+    location = provision.resolve(settings.BASE_MODEL, settings.DATA_DIR)
+    return _base(str(location.path), location.name)
+
+
+def generate_reply(reply_id: int) -> str:
+    """Produce one reply. A second delivery of the same task finds it claimed and does nothing."""
+    claimed = Reply.objects.filter(pk=reply_id, status=Reply.Status.QUEUED).update(
+        status=Reply.Status.STREAMING, started_at=timezone.now()
+    )
+    if not claimed:
+        return "skipped"
+    reply = Reply.objects.select_related("turn__conversation__user__profile").get(pk=reply_id)
+    redis_client = streams.client()
+    try:
+        # A stream left under this key by an earlier database (ids restart after a reset) is not ours.
+        redis_client.delete(reply.stream_key)
+        from trainer.core.batch_generation import GenerationRequest
+
+        plan = reply_plan(reply)
+        messages, sampling = services.reply_generation_settings(reply=reply)
+        request = GenerationRequest(messages, plan.soft_prompt, max_prompt_length=settings.CHAT_MAX_PROMPT_TOKENS,
+                                    **sampling)
+        plan.scheduler.submit(request)
+        parts, stopped = _relay(request, reply, redis_client)
+        status = Reply.Status.STOPPED if stopped else Reply.Status.DONE
+        Reply.objects.filter(pk=reply_id).update(
+            status=status, content="".join(parts), token_count=request.tokens, model_name=plan.name[:120],
+            serving={**plan.record, "batch": request.batch_size}, finished_at=timezone.now(),
+        )
+        _finish_stream(redis_client, reply, status)
+        return status
+    except Exception as exc:
+        log.exception("reply %s failed", reply_id)
+        reason = f"Generation failed: {exc.__class__.__name__}: {exc}"
+        Reply.objects.filter(pk=reply_id).update(status=Reply.Status.FAILED, error=reason, finished_at=timezone.now())
+        try:
+            _finish_stream(redis_client, reply, Reply.Status.FAILED)
+        except Exception:  # Redis itself may be what failed
+            pass
+        return Reply.Status.FAILED
+
+
+def _relay(request, reply: Reply, redis_client) -> tuple[list[str], bool]:
+    """Copy the scheduler's deltas into the reply's Redis stream; pass a stop request back."""
+    from trainer.core.batch_generation import END
+
+    parts: list[str] = []
+    stopped = False
+    while True:
+        try:
+            piece = request.deltas.get(timeout=STOP_POLL_SECONDS)
+        except queue.Empty:
+            piece = ""
+        if piece is END:
+            if request.error is not None:
+                raise request.error
+            return parts, stopped
+        if piece:
+            parts.append(piece)
+            redis_client.xadd(reply.stream_key, {"t": piece})
+        if not stopped and redis_client.exists(reply.stop_key):
+            stopped = request.cancelled = True
+
+
+def _finish_stream(redis_client, reply: Reply, status: str) -> None:
+    pipe = redis_client.pipeline()
+    pipe.xadd(reply.stream_key, {"end": status})
+    pipe.expire(reply.stream_key, settings.STREAM_TTL_SECONDS)
+    pipe.delete(reply.stop_key)
+    pipe.execute()

@@ -1,0 +1,230 @@
+"""The train worker's side of a run: claim it, gather its pairs, train with
+progress and cancel hooks, evaluate, and publish the artifacts atomically.
+
+Runs in the Celery worker (imports torch through trainer.core); the web
+process never imports this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from trainer import provision, services
+from trainer.models import RunLog, TrainingRun
+
+log = logging.getLogger(__name__)
+
+
+def run_folder(run_id: int) -> Path:
+    return settings.ARTIFACTS_DIR / "runs" / str(run_id)
+
+
+class Heartbeat:
+    """Touch the run's heartbeat from a thread, so a long step does not look like a dead worker."""
+
+    def __init__(self, run_id: int):
+        self.run_id = run_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
+
+    def _beat(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self._stop.wait(settings.TRAIN_HEARTBEAT_SECONDS):
+                TrainingRun.objects.filter(pk=self.run_id, status=TrainingRun.Status.RUNNING).update(
+                    heartbeat_at=timezone.now())
+        finally:
+            connection.close()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def gather_pairs(data_filter: dict) -> list:
+    """The run's pairs from the database, as the training library's Pair objects."""
+    from django.contrib.auth import get_user_model
+
+    from trainer import selectors
+    from trainer.core.data import pair_from_json
+    from users.collection.pairs import preference_pairs
+
+    counts = selectors.pair_counts(data_filter)
+    users = get_user_model().objects.filter(pk__in=list(counts))
+    # Simulated people carry their hidden group, so evaluation can report accuracy per group.
+    groups = selectors.synthetic_groups(users)
+    pairs = []
+    for n, row in enumerate(preference_pairs(users=users, min_margin=int(data_filter.get("min_margin", 1)),
+                                             since=data_filter.get("since"), until=data_filter.get("until"))):
+        if row["user_id"] in groups:
+            row["group"] = groups[row["user_id"]]
+        pairs.append(pair_from_json(row, where=f"pair {n + 1}"))
+    return pairs
+
+
+def execute(run_id: int) -> str:
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    services.runs_reap_stale()
+    if not services.run_claim(run_id=run_id, worker=worker):
+        log.info("run %s is not queued (already taken or finished): nothing to do", run_id)
+        return "skipped"
+    with Heartbeat(run_id):
+        try:
+            return _train(TrainingRun.objects.get(pk=run_id))
+        except Exception as exc:  # every failure ends as a reason a person can act on
+            log.exception("run %s failed", run_id)
+            _finish(run_id, TrainingRun.Status.FAILED, error=_reason(exc))
+            return TrainingRun.Status.FAILED
+
+
+def _reason(exc: Exception) -> str:
+    from trainer.core.data import DataError
+    from trainer.core.loop import TrainingError
+
+    if isinstance(exc, (TrainingError, DataError, ValueError, provision.ProvisionError)):
+        return str(exc)
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+def _finish(run_id: int, status: str, **fields) -> None:
+    TrainingRun.objects.filter(pk=run_id).update(status=status, finished_at=timezone.now(), phase="",
+                                                 cancel_requested=False, **fields)
+
+
+def _phase(run_id: int, phase: str) -> None:
+    TrainingRun.objects.filter(pk=run_id).update(phase=phase, heartbeat_at=timezone.now())
+
+
+def _train(run: TrainingRun) -> str:
+    from trainer.core.config import TrainConfig
+    from trainer.core.data import split_pairs
+    from trainer.core.loop import train
+
+    config = TrainConfig.from_dict(run.config)
+    location = provision.resolve(settings.BASE_MODEL, settings.DATA_DIR)
+    _phase(run.pk, "collecting pairs")
+    pairs = gather_pairs(run.data_filter)
+    if not pairs:
+        raise ValueError("The selected data has no preference pairs: collect ratings first, "
+                         "or lower the minimum number of pairs per person.")
+    split = split_pairs(pairs, unseen_fraction=float(run.data_filter.get("unseen_fraction", 0.1)),
+                        test_fraction=float(run.data_filter.get("test_fraction", 0.2)), seed=config.seed)
+    folder = run_folder(run.pk)
+    checkpoints = folder / "checkpoints"
+    from trainer.core.checkpoint import latest_checkpoint
+
+    resumed = latest_checkpoint(checkpoints)
+    summary = {**run.data_summary, **split.summary(), "pairs": len(pairs), "base_model": location.name}
+    if resumed is not None:
+        summary["resumed_from"] = resumed.name
+    TrainingRun.objects.filter(pk=run.pk).update(data_summary=summary, phase="loading the model")
+
+    started = time.perf_counter()
+    first_step: list[int] = []
+
+    def progress(step: int, total: int, metrics: dict | None) -> None:
+        if not first_step:
+            first_step.append(step)
+        fields = {"step": step, "total_steps": total, "heartbeat_at": timezone.now(), "phase": "training"}
+        TrainingRun.objects.filter(pk=run.pk).update(**fields)
+        if metrics:
+            services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.TRAIN, step=step, values=_finite(metrics))
+
+    def should_cancel() -> bool:
+        return TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+
+    def on_diagnostics(step: int, report: dict) -> None:
+        values = _finite({k: v for k, v in report.items() if k != "step"})
+        services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.DIAG, step=step, values=values)
+
+    result = train(config, location.path, split.train, checkpoint_dir=checkpoints, progress=progress,
+                   should_cancel=should_cancel, users=split.seen_users, on_diagnostics=on_diagnostics,
+                   log=lambda msg: log.info("run %s: %s", run.pk, msg))
+    elapsed = time.perf_counter() - started
+    summary.update(result.data)
+    summary["first_step_this_attempt"] = first_step[0] if first_step else None
+    if result.status == "cancelled":
+        _finish(run.pk, TrainingRun.Status.CANCELLED, data_summary=summary,
+                error=f"Cancelled at step {result.step}/{result.total_steps}; resume continues from there.")
+        return TrainingRun.Status.CANCELLED
+
+    steps_done = result.step - (first_step[0] - 1 if first_step else 0)
+    summary["pairs_per_second"] = steps_done * config.batch_size / elapsed if elapsed > 0 else None
+    _phase(run.pk, "evaluating on held-out pairs")
+    evaluation = _evaluate(result, split)
+    services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.EVAL, step=result.step,
+                             values=_finite(evaluation.get("metrics", {})))
+    _phase(run.pk, "saving the model")
+    relative = _publish(result, folder, base_model=location.path,
+                        metrics={"history": result.history, "diagnostics": result.diagnostics,
+                                 "evaluation": evaluation, "data": summary})
+    _finish(run.pk, TrainingRun.Status.COMPLETED, data_summary=summary, evaluation=evaluation,
+            user_map=_user_map(result), diagnostics=[_finite(d) for d in result.diagnostics], artifacts=relative)
+    return TrainingRun.Status.COMPLETED
+
+
+def _finite(values: dict) -> dict:
+    """JSON has no NaN or infinity: store them as null."""
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in values.items()}
+
+
+def _evaluate(result, split) -> dict:
+    from trainer.core.evaluate import evaluate
+
+    device = next(result.model.parameters()).device
+    held_out = split.test_seen + split.test_unseen
+    if not held_out:
+        return {"note": "No held-out pairs: every user had a single conversation."}
+    outcome = evaluate(result.model, result.tokenizer, result.user_index, result.config, held_out, device=device)
+    return _clean(outcome.to_dict())
+
+
+def _clean(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _user_map(result) -> list[dict]:
+    """Every user's vectors projected onto the first two principal components."""
+    import torch
+
+    user_model = result.model.user_model
+    if user_model is None or len(result.user_index) < 2:
+        return []
+    with torch.no_grad():
+        rows = torch.arange(len(result.user_index) + 1)
+        vectors = user_model(rows).flatten(1).float().cpu()  # (N+1, T*H), row 0 = generic
+        centred = vectors - vectors[1:].mean(0, keepdim=True)
+        _, _, v = torch.linalg.svd(centred[1:], full_matrices=False)
+        xy = centred @ v[:2].T  # (N+1, 2)
+    names = ["(generic)", *result.user_index.users]
+    return [{"user_id": name, "x": round(float(x), 5), "y": round(float(y), 5), "generic": i == 0}
+            for i, (name, (x, y)) in enumerate(zip(names, xy.tolist()))]
+
+
+def _publish(result, folder: Path, *, base_model: str, metrics: dict) -> str:
+    """save_run writes beside the final folder and renames it in: never half a model."""
+    from trainer.core.artifacts import save_run
+
+    final = save_run(folder / "model", result.model, result.user_index, result.config, base_model=base_model,
+                     metrics=metrics)
+    return str(final.relative_to(settings.ARTIFACTS_DIR))

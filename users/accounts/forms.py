@@ -1,0 +1,21 @@
+"""Sign-up: a username and a password; names kept for imported PRISM participants are refused."""
+
+from django.contrib.auth.forms import UserCreationForm
+from django.core.exceptions import ValidationError
+
+from users.models import Profile
+from users.prism.ids import IMPORTED_PREFIX, exported_id
+
+
+class SignupForm(UserCreationForm):
+    class Meta(UserCreationForm.Meta):
+        fields = ("username",)
+
+    def clean_username(self):
+        name = super().clean_username()
+        if name.lower().startswith(IMPORTED_PREFIX):
+            raise ValidationError(f"Names starting with “{IMPORTED_PREFIX}” are kept for imported PRISM "
+                                  "participants; please pick another.")
+        if Profile.objects.filter(prism_user_id=exported_id(None, name)).exists():
+            raise ValidationError("This name is taken by an imported participant; please pick another.")
+        return name

@@ -1,0 +1,136 @@
+"""The participant's chat: writes. Chat with the active version, blind
+comparisons, quick ratings and rewrites on chat replies, and the fast fit
+that a person's new pairs trigger.
+
+Every function takes the person's own rows (the views fetch them through the
+scoped selectors), so nobody can rate, compare or refit for someone else.
+"""
+
+from __future__ import annotations
+
+import random
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from alignment_site import dispatch
+from trainer.selectors import active_run
+from users.chat.selectors import COMPARE_SOURCES, new_pairs_since_fit
+from users.collection.services import turn_rate
+from users.conversations.services import reply_enqueue, request_rate_check, validate_message
+from users.models import SCORE_MAX, Conversation, Reply, Turn, VectorFit, is_score
+
+FAST_FIT_TASK = "trainer.fast_fit"
+
+
+def conversation_create(*, user, kind: str = Conversation.Kind.CHAT) -> Conversation:
+    return Conversation.objects.create(user=user, kind=kind)
+
+
+def chat_send(*, conversation: Conversation, text: str, source: str = "base") -> Reply:
+    """Store the user's message and a queued reply, then ask a worker for it.
+
+    The task is published after the commit, so the worker always finds the
+    rows; when the broker is down the reply is marked failed with a reason
+    and the message stays saved.
+    """
+    text = validate_message(text)
+    with transaction.atomic():
+        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        last = locked.turns.order_by("-index").values_list("index", flat=True).first()
+        turn = Turn.objects.create(conversation=locked, index=0 if last is None else last + 1, user_message=text)
+        reply = Reply.objects.create(turn=turn, position=0, source=source, chosen=True)
+        if not locked.title:
+            locked.title = text[:80]
+        locked.save(update_fields=["title", "updated_at"])
+        transaction.on_commit(lambda: reply_enqueue(reply_id=reply.pk))
+    return reply
+
+
+def personal_chat_send(*, conversation: Conversation, text: str) -> Reply:
+    """A chat message answered by the active version with the person's vectors (the base model when none is active)."""
+    validate_message(text)
+    request_rate_check(user=conversation.user)
+    return chat_send(conversation=conversation, text=text, source="personal")
+
+
+def compare_start(*, user, text: str, rng: random.Random | None = None) -> Conversation:
+    """One prompt, three replies (personal vectors, generic vectors, base model) in a random order."""
+    text = validate_message(text)
+    if active_run() is None:
+        raise ValidationError("No model version is active yet, so there is nothing personal to compare. "
+                              "Staff activate a trained version on the runs page.")
+    request_rate_check(user=user)
+    sources = list(COMPARE_SOURCES)
+    (rng or random.Random()).shuffle(sources)
+    with transaction.atomic():
+        conversation = Conversation.objects.create(user=user, kind=Conversation.Kind.COMPARE, title=text[:80],
+                                                   opening_prompt=text)
+        turn = Turn.objects.create(conversation=conversation, index=0, user_message=text)
+        replies = Reply.objects.bulk_create([Reply(turn=turn, position=i, source=s, model_provider="local")
+                                             for i, s in enumerate(sources)])
+        ids = [r.pk for r in replies]
+        transaction.on_commit(lambda: [reply_enqueue(reply_id=i) for i in ids])
+    return conversation
+
+
+def compare_rate(*, turn: Turn, scores: dict[int, int], pick: int | None = None) -> VectorFit | None:
+    """Store the blind 1–100 ratings (the best reply becomes chosen: pairs as in collection); maybe refit."""
+    if turn.conversation.kind != Conversation.Kind.COMPARE:
+        raise ValidationError("Only comparisons are rated here.")
+    turn_rate(turn=turn, scores=scores, pick=pick)
+    return fastfit_maybe_enqueue(user=turn.conversation.user)
+
+
+def reply_quick_rate(*, reply: Reply, score: int, rewrite: str = "") -> VectorFit | None:
+    """Rate a chat reply 1–100; a rewrite (what the person wanted) is stored as the chosen reply,
+    which makes the pair rewrite ≻ reply and continues the conversation with it."""
+    if reply.turn.conversation.kind != Conversation.Kind.CHAT:
+        raise ValidationError("Only chat replies get a quick rating.")
+    if reply.status != Reply.Status.DONE:
+        raise ValidationError("Wait until the reply has finished before rating it.")
+    if not is_score(score):
+        raise ValidationError("Rate the reply from 1 (Terrible) to 100 (Perfect).")
+    rewrite = (rewrite or "").strip()
+    if rewrite:
+        rewrite = validate_message(rewrite)
+    with transaction.atomic():
+        locked = Reply.objects.select_for_update().get(pk=reply.pk)
+        if Reply.objects.filter(turn_id=locked.turn_id, source="rewrite").exists():
+            raise ValidationError("This reply already has your rewrite.")
+        locked.score = score
+        if rewrite:
+            locked.score = min(score, SCORE_MAX - 1)  # the rewrite must win the pair
+            locked.chosen = False
+            position = max(Reply.objects.filter(turn_id=locked.turn_id).values_list("position", flat=True)) + 1
+            Reply.objects.create(turn_id=locked.turn_id, position=position, source="rewrite", content=rewrite,
+                                 status=Reply.Status.DONE, score=SCORE_MAX, chosen=True,
+                                 model_name="rewrite by the user", finished_at=timezone.now())
+        locked.save(update_fields=["score", "chosen"])
+    reply.refresh_from_db()
+    if not rewrite:
+        return None  # a single rating makes no pair on its own
+    return fastfit_maybe_enqueue(user=reply.turn.conversation.user)
+
+
+def fastfit_maybe_enqueue(*, user) -> VectorFit | None:
+    """Queue a refit of the person's vectors once FASTFIT_EVERY_PAIRS new pairs have come in since the last one."""
+    run = active_run()
+    if run is None or (run.config or {}).get("user_model") == "none":
+        return None
+    with transaction.atomic():
+        if VectorFit.objects.select_for_update().filter(
+                user=user, run=run, status__in=[VectorFit.Status.QUEUED, VectorFit.Status.RUNNING]).exists():
+            return None
+        total, fresh = new_pairs_since_fit(user=user, run=run)
+        if fresh < settings.FASTFIT_EVERY_PAIRS:
+            return None
+        fit = VectorFit.objects.create(user=user, run=run, pairs_total=total)
+        transaction.on_commit(lambda: fastfit_enqueue(fit_id=fit.pk))
+    return fit
+
+
+def fastfit_enqueue(*, fit_id: int) -> bool:
+    return dispatch.enqueue_row(FAST_FIT_TASK, VectorFit, fit_id, queue="train")

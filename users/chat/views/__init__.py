@@ -1,0 +1,1 @@
+"""The chat pages (``chat``) and the blind comparison pages (``compare``)."""

@@ -1,0 +1,85 @@
+"""The chat pages: the list, a conversation, sending, the quick rating of a reply and the side panel."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from users.chat import selectors as chat_selectors
+from users.chat import services
+from users.chat.forms import QuickRateForm
+from users.conversations.selectors import conversation_for, conversations_for, reply_for, turns_with_replies
+from users.models import Conversation
+
+
+@login_required
+def chat_list(request):
+    conversations = list(conversations_for(request.user).filter(kind=Conversation.Kind.CHAT))
+    return render(request, "chat/list.html", {"conversations": conversations})
+
+
+@require_POST
+@login_required
+def chat_new(request):
+    conversation = services.conversation_create(user=request.user)
+    return redirect("chat_detail", conversation_id=conversation.pk)
+
+
+@login_required
+def chat_detail(request, conversation_id: int):
+    conversation = conversation_for(request.user, conversation_id)
+    turns = turns_with_replies(conversation)
+    return render(request, "chat/detail.html", {"conversation": conversation, "turns": turns, "error": None})
+
+
+@require_POST
+@login_required
+def chat_send(request, conversation_id: int):
+    conversation = conversation_for(request.user, conversation_id)
+    text = request.POST.get("message", "")
+    try:
+        reply = services.personal_chat_send(conversation=conversation, text=text)
+    except ValidationError as exc:
+        if request.htmx:
+            response = render(request, "chat/detail.html#send-error", {"error": exc.messages[0]}, status=422)
+            response["HX-Reswap"] = "innerHTML"
+            response["HX-Retarget"] = "#send-error"
+            return response
+        turns = turns_with_replies(conversation)
+        return render(request, "chat/detail.html",
+                      {"conversation": conversation, "turns": turns, "error": exc.messages[0], "draft": text},
+                      status=422)
+    reply.refresh_from_db()  # the enqueue after commit may have marked it failed
+    if request.htmx:
+        return render(request, "chat/detail.html#turn", {"turn": reply.turn, "replies": [reply]})
+    return redirect("chat_detail", conversation_id=conversation.pk)
+
+
+@require_POST
+@login_required
+def reply_rate(request, reply_id: int):
+    reply = reply_for(request.user, reply_id)
+    form = QuickRateForm(request.POST)
+    error = None
+    if form.is_valid():
+        try:
+            services.reply_quick_rate(reply=reply, score=form.cleaned_data["score"],
+                                      rewrite=form.cleaned_data["rewrite"])
+        except ValidationError as exc:
+            error = exc.messages[0]
+    else:
+        error = "Rate the reply from 1 (Terrible) to 100 (Perfect)."
+    if request.htmx:
+        reply.refresh_from_db()
+        response = render(request, "chat/detail.html#rating", {"reply": reply, "rate_error": error},
+                          status=422 if error else 200)
+        response["HX-Trigger"] = "refresh"  # the side panel shows the pending refit
+        return response
+    return redirect("chat_detail", conversation_id=reply.turn.conversation_id)
+
+
+@login_required
+def personal_panel(request):
+    """The vectors notice and the "why" panel; the full block on first load, the panel alone on refresh."""
+    template = "chat/_panel.html" if request.GET.get("part") == "panel" else "chat/_status.html"
+    return render(request, template, {"panel": chat_selectors.personal_panel(request.user)})

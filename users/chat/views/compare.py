@@ -1,0 +1,76 @@
+"""Blind comparisons: one prompt answered with the person's vectors, the generic vectors and the base model."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from users.chat import selectors, services
+from users.chat.forms import CompareForm
+from users.collection.forms import RatingForm
+from users.conversations.selectors import conversation_for
+from users.models import Conversation
+from users.prism import wording
+
+
+@login_required
+def compare_home(request):
+    return _home(request, CompareForm())
+
+
+def _home(request, form, status=200):
+    return render(request, "chat/compare_home.html", {
+        "form": form, "compares": list(selectors.compares_for(request.user)[:30]),
+        "stats": selectors.compare_stats(request.user),
+        "panel": selectors.personal_panel(request.user)}, status=status)
+
+
+@require_POST
+@login_required
+def compare_start(request):
+    form = CompareForm(request.POST)
+    if form.is_valid():
+        try:
+            conversation = services.compare_start(user=request.user, text=form.cleaned_data["message"])
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            return redirect("compare_detail", conversation_id=conversation.pk)
+    return _home(request, form, status=422)
+
+
+def _own_compare(request, conversation_id: int):
+    conversation = conversation_for(request.user, conversation_id)
+    if conversation.kind != Conversation.Kind.COMPARE:
+        return conversation, None
+    return conversation, conversation.turns.prefetch_related("replies").first()
+
+
+@login_required
+def compare_detail(request, conversation_id: int, *, form=None, error=None, status=200):
+    conversation, turn = _own_compare(request, conversation_id)
+    if turn is None:
+        return redirect("chat_detail", conversation_id=conversation.pk)
+    candidates = selectors.compare_reveal(turn)
+    rated = any(c["reply"].chosen for c in candidates)
+    return render(request, "chat/compare_detail.html", {
+        "conversation": conversation, "turn": turn, "candidates": candidates, "rated": rated,
+        "finished": all(c["reply"].is_finished for c in candidates), "error": error,
+        "wording": wording, "panel": selectors.personal_panel(request.user)}, status=status)
+
+
+@require_POST
+@login_required
+def compare_rate(request, conversation_id: int):
+    conversation, turn = _own_compare(request, conversation_id)
+    if turn is None:
+        return redirect("chat_detail", conversation_id=conversation.pk)
+    form = RatingForm(request.POST, replies=list(turn.replies.all()))
+    if not form.is_valid():
+        return compare_detail(request, conversation_id, form=form, error="Rate every reply from 1 to 100.",
+                              status=422)
+    try:
+        services.compare_rate(turn=turn, scores=form.scores(), pick=form.cleaned_data.get("pick"))
+    except ValidationError as exc:
+        return compare_detail(request, conversation_id, form=form, error=exc.messages[0], status=422)
+    return redirect("compare_detail", conversation_id=conversation.pk)

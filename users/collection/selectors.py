@@ -1,0 +1,46 @@
+"""PRISM-style collection: reads, scoped to the person asking (staff read everyone's)."""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+
+from users.conversations.selectors import turns_with_replies
+from users.models import Conversation, Turn
+
+
+def prism_conversations_for(user):
+    return Conversation.objects.filter(user=user, kind__in=Conversation.PRISM_KINDS).order_by("-updated_at")
+
+
+def progress_for(user) -> dict:
+    done = prism_conversations_for(user).filter(ended_at__isnull=False).count()
+    target = settings.COLLECTION_TARGET
+    return {"done": done, "target": target, "percent": min(100, round(100 * done / target))}
+
+
+def conversation_visible_to(user, conversation_id: int) -> Conversation:
+    """Participants see their own conversations; staff see everyone's (read-only)."""
+    qs = Conversation.objects.select_related("user")
+    if not user.is_staff:
+        qs = qs.filter(user=user)
+    return get_object_or_404(qs, pk=conversation_id, kind__in=Conversation.PRISM_KINDS)
+
+
+@dataclass
+class TurnView:
+    turn: Turn
+    candidates: list  # [(reply, label)]
+    rated: bool
+    finished: bool
+
+
+def prism_turns(conversation: Conversation) -> list[TurnView]:
+    views = []
+    for turn in turns_with_replies(conversation):
+        replies = list(turn.replies.all())
+        opening = turn.index == 0
+        labels = [f"Reply {r.position + 1}" if opening else f"Reply {chr(65 + r.position)}" for r in replies]
+        views.append(TurnView(turn=turn, candidates=list(zip(replies, labels)),
+                              rated=any(r.chosen for r in replies), finished=all(r.is_finished for r in replies)))
+    return views

@@ -1,0 +1,117 @@
+"""The life of a reply, shared by chat and PRISM collection: the message checks,
+the per-person generation budget, queueing for the `generate` worker after commit,
+stop and retry, and what the worker feeds the model for a reply."""
+
+import time
+
+import redis
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from alignment_site import dispatch
+from users.conversations import streams
+from users.models import Reply, ReplySource, Turn
+
+GENERATE_TASK = "trainer.generate_reply"
+
+
+class RateLimited(ValidationError):
+    pass
+
+
+def request_rate_check(*, user) -> None:
+    """Count one message against the person's per-minute allowance (in Redis); raise when it is used up.
+
+    When Redis is down the message goes through: the broker error that follows says what is wrong.
+    """
+    limit = settings.CHAT_RATE_PER_MINUTE
+    if not limit:
+        return
+    window = int(time.time() // 60)
+    key = f"ratelimit:{user.pk}:{window}"
+    try:
+        pipe = streams.client().pipeline()
+        pipe.incr(key)
+        pipe.expire(key, 120)
+        count = pipe.execute()[0]
+    except redis.RedisError:
+        return
+    if count > limit:
+        wait = 60 - int(time.time()) % 60
+        raise RateLimited(f"You have sent {limit} messages in the last minute, the most allowed. "
+                          f"Wait {wait} seconds and send again.")
+
+
+def validate_message(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError("Write a message first: an empty message cannot be sent.")
+    limit = settings.CHAT_MAX_MESSAGE_CHARS
+    if len(text) > limit:
+        raise ValidationError(
+            f"This message is {len(text):,} characters long; the limit is {limit:,}. Shorten it and send again."
+        )
+    return text
+
+
+def reply_enqueue(*, reply_id: int) -> bool:
+    return dispatch.enqueue_row(GENERATE_TASK, Reply, reply_id, queue="generate")
+
+
+def reply_retry(*, reply: Reply) -> Reply:
+    """Put a failed or stopped reply back in the queue, from scratch."""
+    updated = Reply.objects.filter(pk=reply.pk, status__in=[Reply.Status.FAILED, Reply.Status.STOPPED]).update(
+        status=Reply.Status.QUEUED, content="", error="", token_count=0, started_at=None, finished_at=None
+    )
+    if updated:
+        streams.delete(reply)
+        transaction.on_commit(lambda: reply_enqueue(reply_id=reply.pk))
+    reply.refresh_from_db()
+    return reply
+
+
+def reply_stop(*, reply: Reply) -> None:
+    """Ask the worker to stop; a reply still in the queue is stopped at once."""
+    if Reply.objects.filter(pk=reply.pk, status=Reply.Status.QUEUED).update(
+        status=Reply.Status.STOPPED, finished_at=timezone.now()
+    ):
+        return
+    streams.request_stop(reply)
+
+
+def history_messages(*, reply: Reply) -> list[dict]:
+    """The chat messages a reply answers: earlier turns with their chosen replies, then this turn."""
+    turn = reply.turn
+    earlier = (
+        Turn.objects.filter(conversation_id=turn.conversation_id, index__lt=turn.index)
+        .prefetch_related("replies")
+        .order_by("index")
+    )
+    messages: list[dict] = []
+    for past in earlier:
+        messages.append({"role": "user", "content": past.user_message})
+        chosen = next((r for r in past.replies.all() if r.chosen and r.content), None)
+        if chosen is not None:
+            messages.append({"role": "assistant", "content": chosen.content})
+    messages.append({"role": "user", "content": turn.user_message})
+    return messages
+
+
+def reply_generation_settings(*, reply: Reply) -> tuple[list[dict], dict]:
+    """What the worker feeds ``stream_generate`` for this reply: the messages
+    (with the source's system prompt first, when it has one) and the source's
+    sampling settings. A source with no ReplySource row (plain chat's "base")
+    gets no system prompt and the default sampling."""
+    messages = history_messages(reply=reply)
+    sampling: dict = {"max_new_tokens": settings.CHAT_MAX_NEW_TOKENS, "temperature": settings.CHAT_TEMPERATURE,
+                      "top_p": settings.CHAT_TOP_P}
+    source = ReplySource.objects.filter(name=reply.source).first()
+    if source is not None:
+        if source.system_prompt:
+            messages = [{"role": "system", "content": source.system_prompt}, *messages]
+        sampling.update(temperature=source.temperature, top_p=source.top_p)
+        if source.max_new_tokens:
+            sampling["max_new_tokens"] = source.max_new_tokens
+    return messages, sampling

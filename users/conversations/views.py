@@ -1,0 +1,27 @@
+"""Stop and Retry for any reply (chat, comparison or PRISM candidate); the token relay is in ``relay``."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from users.conversations import services
+from users.conversations.selectors import reply_for
+
+
+@require_POST
+@login_required
+def reply_stop(request, reply_id: int):
+    reply = reply_for(request.user, reply_id)
+    services.reply_stop(reply=reply)
+    return HttpResponse(status=204)
+
+
+@require_POST
+@login_required
+def reply_retry(request, reply_id: int):
+    reply = reply_for(request.user, reply_id)
+    reply = services.reply_retry(reply=reply)
+    if request.htmx:
+        return render(request, "chat/detail.html#reply", {"reply": reply})
+    return redirect("chat_detail", conversation_id=reply.turn.conversation_id)

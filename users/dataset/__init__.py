@@ -1,0 +1,1 @@
+"""The staff dataset pages (counts, histogram, people), PRISM upload, and JSONL downloads."""

@@ -1,0 +1,46 @@
+"""The staff dataset pages: counts, the score histogram and the people table (a fixed number of queries)."""
+
+from django.contrib.auth import get_user_model
+from django.db.models import Count, F, Q
+
+from users.collection.pairs import pair_counts_by_user, pair_rejected_replies
+from users.models import Conversation, Profile, Reply
+from users.prism.ids import exported_id
+
+
+def dataset_counts(*, min_margin: int = 1) -> dict:
+    return {
+        "people": Profile.objects.filter(completed_at__isnull=False).count(),
+        "conversations": Conversation.objects.filter(kind__in=Conversation.PRISM_KINDS).count(),
+        "rated_replies": Reply.objects.filter(score__isnull=False).count(),
+        "pairs": pair_rejected_replies(min_margin=min_margin).count(),
+    }
+
+
+def score_histogram() -> list[dict]:
+    """Rated replies in ten bands (1–10, 11–20, … 91–100), with a bar width in percent."""
+    rows = (Reply.objects.filter(score__isnull=False).annotate(band=(F("score") - 1) / 10)
+            .values("band").annotate(n=Count("id")))
+    counts = {row["band"]: row["n"] for row in rows}
+    top = max(counts.values(), default=0) or 1
+    return [{"label": f"{b * 10 + 1}–{b * 10 + 10}", "count": counts.get(b, 0),
+             "width": round(100 * counts.get(b, 0) / top)} for b in range(10)]
+
+
+def people_rows(users_page, *, min_margin: int = 1) -> list[dict]:
+    """One row per person on the page: conversations, rated replies and pairs (3 queries in all)."""
+    users = list(users_page)
+    ids = [u.pk for u in users]
+    rated = dict(Reply.objects.filter(score__isnull=False, turn__conversation__user__in=ids)
+                 .values_list("turn__conversation__user").annotate(n=Count("id")))
+    pairs = pair_counts_by_user(min_margin=min_margin, users=ids)
+    return [{"user": u, "user_id": exported_id(u.prism_user_id, u.username), "conversations": u.n_conversations,
+             "rated": rated.get(u.pk, 0), "pairs": pairs.get(u.pk, 0)} for u in users]
+
+
+def people_with_data():
+    return (get_user_model().objects.filter(profile__completed_at__isnull=False)
+            .annotate(n_conversations=Count("conversations",
+                                            filter=Q(conversations__kind__in=Conversation.PRISM_KINDS)),
+                      prism_user_id=F("profile__prism_user_id"))
+            .order_by("pk"))

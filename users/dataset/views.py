@@ -1,0 +1,73 @@
+"""Downloads (a participant gets their own data, staff everyone's) and the staff dataset pages."""
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import redirect, render
+
+from users.collection.pairs import pairs_export_lines
+from users.dataset import selectors
+from users.dataset.forms import ImportForm
+from users.prism.importer import prism_import
+from users.prism.schema import FILES, PrismImportError
+from users.prism.writer import prism_export_lines
+
+EXPORTS = ("pairs", *FILES)
+
+
+def _int(value, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+@login_required
+def data_export(request, name: str):
+    """``pairs``, ``survey``, ``conversations`` or ``utterances`` as JSONL. Staff may add ?user=<username>."""
+    if name not in EXPORTS:
+        raise Http404
+    if request.user.is_staff:
+        username = request.GET.get("user")
+        users = get_user_model().objects.filter(username=username) if username else None
+    else:
+        users = [request.user]
+    if name == "pairs":
+        lines = pairs_export_lines(users=users, min_margin=_int(request.GET.get("min_margin"), 1),
+                                   with_profile=request.GET.get("profile") == "1")
+    else:
+        lines = prism_export_lines(file=name, users=users)
+    response = StreamingHttpResponse(lines, content_type="application/x-ndjson; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}.jsonl"'
+    return response
+
+
+@staff_member_required
+def dataset(request):
+    min_margin = max(1, _int(request.GET.get("min_margin"), 1))
+    page = Paginator(selectors.people_with_data(), 50).get_page(request.GET.get("page"))
+    return render(request, "dataset/dataset.html", {
+        "counts": selectors.dataset_counts(min_margin=min_margin), "histogram": selectors.score_histogram(),
+        "people": selectors.people_rows(page, min_margin=min_margin), "page": page, "min_margin": min_margin,
+    })
+
+
+@staff_member_required
+def dataset_import(request):
+    form = ImportForm(request.POST or None, request.FILES or None)
+    error = None
+    if request.method == "POST" and form.is_valid():
+        files = {name: form.cleaned_data[name] for name in FILES if form.cleaned_data.get(name)}
+        try:
+            reports = prism_import(files=files, names={k: f.name for k, f in files.items()})
+        except PrismImportError as exc:
+            error = f"Refused, nothing kept from that file: {exc}"
+        else:
+            for report in reports:
+                messages.success(request, str(report))
+            return redirect("dataset")
+    return render(request, "dataset/import.html", {"form": form, "error": error},
+                  status=422 if error or form.errors else 200)

@@ -1,0 +1,1 @@
+"""The profile survey every participant fills before their first PRISM conversation."""
