@@ -93,8 +93,18 @@ def database_from_url(name: str, url: str | None, sqlite_default: Path) -> dict:
     )
 
 
+def _private(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (SQLite gives its -wal and -shm files the same
+    mode); tighten one that others can read."""
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    elif path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+
+
 def _sqlite(path: Path) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
+    _private(path)
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(path),
@@ -112,6 +122,11 @@ def secret_key(name: str, keep_in: Path, debug: bool) -> str:
     """SECRET_KEY from the environment, or generated once and kept for local runs."""
     value = _raw(name)
     if value:
+        if not debug and (len(value) < 50 or len(set(value)) < 5):
+            raise ImproperlyConfiguredEnv(
+                f"{name} is too weak for DEBUG off ({len(value)} characters, {len(set(value))} different): use at "
+                "least 50 characters with at least 5 different ones, e.g. the output of "
+                "python -c 'import secrets; print(secrets.token_urlsafe(50))'.")
         return value
     if not debug and os.environ.get("ALLOW_GENERATED_SECRET_KEY") != "1":
         raise ImproperlyConfiguredEnv(f"{name} is not set and DEBUG is off: set {name} to a long random string.")

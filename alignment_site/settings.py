@@ -48,8 +48,10 @@ REPLY_STALL_SECONDS = env_int("REPLY_STALL_SECONDS", 120, minimum=5)
 FASTFIT_EVERY_PAIRS = env_int("FASTFIT_EVERY_PAIRS", 5, minimum=1)
 FASTFIT_MAX_PAIRS = env_int("FASTFIT_MAX_PAIRS", 20, minimum=1)  # fast fit is full-batch: memory grows with it
 FASTFIT_ROUNDS = env_int("FASTFIT_ROUNDS", 1, minimum=1)  # linearise-solve-check rounds; each costs about two training steps
-# Messages a person may send (chat and compare together) per minute; 0 = no limit.
+# One budget for everything that asks the model for replies (chat, compare, PRISM turns, Retry):
+# messages a person may send per minute (0 = no limit), and replies of theirs waiting or being written at once.
 CHAT_RATE_PER_MINUTE = env_int("CHAT_RATE_PER_MINUTE", 20, minimum=0)
+GENERATION_MAX_PENDING = env_int("GENERATION_MAX_PENDING", 8, minimum=1)
 # Prompt tokens fed to the model at most (oldest history dropped first).
 CHAT_MAX_PROMPT_TOKENS = env_int("CHAT_MAX_PROMPT_TOKENS", 1024, minimum=16)
 # The generate worker batches concurrent replies: at most this many per forward
@@ -73,6 +75,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "alignment_site.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -110,6 +113,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "users.accounts.passwords.VarietyValidator", "OPTIONS": {"min_distinct": 5}},
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -134,6 +139,13 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads nothing from it; the token is sent through hx-headers
 # Behind HTTPS set SECURE_COOKIES=1 (the default when DEBUG is off); plain http://127.0.0.1 needs 0.
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+# Served over HTTPS (secure cookies): plain http is redirected and browsers are told to keep to HTTPS.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", SESSION_COOKIE_SECURE)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if SESSION_COOKIE_SECURE else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", SESSION_COOKIE_SECURE)
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto (only then: the header is trusted as is).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_HTTPS_PROXY", False) else None
 
 # Celery: Redis is the broker; results are not used (state lives in the database).
 CELERY_BROKER_URL = REDIS_URL

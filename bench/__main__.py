@@ -35,6 +35,8 @@ BENCHMARKS = {
                           quick=()),
     "stream": Benchmark("bench.stream", "chat reply through the whole web path against in-process generate()",
                         "2 min", quick=("--runs", "3")),
+    "prompt_cut": Benchmark("bench.prompt_cut", "prompt of a 200-turn chat: bisected cut against one at a time",
+                            "2 min", quick=("--turns", "50", "200")),
     "serving_speed": Benchmark("bench.serving_speed", "personalized serving: tokens/s, 8 users batched, refit time",
                                "5 min", quick=("--repeats", "3")),
     "personalization": Benchmark("bench.personalization",

@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     if not os.environ.get("DATABASE_URL"):
         os.environ["DATABASE_URL"] = f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.sqlite3'}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alignment_site.settings")
-    os.environ.update(DEBUG="0", SECRET_KEY=os.environ.get("SECRET_KEY", "bench"), ALLOWED_HOSTS="testserver")
+    os.environ.update(DEBUG="0", SECRET_KEY=os.environ.get("SECRET_KEY", "bench-only-" + "k3y-" * 12),
+                      ALLOWED_HOSTS="testserver")
     import django
 
     django.setup()
@@ -114,6 +115,6 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     return [
         Figure("run_page", f"run page server time, {args.steps:,} steps (median / p95)",
                f"{statistics.median(page_ms):.0f} / {p95(page_ms):.0f} ms", "< 300 ms", p95(page_ms) < 300),
-        Figure("run_page", "chart series: model instances / column reader", f"{ratio:.2f}x", "> 1x", ratio > 1),
+        Figure("run_page", "chart series: model instances / column reader (time)", f"{ratio:.2f}x"),
         Figure("run_page", "resources loaded from the internet", str(len(external)), "0", not external),
     ]

@@ -21,6 +21,7 @@ depend on the values of the weights. Both sides are forced to produce exactly
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import tempfile
 import time
@@ -177,4 +178,6 @@ def main(argv=None) -> list[Figure]:
                m / s >= 3),
         Figure("serving_speed", f"refit from {lin_report.pairs} pairs, linearised (Adam x10 / linear)",
                f"{lin:.1f} s ({per_step * 11 / lin:.1f}x)", "", None),
+        Figure("serving_speed", "peak memory of this process (max RSS; the refit dominates)",
+               f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB"),
     ]

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> list[Figure]:
         DJANGO_SETTINGS_MODULE="alignment_site.settings",
         DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
         REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8"),
-        CHAT_TEMPERATURE="0", CHAT_MAX_NEW_TOKENS=str(args.tokens), SECRET_KEY="bench", DEBUG="0",
+        CHAT_TEMPERATURE="0", CHAT_MAX_NEW_TOKENS=str(args.tokens), SECRET_KEY="bench-only-" + "k3y-" * 12, DEBUG="0",
         SECURE_COOKIES="0",
         ALLOWED_HOSTS="127.0.0.1",
     )

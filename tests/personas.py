@@ -55,7 +55,9 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone-sized window
+    # bypass_csp: Playwright's wait_for_function evaluates strings in the page, which the site's CSP forbids;
+    # the policy itself is checked with it on in tests/hardening/test_browser_csp.py.
+    context = browser.new_context(viewport={"width": 390, "height": 844}, bypass_csp=True)  # a phone-sized window
     pg = context.new_page()
     pg.set_default_timeout(30_000)
     yield pg

@@ -2,10 +2,18 @@
 turn is one user message and one or more candidate replies, of which one is
 chosen to continue. A plain chat is the same thing with one reply per turn."""
 
+import secrets
+
 from django.conf import settings
 from django.db import models
 
 SCORE_MIN, SCORE_MAX = 1, 100  # PRISM's slider: 1 (Terrible) .. 100 (Perfect)
+
+
+def new_stream_token() -> str:
+    """A reply's own mark on its Redis keys: a stream left by another install or an earlier database
+    under the same reply id never carries it, so it is never shown as this reply."""
+    return secrets.token_hex(8)
 
 
 def is_score(value) -> bool:
@@ -89,6 +97,7 @@ class Reply(models.Model):
     extra = models.JSONField(default=dict, blank=True)  # PRISM history keys we do not model
     utterance_extra = models.JSONField(default=dict, blank=True)  # utterances.jsonl values that differ from ours
     token_count = models.PositiveIntegerField(default=0)
+    stream_token = models.CharField(max_length=16, default=new_stream_token, editable=False)
     # How the worker produced it: {"version": run id or null, "vectors": personal | fitted |
     # generic | none, "fit": VectorFit id, "batch": requests sharing the forward pass}.
     serving = models.JSONField(default=dict, blank=True)
@@ -115,11 +124,11 @@ class Reply(models.Model):
 
     @property
     def stream_key(self) -> str:
-        return f"reply:{self.pk}:stream"
+        return f"reply:{self.pk}:{self.stream_token}:stream"
 
     @property
     def stop_key(self) -> str:
-        return f"reply:{self.pk}:stop"
+        return f"reply:{self.pk}:{self.stream_token}:stop"
 
 
 class ReplySource(models.Model):

@@ -58,6 +58,10 @@ def test_chat_compare_rate_and_see_the_refit_arrive(owner, page, stack, active_r
     page.click("text=Chat")
     page.click("text=New chat")
     page.wait_for_selector("#vectors-notice >> text=with your own vectors from training")
+    # the user map: four points, and only the person's own has a name
+    assert page.locator("#personal-panel svg.user-map circle").count() == 4
+    assert page.locator("#personal-panel svg.user-map title").all_text_contents() == ["you"]
+    assert "sim-a" not in page.content() and "sim-b" not in page.content()
     page.fill("#message", "Tell me about tea.")
     page.press("#message", "Enter")
     page.wait_for_selector('.bubble.model[data-status="done"]', timeout=60_000)

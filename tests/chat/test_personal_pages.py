@@ -27,6 +27,7 @@ def sent(monkeypatch):
 @pytest.fixture(autouse=True)
 def no_rate_limit(settings, test_redis):
     settings.CHAT_RATE_PER_MINUTE = 0
+    settings.GENERATION_MAX_PENDING = 1000  # replies here are never finished by a worker
 
 
 def chat_reply(user, text="Hi", content="Hello there.", source="personal"):
@@ -58,7 +59,27 @@ def test_the_chat_status_tells_a_trained_user_they_have_their_own_vectors(owner_
     html = owner_client.get(reverse("personal_panel")).content.decode()
     assert f"version {active_run.pk} with your own vectors from training" in html
     assert "0.75 on 4 pairs" in html  # held-out accuracy from run.evaluation.per_user
-    assert "sim-a" in html  # the nearest neighbour on the user map
+    assert "Nearest people: 0.224 away" in html  # the nearest neighbour on the user map, by distance only
+
+
+def test_a_participant_sees_their_own_point_and_nobody_elses_name(owner_client, owner, active_run):
+    html = owner_client.get(reverse("personal_panel")).content.decode()
+    assert "<title>you</title>" in html and html.count("<circle") == 4
+    for other in ("web-sim-a", "web-sim-b", "sim-a", "sim-b", "(generic)"):
+        assert other not in html
+
+
+def test_a_participant_outside_the_run_sees_anonymous_points_only(client, outsider, active_run):
+    client.force_login(outsider)
+    html = client.get(reverse("personal_panel")).content.decode()
+    assert html.count("<circle") == 4 and "<title>" not in html and "web-alice" not in html
+    assert "You are not on this version's map" in html
+
+
+def test_staff_keep_the_named_map(client, staff, active_run):
+    client.force_login(staff)
+    html = client.get(reverse("personal_panel")).content.decode()
+    assert all(f"<title>{name}</title>" in html for name in ("web-alice", "web-sim-a", "web-sim-b"))
 
 
 def test_the_chat_status_says_the_base_model_answers_when_no_version_is_active(owner_client, owner):

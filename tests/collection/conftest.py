@@ -5,6 +5,12 @@ from users.models import ReplySource
 from users.survey.services import survey_save
 
 
+@pytest.fixture(autouse=True)
+def roomy_budget(settings):
+    """These tests queue replies that no worker ever finishes; the budget has its own tests (hardening)."""
+    settings.GENERATION_MAX_PENDING = 1000
+
+
 @pytest.fixture
 def enqueued(monkeypatch):
     """Replies that would have gone to the `generate` worker (no broker needed)."""

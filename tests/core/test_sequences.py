@@ -3,8 +3,15 @@ from torch.testing import assert_close
 
 from trainer.core.data import Pair
 from trainer.core.policy import encode_pair
-from trainer.core.sequences import (_reply_logps_from_logits, collate, embed_inputs, encode_prompt, encode_reply,
-                                    prefix_ids, reply_logps)
+from trainer.core.sequences import (
+    _reply_logps_from_logits,
+    collate,
+    embed_inputs,
+    encode_prompt,
+    encode_reply,
+    prefix_ids,
+    reply_logps,
+)
 
 
 def test_collate_left_pads_and_places_bos_slots_prompt_reply():

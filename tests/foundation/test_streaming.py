@@ -79,11 +79,11 @@ def test_the_same_task_delivered_twice_generates_once(owner, generate_worker, te
     dispatch.send(GENERATE_TASK, reply.pk, queue="generate")  # a duplicate delivery
     end_entries = []
     for _ in range(300):
-        entries = test_redis.xrange(f"reply:{reply.pk}:stream")
+        entries = test_redis.xrange(reply.stream_key)
         end_entries = [fields for _, fields in entries if b"end" in fields]
         if end_entries:
             break
         __import__("time").sleep(0.1)
     __import__("time").sleep(1.0)  # time for a second generation to show up, if there were one
-    entries = test_redis.xrange(f"reply:{reply.pk}:stream")
+    entries = test_redis.xrange(reply.stream_key)
     assert [fields for _, fields in entries if b"end" in fields] == [{b"end": b"done"}]

@@ -24,8 +24,8 @@ import torch
 
 from trainer.core.config import FastFitConfig
 from trainer.core.data import DataError, Pair
-from trainer.core.losses import PairLogps, PairRefs, pair_loss
 from trainer.core.loop import autocast_for
+from trainer.core.losses import PairLogps, PairRefs, pair_loss
 from trainer.core.policy import PreferenceModel, encode_pairs
 from trainer.core.reference import ReferenceCache
 from trainer.core.sequences import SequenceBatch

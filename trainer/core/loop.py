@@ -20,8 +20,14 @@ import torch
 import torch.distributed as dist
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.core.checkpoint import (latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
-                                     trainable_state)
+from trainer.core.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    trainable_state,
+)
 from trainer.core.config import TrainConfig
 from trainer.core.data import Pair, require_pairs
 from trainer.core.diagnostics import entanglement_report

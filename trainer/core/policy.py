@@ -15,8 +15,15 @@ from torch import nn
 
 from trainer.core.data import Pair
 from trainer.core.losses import PairLogps
-from trainer.core.sequences import (SequenceBatch, collate, encode_prompt, encode_reply, prefix_ids, reply_logps,
-                                    with_profile)
+from trainer.core.sequences import (
+    SequenceBatch,
+    collate,
+    encode_prompt,
+    encode_reply,
+    prefix_ids,
+    reply_logps,
+    with_profile,
+)
 from trainer.core.usermodel import GENERIC, UserIndex
 
 

@@ -66,8 +66,10 @@ def encode_prompt(tokenizer, messages: list[dict], *, profile: str | None = None
     """Chat-template ``messages`` with the generation prompt; fit it into ``max_prompt_length``.
 
     When too long, drop the oldest history messages first (keeping a system
-    message and the last message), then, if the last message alone is still too
-    long, cut tokens from the left. The reply is never touched here.
+    message and the last message, and opening on a user message), then, if the
+    last message alone is still too long, cut tokens from the left. The reply is
+    never touched here. The fewest messages are dropped; the cut is found by
+    bisection, so a history of n messages is templated O(log n) times, not n.
     """
     messages = with_profile(messages, profile)
     ids = _template_ids(tokenizer, messages, generation_prompt=True)
@@ -76,15 +78,19 @@ def encode_prompt(tokenizer, messages: list[dict], *, profile: str | None = None
     full_len = len(ids)
     head = messages[:1] if messages and messages[0]["role"] == "system" else []
     history = messages[len(head):]
-    dropped = 0
-    while len(history) > 1 and len(ids) > max_prompt_length:
-        history = history[1:]
-        dropped += 1
-        # A conversation should still open with a user turn after the cut.
-        while len(history) > 1 and history[0]["role"] != "user":
-            history = history[1:]
-            dropped += 1
-        ids = _template_ids(tokenizer, head + history, generation_prompt=True)
+    # Where the kept history may start: at a user message, or at the last message when nothing else fits.
+    starts = [k for k in range(1, len(history)) if history[k]["role"] == "user" or k == len(history) - 1]
+    lo, hi, fitted = 0, len(starts) - 1, None
+    while lo <= hi:  # the smallest start whose prompt fits; dropping more never makes a prompt longer
+        mid = (lo + hi) // 2
+        candidate = _template_ids(tokenizer, head + history[starts[mid]:], generation_prompt=True)
+        if len(candidate) <= max_prompt_length:
+            fitted, hi = (starts[mid], candidate), mid - 1
+        else:
+            lo = mid + 1
+    if fitted is None and starts:
+        fitted = (starts[-1], _template_ids(tokenizer, head + history[starts[-1]:], generation_prompt=True))
+    dropped, ids = fitted if fitted else (0, ids)
     if len(ids) > max_prompt_length:
         ids = ids[len(ids) - max_prompt_length:]
     return EncodedPrompt(ids, full_len - len(ids), dropped)

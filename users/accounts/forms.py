@@ -12,8 +12,12 @@ class SignupForm(UserCreationForm):
         fields = ("username",)
 
     def clean_username(self):
+        # The field has already normalised the name to NFKC (full-width letters become plain ones);
+        # Django's check compares it case-insensitively and, when taken, records the error and gives None.
         name = super().clean_username()
-        if name.lower().startswith(IMPORTED_PREFIX):
+        if name is None:
+            return name
+        if name.casefold().startswith(IMPORTED_PREFIX):
             raise ValidationError(f"Names starting with “{IMPORTED_PREFIX}” are kept for imported PRISM "
                                   "participants; please pick another.")
         if Profile.objects.filter(prism_user_id=exported_id(None, name)).exists():

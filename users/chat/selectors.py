@@ -83,7 +83,10 @@ def personal_panel(user) -> dict:
         panel["accuracy"] = next((row for row in (run.evaluation or {}).get("per_user", [])
                                   if row.get("user_id") == user_id), None)
         me, neighbours = nearest_on_map(run.user_map or [], user_id)
-        panel.update(me=me, neighbours=neighbours, points=map_points(run.user_map or [], me, neighbours))
+        points = map_points(run.user_map or [], me, neighbours, named=user.is_staff)
+        if not user.is_staff:  # where others sit is theirs: a participant learns distances, never names
+            neighbours = [{"distance": n["distance"]} for n in neighbours]
+        panel.update(me=me, neighbours=neighbours, points=points)
     replies = (Reply.objects.filter(turn__conversation__user=user, status=Reply.Status.DONE)
                .exclude(source="rewrite").values_list("serving", "content"))
     by_kind: dict[str, list[str]] = {}

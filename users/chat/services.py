@@ -19,7 +19,7 @@ from alignment_site import dispatch
 from trainer.selectors import active_run
 from users.chat.selectors import COMPARE_SOURCES, new_pairs_since_fit
 from users.collection.services import turn_rate
-from users.conversations.services import reply_enqueue, request_rate_check, validate_message
+from users.conversations.services import generation_budget_take, reply_enqueue, validate_message
 from users.models import SCORE_MAX, Conversation, Reply, Turn, VectorFit, is_score
 
 FAST_FIT_TASK = "trainer.fast_fit"
@@ -52,7 +52,7 @@ def chat_send(*, conversation: Conversation, text: str, source: str = "base") ->
 def personal_chat_send(*, conversation: Conversation, text: str) -> Reply:
     """A chat message answered by the active version with the person's vectors (the base model when none is active)."""
     validate_message(text)
-    request_rate_check(user=conversation.user)
+    generation_budget_take(user=conversation.user)
     return chat_send(conversation=conversation, text=text, source="personal")
 
 
@@ -62,7 +62,7 @@ def compare_start(*, user, text: str, rng: random.Random | None = None) -> Conve
     if active_run() is None:
         raise ValidationError("No model version is active yet, so there is nothing personal to compare. "
                               "Staff activate a trained version on the runs page.")
-    request_rate_check(user=user)
+    generation_budget_take(user=user, replies=len(COMPARE_SOURCES))
     sources = list(COMPARE_SOURCES)
     (rng or random.Random()).shuffle(sources)
     with transaction.atomic():

@@ -37,8 +37,12 @@ def nearest_on_map(user_map: list[dict], user_id: str, k: int = 3) -> tuple[dict
     return me, [{**p, "distance": round(math.dist((p["x"], p["y"]), (me["x"], me["y"])), 3)} for p in ranked[:k]]
 
 
-def map_points(user_map: list[dict], me: dict | None, neighbours: list[dict]) -> list[dict]:
-    """Points scaled into a 0..100 box for a small SVG; the person and neighbours flagged."""
+def map_points(user_map: list[dict], me: dict | None, neighbours: list[dict], *, named: bool) -> list[dict]:
+    """Points scaled into a 0..100 box for a small SVG; the person and neighbours flagged.
+
+    Only ``named`` maps (staff's) label points with people's ids; a participant's labels
+    their own point "you" and leaves everyone else anonymous.
+    """
     if not user_map:
         return []
     xs, ys = [p["x"] for p in user_map], [p["y"] for p in user_map]
@@ -47,4 +51,4 @@ def map_points(user_map: list[dict], me: dict | None, neighbours: list[dict]) ->
     near = {p["user_id"] for p in neighbours}
     return [{"x": round(5 + 90 * (p["x"] - x0) / dx, 1), "y": round(95 - 90 * (p["y"] - y0) / dy, 1),
              "me": me is not None and p is me, "near": p["user_id"] in near, "generic": p.get("generic", False),
-             "label": p["user_id"]} for p in user_map]
+             "label": p["user_id"] if named else ("you" if me is not None and p is me else "")} for p in user_map]

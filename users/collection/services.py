@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from users.conversations.services import reply_enqueue, validate_message
+from users.conversations.services import generation_budget_take, reply_enqueue, validate_message
 from users.models import SCORE_MAX, SCORE_MIN, Conversation, Reply, ReplySource, Turn, is_score
 from users.prism import wording
 from users.survey.services import survey_is_complete
@@ -61,6 +61,8 @@ def prism_conversation_start(*, user, kind: str, text: str, candidates: list[Can
     if not pool:
         raise ValidationError("No reply sources are active: staff can switch some on in the admin.")
     n = min(n_candidates or settings.COLLECTION_CANDIDATES, len(pool))
+    if enqueue:  # the synthetic population writes its own candidates and asks the model for nothing
+        generation_budget_take(user=user, replies=n)
     chosen_sources = rng.sample(pool, n)  # distinct sources, already in random order
     with transaction.atomic():
         conversation = Conversation.objects.create(user=user, kind=kind, title=text[:80], opening_prompt=text)
@@ -73,6 +75,8 @@ def prism_turn_send(*, conversation: Conversation, text: str, rng: random.Random
                     enqueue: bool = True) -> Turn:
     """A later turn: the user's message and replies A and B from the source chosen in the previous turn."""
     text = validate_message(text)
+    if enqueue:
+        generation_budget_take(user=conversation.user, replies=LATER_TURN_CANDIDATES)
     with transaction.atomic():
         locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
         if locked.ended_at is not None:

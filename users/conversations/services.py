@@ -21,11 +21,21 @@ class RateLimited(ValidationError):
     pass
 
 
-def request_rate_check(*, user) -> None:
-    """Count one message against the person's per-minute allowance (in Redis); raise when it is used up.
+def generation_budget_take(*, user, replies: int = 1) -> None:
+    """Count one message against the person's budget, which every path that asks for replies shares;
+    raise ``RateLimited`` with what to do when it is used up.
 
-    When Redis is down the message goes through: the broker error that follows says what is wrong.
+    Two limits: messages per minute (``CHAT_RATE_PER_MINUTE``, counted in Redis; when Redis is down the
+    message goes through and the broker error that follows says what is wrong), and replies waiting
+    or being written at once (``GENERATION_MAX_PENDING``, counted in the database), so no burst of
+    requests can fill the queue that everyone shares.
     """
+    most = settings.GENERATION_MAX_PENDING
+    pending = Reply.objects.filter(turn__conversation__user=user,
+                                   status__in=[Reply.Status.QUEUED, Reply.Status.STREAMING]).count()
+    if pending + replies > most:
+        raise RateLimited(f"{pending} of your replies are still waiting or being written (at most {most} at a "
+                          "time). Wait until they finish, then send again.")
     limit = settings.CHAT_RATE_PER_MINUTE
     if not limit:
         return
@@ -61,7 +71,9 @@ def reply_enqueue(*, reply_id: int) -> bool:
 
 
 def reply_retry(*, reply: Reply) -> Reply:
-    """Put a failed or stopped reply back in the queue, from scratch."""
+    """Put a failed or stopped reply back in the queue, from scratch (it counts against the budget)."""
+    if reply.status in (Reply.Status.FAILED, Reply.Status.STOPPED):
+        generation_budget_take(user=reply.turn.conversation.user)
     updated = Reply.objects.filter(pk=reply.pk, status__in=[Reply.Status.FAILED, Reply.Status.STOPPED]).update(
         status=Reply.Status.QUEUED, content="", error="", token_count=0, started_at=None, finished_at=None
     )

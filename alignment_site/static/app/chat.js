@@ -17,4 +17,12 @@
     scrollDown();
   });
   document.body.addEventListener("htmx:sseMessage", scrollDown);
+  // A sent message clears the composer and any earlier error.
+  document.body.addEventListener("htmx:afterRequest", function (e) {
+    if (box && e.detail.elt === box.form && e.detail.successful) {
+      box.form.reset();
+      const error = document.getElementById("send-error");
+      if (error) error.textContent = "";
+    }
+  });
 })();

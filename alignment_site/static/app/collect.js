@@ -1,11 +1,5 @@
-// Show each slider's value beside it; Enter sends the next message (Shift+Enter: new line).
+// Enter sends the next message (Shift+Enter: new line). Slider values: site.js.
 (function () {
-  document.addEventListener("input", function (e) {
-    const el = e.target;
-    if (el.type !== "range") return;
-    const out = document.querySelector('output[for="' + el.id + '"]');
-    if (out) out.textContent = el.value;
-  });
   const box = document.querySelector("form.send textarea");
   if (box) {
     box.addEventListener("keydown", function (e) {

@@ -1,6 +1,9 @@
 // Charts of a training run: drawn from the JSON embedded in the page, then
 // refreshed from the metrics endpoint every few seconds while the run is live.
 (function () {
+  // Choosing what colours the user map reloads the page with that choice.
+  const colour = document.getElementById("color");
+  if (colour) colour.addEventListener("change", function () { colour.form.submit(); });
   const holder = document.getElementById("charts");
   if (!holder || !window.Chart) return;
   const palette = ["#2255cc", "#d0462c", "#1a9b6c", "#8a4fd0", "#c48a00", "#607080"];

@@ -1,0 +1,1 @@
+from tests.collection.conftest import enqueued, sources, surveyed  # noqa: F401  (fixtures shared with collection)
