@@ -116,6 +116,15 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
     {"NAME": "users.accounts.passwords.VarietyValidator", "OPTIONS": {"min_distinct": 5}},
 ]
+# Failed logins (site and admin) allowed per account and per address within the lockout window.
+LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+# Largest PRISM upload accepted through the staff page, in MB (the real files are about 90 MB together;
+# larger imports go through `manage.py import_prism`).
+UPLOAD_MAX_MB = env_int("UPLOAD_MAX_MB", 200, minimum=1)
+# Reply streams (SSE connections) one person may hold open at once.
+SSE_MAX_PER_PERSON = env_int("SSE_MAX_PER_PERSON", 12, minimum=1)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

@@ -6,6 +6,7 @@ from django.urls import path
 
 from trainer.views import queue, runs, status
 from users.accounts import views as accounts
+from users.accounts.forms import AdminLoginForm, LoginForm
 from users.chat.views import chat, compare
 from users.collection import views as collect
 from users.conversations import relay
@@ -13,11 +14,13 @@ from users.conversations import views as replies
 from users.dataset import views as dataset
 from users.survey import views as survey
 
+admin.site.login_form = AdminLoginForm  # the admin's login is throttled like the site's
+
 urlpatterns = [
     # accounts
     path("", accounts.home, name="home"),
     path("signup/", accounts.signup, name="signup"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("survey/", survey.survey, name="survey"),
     # the participant's chat, blind comparisons and the side panel

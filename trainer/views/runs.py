@@ -1,3 +1,5 @@
+import re
+
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, JsonResponse
@@ -119,7 +121,7 @@ def _act(request, run_id: int, action, success: str, positional: bool = False):
 @staff_member_required
 def run_compare(request):
     ids = [request.GET.get("a"), request.GET.get("b")]
-    if not all(i and i.isdigit() for i in ids):
+    if not all(i and re.fullmatch(r"[0-9]{1,9}", i) for i in ids):  # not str.isdigit: it takes "²"
         raise Http404("Choose two runs to compare.")
     runs = {r.pk: r for r in TrainingRun.objects.filter(pk__in=ids)}
     if len(runs) != 2:

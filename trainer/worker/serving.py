@@ -30,9 +30,10 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from alignment_site.redis_client import client
 from trainer import provision
 from trainer.selectors import active_version
-from users.conversations import services, streams
+from users.conversations import services
 from users.models import Reply
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ def generate_reply(reply_id: int) -> str:
     if not claimed:
         return "skipped"
     reply = Reply.objects.select_related("turn__conversation__user__profile").get(pk=reply_id)
-    redis_client = streams.client()
+    redis_client = client()
     try:
         # A stream left under this key by an earlier database (ids restart after a reset) is not ours.
         redis_client.delete(reply.stream_key)

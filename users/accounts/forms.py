@@ -1,8 +1,10 @@
-"""Sign-up: a username and a password; names kept for imported PRISM participants are refused."""
+"""Sign-up (names kept for imported PRISM participants are refused) and the throttled login forms."""
 
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.core.exceptions import ValidationError
 
+from users.accounts import throttle
 from users.models import Profile
 from users.prism.ids import IMPORTED_PREFIX, exported_id
 
@@ -23,3 +25,34 @@ class SignupForm(UserCreationForm):
         if Profile.objects.filter(prism_user_id=exported_id(None, name)).exists():
             raise ValidationError("This name is taken by an imported participant; please pick another.")
         return name
+
+
+class ThrottledLogin:
+    """For Django's login forms (the site's and the admin's): refuse while the account or the address has
+    too many recent failures, count each wrong password, and clear the account's count on success."""
+
+    def clean(self):
+        username = self.cleaned_data.get("username") or ""
+        address = self.request.META.get("REMOTE_ADDR", "") if self.request else ""
+        wait = throttle.wait_seconds(username, address)
+        if wait:
+            minutes = -(-wait // 60)
+            raise ValidationError(
+                f"Too many failed logins for this account or from this address. Try again in {minutes} "
+                f"minute{'s' if minutes != 1 else ''}, or ask staff to reset your password.", code="throttled")
+        try:
+            cleaned = super().clean()
+        except ValidationError as exc:
+            if any(error.code == "invalid_login" for error in exc.error_list):
+                throttle.record_failure(username, address)
+            raise
+        throttle.clear(username, address)
+        return cleaned
+
+
+class LoginForm(ThrottledLogin, AuthenticationForm):
+    pass
+
+
+class AdminLoginForm(ThrottledLogin, AdminAuthenticationForm):
+    pass

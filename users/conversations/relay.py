@@ -8,6 +8,7 @@ finished reply's HTML.
 
 import asyncio
 import logging
+import secrets
 import time
 
 import redis
@@ -17,6 +18,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import escape
 
+from alignment_site.redis_client import async_client
 from users.conversations import streams
 from users.models import Reply
 
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 BLOCK_MS = 5000
 KEEPALIVE_SECONDS = 15
+OPEN_STALE_SECONDS = 60  # four missed keep-alives
 
 
 async def reply_stream(request, reply_id: int):
@@ -34,10 +37,50 @@ async def reply_stream(request, reply_id: int):
     if reply is None:
         return HttpResponse(status=404)
     last_seen = streams.parse_id(request.headers.get("Last-Event-ID") or "0-0")
-    response = StreamingHttpResponse(_events(reply, last_seen), content_type="text/event-stream")
+    connection = secrets.token_hex(8)
+    if not reply.is_finished:
+        open_now = await _register(user.pk, connection)
+        if open_now > settings.SSE_MAX_PER_PERSON:
+            await _unregister(user.pk, connection)
+            return HttpResponse(f"You are following {open_now - 1} replies at once, the most allowed: close other "
+                                "tabs of this site, then reload this page.", status=429,
+                                content_type="text/plain; charset=utf-8")
+    response = StreamingHttpResponse(_events(reply, last_seen, user.pk, connection),
+                                     content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
+
+
+def _open_key(user_id: int) -> str:
+    return f"sse-open:{user_id}"
+
+
+async def _register(user_id: int, connection: str) -> int:
+    """Note this open stream (scored by when it was last alive); how many the person has open now.
+    An entry not refreshed for OPEN_STALE_SECONDS (a process that died mid-stream) no longer counts."""
+    client, key, now = async_client(), _open_key(user_id), time.time()
+    try:
+        pipe = client.pipeline()
+        pipe.zremrangebyscore(key, 0, now - OPEN_STALE_SECONDS)
+        pipe.zadd(key, {connection: now})
+        pipe.zcard(key)
+        pipe.expire(key, OPEN_STALE_SECONDS)
+        return (await pipe.execute())[2]
+    except (redis.RedisError, OSError):
+        return 0  # the stream itself reports that Redis is unreachable
+    finally:
+        await client.aclose()
+
+
+async def _unregister(user_id: int, connection: str) -> None:
+    client = async_client()
+    try:
+        await client.zrem(_open_key(user_id), connection)
+    except (redis.RedisError, OSError):
+        pass
+    finally:
+        await client.aclose()
 
 
 def _event(name: str, data: str, event_id: str | None = None) -> str:
@@ -53,11 +96,11 @@ async def _final_html(reply_id: int) -> str:
     return render_to_string("chat/detail.html#reply", {"reply": reply, "streamed": True})
 
 
-async def _events(reply: Reply, last_seen: tuple[int, int]):
+async def _events(reply: Reply, last_seen: tuple[int, int], user_id: int, connection: str):
     if reply.is_finished:
         yield _event("done", await _final_html(reply.pk))
         return
-    client = streams.async_client()
+    client = async_client()
     cursor, text = "0-0", ""
     last_activity = time.monotonic()
     last_keepalive = time.monotonic()
@@ -103,8 +146,13 @@ async def _events(reply: Reply, last_seen: tuple[int, int]):
                     continue
             if now - last_keepalive > KEEPALIVE_SECONDS:
                 last_keepalive = now
+                try:
+                    await client.zadd(_open_key(user_id), {connection: time.time()})  # still open
+                except (redis.RedisError, OSError):
+                    pass
                 yield ": keepalive\n\n"
     except asyncio.CancelledError:  # the browser went away; the worker carries on
         raise
     finally:
         await client.aclose()
+        await _unregister(user_id, connection)

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from alignment_site import dispatch
+from alignment_site.redis_client import client
 from users.conversations import streams
 from users.models import Reply, ReplySource, Turn
 
@@ -42,7 +43,7 @@ def generation_budget_take(*, user, replies: int = 1) -> None:
     window = int(time.time() // 60)
     key = f"ratelimit:{user.pk}:{window}"
     try:
-        pipe = streams.client().pipeline()
+        pipe = client().pipeline()
         pipe.incr(key)
         pipe.expire(key, 120)
         count = pipe.execute()[0]

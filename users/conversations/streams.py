@@ -5,24 +5,10 @@ Each reply has a Redis Stream of entries ``{"t": delta}``; the last entry is
 """
 
 import redis
-import redis.asyncio as aredis
 from django.conf import settings
 
+from alignment_site.redis_client import client
 from users.models import Reply
-
-_sync_client: redis.Redis | None = None
-
-
-def client() -> redis.Redis:
-    global _sync_client
-    if _sync_client is None:
-        _sync_client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-    return _sync_client
-
-
-def async_client() -> aredis.Redis:
-    # The read timeout must outlast the longest blocking XREAD (5 s) the relay makes.
-    return aredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=30)
 
 
 def request_stop(reply: Reply) -> None:

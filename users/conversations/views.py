@@ -1,5 +1,6 @@
 """Stop and Retry for any reply (chat, comparison or PRISM candidate); the token relay is in ``relay``."""
 
+import redis
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
@@ -13,7 +14,11 @@ from users.conversations.selectors import reply_for
 @login_required
 def reply_stop(request, reply_id: int):
     reply = reply_for(request.user, reply_id)
-    services.reply_stop(reply=reply)
+    try:
+        services.reply_stop(reply=reply)
+    except redis.RedisError:
+        return HttpResponse("Could not reach Redis to pass the stop on, so the reply will finish by itself. "
+                            "Try Stop again in a moment.", status=503, content_type="text/plain; charset=utf-8")
     return HttpResponse(status=204)
 
 

@@ -1,5 +1,6 @@
 """Downloads (a participant gets their own data, staff everyone's) and the staff dataset pages."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import get_user_model
@@ -57,6 +58,13 @@ def dataset(request):
 
 @staff_member_required
 def dataset_import(request):
+    size = int(request.META.get("CONTENT_LENGTH") or 0)
+    if request.method == "POST" and size > settings.UPLOAD_MAX_MB * 2**20:  # refused before it is read
+        return render(request, "dataset/import.html", {
+            "form": ImportForm(), "error": f"Refused, nothing kept: the upload is {size / 2**20:,.0f} MB and this "
+                                          f"page takes at most {settings.UPLOAD_MAX_MB} MB (UPLOAD_MAX_MB). Import "
+                                          "larger files on the server with: python manage.py import_prism"},
+            status=413)
     form = ImportForm(request.POST or None, request.FILES or None)
     error = None
     if request.method == "POST" and form.is_valid():
