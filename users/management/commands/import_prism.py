@@ -33,7 +33,7 @@ class Command(BaseCommand):
                 except OSError as exc:
                     raise CommandError(f"Cannot read {path}: {exc.strerror}") from None
             reports = prism_import(files=handles, names={k: str(v) for k, v in paths.items()},
-                                            max_line_bytes=max_line_bytes)
+                                   max_line_bytes=max_line_bytes)
         except PrismImportError as exc:
             raise CommandError(f"Refused, nothing kept from that file: {exc}") from None
         finally:
