@@ -92,7 +92,8 @@ INT_MAX = 2**31 - 1  # the largest integer column the databases store (PostgreSQ
 
 def require_int(value, file: str, line: int, field: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= INT_MAX:
-        shown = json.dumps(value) if not isinstance(value, int) or abs(value) < 10**12 else f"a {len(str(value))}-digit number"
+        small = not isinstance(value, int) or abs(value) < 10**12
+        shown = json.dumps(value) if small else f"a {len(str(value))}-digit number"
         raise PrismImportError(file, line, field, f"must be a whole number from {minimum} to {INT_MAX:,}, "
                                                   f"found {shown}")
     return value
