@@ -40,8 +40,10 @@ CHAT_TOP_P = env_float("CHAT_TOP_P", 0.9, minimum=0.01, maximum=1.0)
 # different active ReplySource) and the number of conversations asked of each person.
 COLLECTION_CANDIDATES = env_int("COLLECTION_CANDIDATES", 4, minimum=2, maximum=8)
 COLLECTION_TARGET = env_int("COLLECTION_TARGET", 6, minimum=1)
-# A reply that gets no token for this long while "streaming" is marked failed.
-REPLY_STALL_SECONDS = env_int("REPLY_STALL_SECONDS", 120, minimum=5)
+# A reply whose worker has not touched it for this long is failed (workers touch theirs every 5 s).
+REPLY_STALL_SECONDS = env_int("REPLY_STALL_SECONDS", 120, minimum=15)
+# How often every worker looks for replies and runs whose worker fell silent.
+BOOKKEEPING_SECONDS = env_int("BOOKKEEPING_SECONDS", 30, minimum=1)
 
 # Personalized chat. A user's vectors are refit on the `train` queue
 # after this many new preference pairs, from at most FASTFIT_MAX_PAIRS of their newest.

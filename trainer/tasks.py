@@ -1,16 +1,28 @@
 """Celery tasks: take ids, call a service. Imported by the web process too, so
-nothing heavy (torch) is imported at module level."""
+nothing heavy (torch) is imported at module level.
+
+Every worker also keeps the books, so that nothing waits for a browser to notice: at start it fails
+the replies its previous process was writing, and every BOOKKEEPING_SECONDS (a setting) it fails replies and runs
+whose worker fell silent (conditional updates: any number of workers may do this at once).
+"""
+
+import logging
+import threading
+import time
 
 from celery import shared_task
+from celery.signals import worker_ready
+
+log = logging.getLogger(__name__)
 
 
-@shared_task(name="trainer.generate_reply", acks_late=False)
-def generate_reply(reply_id: int) -> str:
+@shared_task(name="trainer.generate_reply", acks_late=False, bind=True)
+def generate_reply(self, reply_id: int) -> str:
     # At-most-once: a reply half-streamed by a dead worker is not restarted
-    # behind the user's back; they see it failed and can press Retry.
+    # behind the user's back; they see it failed, with its text so far, and can press Retry.
     from trainer.worker import serving
 
-    return serving.generate_reply(reply_id)
+    return serving.generate_reply(reply_id, worker=self.request.hostname or "")
 
 
 @shared_task(name="trainer.train_run", acks_late=True)
@@ -29,3 +41,34 @@ def fast_fit(fit_id: int) -> str:
     from trainer.worker import refit
 
     return refit.vectors_refit(fit_id)
+
+
+@worker_ready.connect
+def start_bookkeeping(sender=None, **_kwargs) -> None:
+    from users.conversations.services import replies_reap_orphans
+
+    hostname = getattr(sender, "hostname", "") or ""
+    if hostname:
+        reaped = replies_reap_orphans(worker=hostname)
+        if reaped:
+            log.warning("failed %d replies that this worker's previous process (%s) was writing", reaped, hostname)
+    threading.Thread(target=_keep_books, name="bookkeeping", daemon=True).start()
+
+
+def _keep_books() -> None:
+    from django.conf import settings
+    from django.db import close_old_connections
+
+    from trainer.services import runs_reap_stale
+    from users.conversations.services import replies_reap_orphans
+
+    while True:
+        time.sleep(settings.BOOKKEEPING_SECONDS)
+        try:
+            replies, runs = replies_reap_orphans(), runs_reap_stale()
+            if replies or runs:
+                log.warning("bookkeeping: failed %d orphaned replies and %d silent runs", replies, runs)
+        except Exception:  # a database or Redis hiccup: try again next round
+            log.exception("bookkeeping round failed")
+        finally:
+            close_old_connections()

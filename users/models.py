@@ -98,6 +98,9 @@ class Reply(models.Model):
     utterance_extra = models.JSONField(default=dict, blank=True)  # utterances.jsonl values that differ from ours
     token_count = models.PositiveIntegerField(default=0)
     stream_token = models.CharField(max_length=16, default=new_stream_token, editable=False)
+    # The worker that claimed it (Celery node name) and when that worker last said it is still on it.
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     # How the worker produced it: {"version": run id or null, "vectors": personal | fitted |
     # generic | none, "fit": VectorFit id, "batch": requests sharing the forward pass}.
     serving = models.JSONField(default=dict, blank=True)

@@ -44,6 +44,7 @@ _bases: dict[str, tuple] = {}  # model path -> (model, tokenizer, name, schedule
 _runs: dict[int, "ServedRun"] = {}  # run id -> merged model and its vectors
 KEEP_RUNS = 2  # versions kept in memory: the active one and the one before (rollback is instant)
 STOP_POLL_SECONDS = 0.25
+HEARTBEAT_SECONDS = 5  # well inside REPLY_STALL_SECONDS (15 s at least, 120 by default)
 
 
 @dataclass
@@ -171,18 +172,23 @@ def load_base_model_with_scheduler() -> tuple:
     return _base(str(location.path), location.name)
 
 
-def generate_reply(reply_id: int) -> str:
-    """Produce one reply. A second delivery of the same task finds it claimed and does nothing."""
+def generate_reply(reply_id: int, worker: str = "") -> str:
+    """Produce one reply. A second delivery of the same task finds it claimed and does nothing.
+
+    ``worker`` (the Celery node name) is recorded with the claim, and the reply's heartbeat is touched
+    every few seconds while it waits for a batch or streams, so the reaper can tell a busy worker from
+    a dead one.
+    """
     claimed = Reply.objects.filter(pk=reply_id, status=Reply.Status.QUEUED).update(
-        status=Reply.Status.STREAMING, started_at=timezone.now()
-    )
+        status=Reply.Status.STREAMING, started_at=timezone.now(), heartbeat_at=timezone.now(), worker=worker[:200],
+        error="")
     if not claimed:
         return "skipped"
     reply = Reply.objects.select_related("turn__conversation__user__profile").get(pk=reply_id)
     redis_client = client()
+    parts: list[str] = []
     try:
-        # A stream left under this key by an earlier database (ids restart after a reset) is not ours.
-        redis_client.delete(reply.stream_key)
+        redis_client.delete(reply.stream_key)  # a stream left by an earlier attempt of this reply
         from trainer.core.batch_generation import GenerationRequest
 
         plan = reply_plan(reply)
@@ -190,18 +196,18 @@ def generate_reply(reply_id: int) -> str:
         request = GenerationRequest(messages, plan.soft_prompt, max_prompt_length=settings.CHAT_MAX_PROMPT_TOKENS,
                                     **sampling)
         plan.scheduler.submit(request)
-        parts, stopped = _relay(request, reply, redis_client)
+        stopped = _relay(request, reply, redis_client, parts)
         status = Reply.Status.STOPPED if stopped else Reply.Status.DONE
         Reply.objects.filter(pk=reply_id).update(
             status=status, content="".join(parts), token_count=request.tokens, model_name=plan.name[:120],
-            serving={**plan.record, "batch": request.batch_size}, finished_at=timezone.now(),
+            serving={**plan.record, "batch": request.batch_size}, finished_at=timezone.now(), error="",
         )
         _finish_stream(redis_client, reply, status)
         return status
     except Exception as exc:
         log.exception("reply %s failed", reply_id)
-        reason = f"Generation failed: {exc.__class__.__name__}: {exc}"
-        Reply.objects.filter(pk=reply_id).update(status=Reply.Status.FAILED, error=reason, finished_at=timezone.now())
+        Reply.objects.filter(pk=reply_id).update(status=Reply.Status.FAILED, error=failure_message(exc),
+                                                 content="".join(parts), finished_at=timezone.now())
         try:
             _finish_stream(redis_client, reply, Reply.Status.FAILED)
         except Exception:  # Redis itself may be what failed
@@ -209,12 +215,26 @@ def generate_reply(reply_id: int) -> str:
         return Reply.Status.FAILED
 
 
-def _relay(request, reply: Reply, redis_client) -> tuple[list[str], bool]:
-    """Copy the scheduler's deltas into the reply's Redis stream; pass a stop request back."""
+def failure_message(exc: BaseException) -> str:
+    """What a person reads when their reply could not be finished: what happened and what to do."""
+    import redis
+
+    if isinstance(exc, redis.RedisError):
+        happened = "the model worker lost contact with Redis, which carries replies to your browser"
+    elif isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        happened = "the model worker ran out of memory"
+    else:
+        happened = f"the model worker hit an error ({exc.__class__.__name__}; staff find it in the worker's log)"
+    return f"This reply could not be finished: {happened}. What was written so far is kept. Press Retry."
+
+
+def _relay(request, reply: Reply, redis_client, parts: list[str]) -> bool:
+    """Copy the scheduler's deltas into ``parts`` and the reply's Redis stream; pass a stop request back;
+    touch the reply's heartbeat every HEARTBEAT_SECONDS, also while it waits for a batch. True if stopped."""
     from trainer.core.batch_generation import END
 
-    parts: list[str] = []
     stopped = False
+    touched = time.monotonic()
     while True:
         try:
             piece = request.deltas.get(timeout=STOP_POLL_SECONDS)
@@ -223,12 +243,15 @@ def _relay(request, reply: Reply, redis_client) -> tuple[list[str], bool]:
         if piece is END:
             if request.error is not None:
                 raise request.error
-            return parts, stopped
+            return stopped
         if piece:
             parts.append(piece)
             redis_client.xadd(reply.stream_key, {"t": piece})
         if not stopped and redis_client.exists(reply.stop_key):
             stopped = request.cancelled = True
+        if time.monotonic() - touched > HEARTBEAT_SECONDS:
+            touched = time.monotonic()
+            Reply.objects.filter(pk=reply.pk, status=Reply.Status.STREAMING).update(heartbeat_at=timezone.now())
 
 
 def _finish_stream(redis_client, reply: Reply, status: str) -> None:

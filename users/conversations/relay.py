@@ -12,14 +12,15 @@ import secrets
 import time
 
 import redis
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
-from django.utils import timezone
 from django.utils.html import escape
 
 from alignment_site.redis_client import async_client
 from users.conversations import streams
+from users.conversations.services import queue_position
 from users.models import Reply
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,10 @@ async def _unregister(user_id: int, connection: str) -> None:
         await client.aclose()
 
 
+def _ordinal(n: int) -> str:
+    return "next" if n == 1 else f"number {n}"
+
+
 def _event(name: str, data: str, event_id: str | None = None) -> str:
     lines = [f"event: {name}"]
     if event_id:
@@ -102,7 +107,7 @@ async def _events(reply: Reply, last_seen: tuple[int, int], user_id: int, connec
         return
     client = async_client()
     cursor, text = "0-0", ""
-    last_activity = time.monotonic()
+    shown_position = None
     last_keepalive = time.monotonic()
     try:
         while True:
@@ -130,20 +135,19 @@ async def _events(reply: Reply, last_seen: tuple[int, int], user_id: int, connec
                     # One event per read: when the browser is behind it gets the
                     # latest text at once instead of every intermediate step.
                     yield _event("token", escape(text), newest_text_id)
-                last_activity = time.monotonic()
             now = time.monotonic()
             if not batch:
                 status = await Reply.objects.filter(pk=reply.pk).values_list("status", flat=True).afirst()
                 if status in Reply.FINISHED:  # finished and its stream already expired or never written
                     yield _event("done", await _final_html(reply.pk))
                     return
-                if status == Reply.Status.STREAMING and now - last_activity > settings.REPLY_STALL_SECONDS:
-                    await Reply.objects.filter(pk=reply.pk, status=Reply.Status.STREAMING).aupdate(
-                        status=Reply.Status.FAILED, finished_at=timezone.now(),
-                        error=f"The worker stopped sending tokens for {settings.REPLY_STALL_SECONDS} s "
-                              f"(it may have been restarted). Press Retry.",
-                    )
-                    continue
+                # A stalled worker is the workers' bookkeeping to find (trainer.tasks), not a viewer's.
+                if status == Reply.Status.QUEUED:
+                    position = await sync_to_async(queue_position)(reply)
+                    if position != shown_position:
+                        shown_position = position
+                        yield _event("waiting", f'<span class="muted">Waiting for the model: {_ordinal(position)} '
+                                                f'in line.</span>')
             if now - last_keepalive > KEEPALIVE_SECONDS:
                 last_keepalive = now
                 try:

@@ -3,11 +3,13 @@ the per-person generation budget, queueing for the `generate` worker after commi
 stop and retry, and what the worker feeds the model for a reply."""
 
 import time
+from datetime import timedelta
 
 import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from alignment_site import dispatch
@@ -76,8 +78,8 @@ def reply_retry(*, reply: Reply) -> Reply:
     if reply.status in (Reply.Status.FAILED, Reply.Status.STOPPED):
         generation_budget_take(user=reply.turn.conversation.user)
     updated = Reply.objects.filter(pk=reply.pk, status__in=[Reply.Status.FAILED, Reply.Status.STOPPED]).update(
-        status=Reply.Status.QUEUED, content="", error="", token_count=0, started_at=None, finished_at=None
-    )
+        status=Reply.Status.QUEUED, content="", error="", token_count=0, started_at=None, finished_at=None,
+        heartbeat_at=None, worker="")
     if updated:
         streams.delete(reply)
         transaction.on_commit(lambda: reply_enqueue(reply_id=reply.pk))
@@ -128,3 +130,53 @@ def reply_generation_settings(*, reply: Reply) -> tuple[list[dict], dict]:
         if source.max_new_tokens:
             sampling["max_new_tokens"] = source.max_new_tokens
     return messages, sampling
+
+
+def streamed_text(reply: Reply) -> str:
+    """What the worker had streamed into Redis for this reply (empty when Redis cannot tell)."""
+    try:
+        entries = client().xrange(reply.stream_key)
+    except redis.RedisError:
+        return ""
+    return "".join(fields[b"t"].decode() for _, fields in entries if b"t" in fields)
+
+
+def replies_reap_orphans(*, worker: str | None = None) -> int:
+    """Fail the replies being written by a worker that is gone, keeping the text it had streamed.
+
+    Without ``worker``: every streaming reply whose worker has not touched it for REPLY_STALL_SECONDS
+    (workers touch their replies every few seconds while waiting for a batch or writing, so a busy
+    worker never looks stalled). With ``worker``, when that worker (re)starts: every streaming reply it
+    held, since the process that was writing them is gone. Run by every worker at start-up and
+    periodically (see ``trainer.tasks``); nothing waits for a browser to notice. Returns how many.
+    """
+    stall = settings.REPLY_STALL_SECONDS
+    orphans = Reply.objects.filter(status=Reply.Status.STREAMING)
+    if worker is not None:
+        orphans = orphans.filter(worker=worker)
+        reason = (f"The model worker {worker} restarted while writing this reply, so it stopped here. "
+                  "Press Retry to have it written again.")
+    else:
+        cutoff = timezone.now() - timedelta(seconds=stall)
+        orphans = orphans.filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
+        reason = (f"The model worker writing this reply stopped answering for over {stall} s (it was stopped or "
+                  "its machine went down), so the reply stopped here. Press Retry to have it written again.")
+    reaped = 0
+    for reply in orphans:
+        partial = streamed_text(reply) or reply.content
+        reaped += Reply.objects.filter(pk=reply.pk, status=Reply.Status.STREAMING,
+                                       heartbeat_at=reply.heartbeat_at).update(
+            status=Reply.Status.FAILED, content=partial, error=reason, finished_at=timezone.now())
+        try:
+            pipe = client().pipeline()
+            pipe.xadd(reply.stream_key, {"end": Reply.Status.FAILED})
+            pipe.expire(reply.stream_key, settings.STREAM_TTL_SECONDS)
+            pipe.execute()
+        except redis.RedisError:
+            pass  # the relay finds the row failed at its next look
+    return reaped
+
+
+def queue_position(reply: Reply) -> int:
+    """1 for the next reply a worker will take; replies are taken in the order they were queued."""
+    return Reply.objects.filter(status=Reply.Status.QUEUED, pk__lt=reply.pk).count() + 1

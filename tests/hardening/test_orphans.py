@@ -1,0 +1,107 @@
+"""Replies and real Celery workers: a busy worker's replies are never failed as stalled, and a killed
+worker's half-written reply is failed with its text kept — by the restarted worker at once, or by any
+other worker's periodic bookkeeping — without a browser watching."""
+
+import signal
+import sys
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+from celery import Celery
+
+from tests.services import running, service_env, worker_ready
+from users.models import Conversation, Reply, Turn
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture
+def own_redis():
+    """A Redis database of these tests' own: the session's generate worker must not take their replies."""
+    from django.conf import settings
+
+    parts = urlsplit(settings.REDIS_URL)
+    url = urlunsplit(parts._replace(path=f"/{(int(parts.path.strip('/') or 0) + 5) % 16}"))
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+def generate_worker(model, workdir, name, redis_url, **extra):
+    env = service_env(model, workdir, REDIS_URL=redis_url, **extra)
+    log = workdir / f"{name.split('@')[0]}-{time.monotonic_ns()}.log"
+    cmd = [sys.executable, "-m", "celery", "-A", "alignment_site", "worker", "-Q", "generate", "-P", "threads",
+           "-c", "8", "-n", name, "--without-gossip", "--without-mingle", "-l", "info"]
+    return running(cmd, env, log, worker_ready(log, name), timeout=120)
+
+
+def queue_replies(owner, redis_url, n):
+    conversation = Conversation.objects.create(user=owner)
+    replies = []
+    for i in range(n):
+        turn = Turn.objects.create(conversation=conversation, index=i, user_message=f"Tell me a long story {i}.")
+        replies.append(Reply.objects.create(turn=turn, source="base", chosen=True))
+    app = Celery(broker=redis_url)
+    for reply in replies:
+        app.send_task("trainer.generate_reply", args=[reply.pk], queue="generate")
+    return replies
+
+
+def wait_for(predicate, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def status(reply):
+    reply.refresh_from_db()
+    return reply.status
+
+
+def test_replies_waiting_behind_others_in_a_busy_worker_are_not_failed(owner, bundled_model_path, tmp_path,
+                                                                      own_redis):
+    # One reply per forward pass, 8 threads: the eighth waits about 8 replies' time after its claim.
+    with generate_worker(bundled_model_path, tmp_path, "generate-busy@localhost", own_redis, GENERATE_BATCH_SIZE="1",
+                         CHAT_MAX_NEW_TOKENS="48", CHAT_TEMPERATURE="0", REPLY_STALL_SECONDS="15",
+                         BOOKKEEPING_SECONDS="1"):
+        replies = queue_replies(owner, own_redis, 8)
+        wait_for(lambda: all(status(r) in Reply.FINISHED for r in replies), timeout=240)
+    assert [r.status for r in replies] == [Reply.Status.DONE] * 8, [r.error for r in replies]
+    assert all(r.error == "" for r in replies)
+    longest = max((r.finished_at - r.started_at).total_seconds() for r in replies)
+    assert longest > 15  # some reply was claimed and kept waiting longer than the stall limit
+
+
+def test_a_killed_workers_reply_is_failed_with_its_text_by_another_workers_bookkeeping(owner, bundled_model_path,
+                                                                                      tmp_path, own_redis):
+    client = redis.Redis.from_url(own_redis)
+    with generate_worker(bundled_model_path, tmp_path, "generate-victim@localhost", own_redis,
+                         CHAT_MAX_NEW_TOKENS="400") as proc:
+        (reply,) = queue_replies(owner, own_redis, 1)
+        wait_for(lambda: status(reply) == Reply.Status.STREAMING and client.xlen(reply.stream_key) >= 8)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    streamed = "".join(f[b"t"].decode() for _, f in client.xrange(reply.stream_key) if b"t" in f)
+    assert status(reply) == Reply.Status.STREAMING  # nobody has noticed yet
+    with generate_worker(bundled_model_path, tmp_path, "generate-other@localhost", own_redis,
+                         REPLY_STALL_SECONDS="15", BOOKKEEPING_SECONDS="1"):
+        wait_for(lambda: status(reply) == Reply.Status.FAILED, timeout=60)
+    assert reply.content == streamed and len(streamed) > 0
+    assert "stopped answering" in reply.error and "Press Retry" in reply.error
+
+
+def test_a_restarted_worker_fails_what_its_previous_process_was_writing_at_once(owner, bundled_model_path, tmp_path,
+                                                                               own_redis):
+    client = redis.Redis.from_url(own_redis)
+    name = "generate-phoenix@localhost"
+    with generate_worker(bundled_model_path, tmp_path, name, own_redis, CHAT_MAX_NEW_TOKENS="400") as proc:
+        (reply,) = queue_replies(owner, own_redis, 1)
+        wait_for(lambda: status(reply) == Reply.Status.STREAMING and client.xlen(reply.stream_key) >= 8)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert reply.worker == name
+    with generate_worker(bundled_model_path, tmp_path, name, own_redis):
+        assert status(reply) == Reply.Status.FAILED  # done before the worker said it was ready
+    assert "restarted while writing this reply" in reply.error and reply.content
