@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Set everything up and run the product on http://127.0.0.1:${PORT:-8000}
+# The web server and the two Celery workers are supervised: one that dies is restarted (and the
+# reason logged in $DATA_DIR/logs/supervisor.log); Ctrl+C stops everything.
 source "$(dirname "$0")/scripts_common.sh"
 
 ensure_venv requirements.txt
@@ -11,19 +13,54 @@ python manage.py migrate --noinput -v0
 say "Demo accounts"
 python manage.py create_demo_accounts
 
-mkdir -p data/logs
-PIDS=()
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
-say "Starting the Celery workers (generate, train); logs in data/logs/"
-# Threads, not solo: concurrent replies of different people share one forward pass
-# (trainer/serving.py batches them; GENERATE_BATCH_SIZE, GENERATE_BATCH_WAIT_MS).
-celery -A alignment_site worker -Q generate -c "${GENERATE_CONCURRENCY:-8}" --pool threads -n generate@%h -l info >data/logs/generate.log 2>&1 &
-PIDS+=($!)
-celery -A alignment_site worker -Q train -c 1 --pool solo -n train@%h -l info >data/logs/train.log 2>&1 &
-PIDS+=($!)
+DATA="${DATA_DIR:-$ROOT/data}"
+LOGS="$DATA/logs"
+mkdir -p "$LOGS" "$DATA/run"
+
+# Each process, exec'd so that its pid is the one supervised.
+# Threads, not solo, for `generate`: concurrent replies of different people share one forward pass
+# (trainer/worker/serving.py batches them; GENERATE_BATCH_SIZE, GENERATE_BATCH_WAIT_MS).
+cmd_generate() { exec celery -A alignment_site worker -Q generate -c "${GENERATE_CONCURRENCY:-8}" --pool threads \
+  -n generate@%h -l info; }
+cmd_train() { exec celery -A alignment_site worker -Q train -c 1 --pool solo -n train@%h -l info; }
+cmd_web() { exec uvicorn alignment_site.asgi:application --host 127.0.0.1 --port "${PORT:-8000}"; }
+
+declare -A PID RESTARTS
+launch() {  # $1: generate | train | web
+  "cmd_$1" >>"$LOGS/$1.log" 2>&1 &
+  PID[$1]=$!
+  echo "${PID[$1]}" >"$DATA/run/$1.pid"
+}
+note() { printf '%s %s\n' "$(date '+%F %T')" "$*" | tee -a "$LOGS/supervisor.log"; }
+stop_all() {
+  trap - EXIT INT TERM
+  kill "${PID[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -f "$DATA"/run/*.pid
+}
+trap stop_all EXIT
+trap 'stop_all; exit 130' INT TERM
+
+say "Starting the Celery workers (generate, train) and the web server; logs in $LOGS/"
+for name in generate train web; do launch "$name"; done
 say "Serving on http://127.0.0.1:${PORT:-8000}  (Ctrl+C stops everything)"
-uvicorn alignment_site.asgi:application --host 127.0.0.1 --port "${PORT:-8000}" &
-PIDS+=($!)
-wait -n "${PIDS[@]}"
-die "a process stopped; see data/logs/"
+
+while true; do
+  died="" code=0
+  wait -n -p died "${PID[@]}" || code=$?
+  [ -n "$died" ] || continue
+  for name in "${!PID[@]}"; do
+    [ "${PID[$name]}" = "$died" ] || continue
+    now=$(date +%s)
+    recent="$now"
+    for t in ${RESTARTS[$name]:-}; do [ $((now - t)) -lt 60 ] && recent="$recent $t"; done
+    RESTARTS[$name]="$recent"
+    if [ "$(wc -w <<<"$recent")" -gt 5 ]; then
+      note "$name stopped (exit $code) for the sixth time within a minute; giving up. See $LOGS/$name.log"
+      die "$name keeps stopping; see $LOGS/$name.log"
+    fi
+    note "$name (pid $died) stopped with exit $code; restarting it. Its log: $LOGS/$name.log"
+    sleep 1
+    launch "$name"
+  done
+done
