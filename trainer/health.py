@@ -52,6 +52,15 @@ def workers_by_queue(timeout: float = 1.0) -> dict[str, list[str]]:
     return found
 
 
+def busy_training() -> list[str]:
+    """"<worker> (run <id>)" for each run being trained now: a solo train worker busy with a run answers
+    no ping, yet it is there (its run's heartbeat is fresh, or the reaper would have failed the run)."""
+    from trainer.models import TrainingRun
+
+    running = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).values_list("worker", "pk")
+    return [f"{worker or 'a worker'} (busy with run {pk})" for worker, pk in running]
+
+
 def check_workers(redis_ok: bool) -> list[Check]:
     if not redis_ok:
         return [Check(f"Workers on `{q}`", False, "unknown: Redis is down", "Start Redis first.") for q in QUEUES]
@@ -63,6 +72,7 @@ def check_workers(redis_ok: bool) -> list[Check]:
         "generate": "celery -A alignment_site worker -Q generate -c 1 -n generate@%h",
         "train": "celery -A alignment_site worker -Q train -c 1 -n train@%h",
     }
+    found["train"] = found.get("train", []) + busy_training()
     return [
         Check(f"Workers on `{q}`", bool(found.get(q)), ", ".join(found.get(q, [])) or "none listening",
               "" if found.get(q) else f"Start one: `{commands[q]}` (run.sh starts both).")

@@ -127,3 +127,18 @@ def test_a_nan_loss_stops_the_run_with_that_reason(staff, people, workdir, tiny_
         wait_for(lambda: status_of(run) in (TrainingRun.Status.FAILED, TrainingRun.Status.COMPLETED))
     assert run.status == TrainingRun.Status.FAILED
     assert "NaN or infinite" in run.error and "Lower the learning rates" in run.error
+
+
+def test_a_train_worker_busy_with_a_run_is_shown_as_busy_not_missing(client, staff, people, workdir,
+                                                                      tiny_model_path):
+    client.force_login(staff)
+    with train_worker(tiny_model_path, workdir, "train-busy@localhost"):
+        run = start(staff, epochs=40)
+        wait_for(lambda: (run.refresh_from_db() or run.step) >= 2, every=0.05)
+        queue_page = client.get("/staff/queue/").content.decode()
+        status_page = client.get("/staff/status/").content.decode()
+        services.run_cancel(run=run)
+        wait_for(lambda: status_of(run) == TrainingRun.Status.CANCELLED, timeout=60)
+    assert "No worker listens on the" not in queue_page
+    assert f"(busy with run {run.pk})" in queue_page and f"(busy with run {run.pk})" in status_page
+    assert "step 0/0" not in queue_page
