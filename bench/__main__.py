@@ -37,6 +37,8 @@ BENCHMARKS = {
                         "2 min", quick=("--runs", "3")),
     "prompt_cut": Benchmark("bench.prompt_cut", "prompt of a 200-turn chat: bisected cut against one at a time",
                             "2 min", quick=("--turns", "50", "200")),
+    "load": Benchmark("bench.load", "10 people x 5 messages at once through the web path, then with a 200-turn chat",
+                      "4 min", quick=()),
     "serving_speed": Benchmark("bench.serving_speed", "personalized serving: tokens/s, 8 users batched, refit time",
                                "5 min", quick=("--repeats", "3")),
     "personalization": Benchmark("bench.personalization",

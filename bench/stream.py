@@ -11,18 +11,16 @@ Prints time to first token and tokens/s for both, and their ratio.
 """
 
 import argparse
-import http.cookiejar
 import os
 import re
 import statistics
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 from bench.figures import Figure
+from bench.stack import WebClient, setup_django, web_stack, workdir
 
 PROMPT = "Give me three tips for staying focused while studying."
 
@@ -49,35 +47,9 @@ def _figures(started: float, first: float, last: float, n: int) -> dict:
     return {"ttft_ms": (first - started) * 1000, "tokens": n, "tok_s": (n - 1) / (last - first)}
 
 
-class WebClient:
-    def __init__(self, base: str):
-        self.base = base
-        self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
-
-    def cookie(self, name: str) -> str:
-        return next(c.value for c in self.jar if c.name == name)
-
-    def post(self, path: str, data: dict, **headers) -> urllib.request.Request:
-        data = {**data, "csrfmiddlewaretoken": self.cookie("csrftoken")}
-        request = urllib.request.Request(self.base + path, data=urllib.parse.urlencode(data).encode(),
-                                         headers={"Referer": self.base + "/", **headers})
-        return self.opener.open(request)
-
-    def login(self, username: str, password: str) -> None:
-        self.opener.open(self.base + "/login/").read()
-        self.post("/login/", {"username": username, "password": password}).read()
-
-
 def through_web(base: str, tokens: int, runs: int) -> list[dict]:
-    from tests.services import http_ready
     from tests.sse import events
 
-    deadline = time.monotonic() + 60
-    while not http_ready(base + "/login/")():
-        if time.monotonic() > deadline:
-            sys.exit("the web server did not start")
-        time.sleep(0.2)
     client = WebClient(base)
     client.login("bench", "bench-pass-123")
     conversation = client.post("/chat/new/", {}).geturl()
@@ -115,46 +87,16 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-stream-"))
-    repo = Path(__file__).resolve().parents[1]
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="alignment_site.settings",
-        DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
-        REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8"),
-        CHAT_TEMPERATURE="0", CHAT_MAX_NEW_TOKENS=str(args.tokens), SECRET_KEY="bench-only-" + "k3y-" * 12, DEBUG="0",
-        SECURE_COOKIES="0",
-        ALLOWED_HOSTS="127.0.0.1",
-    )
-    os.environ.setdefault("DATA_DIR", str(repo / "data"))
-    import django
-
-    django.setup()
-    from django.conf import settings
+    folder = workdir("bench-stream-")
+    model_path = setup_django(folder, CHAT_TEMPERATURE="0", CHAT_MAX_NEW_TOKENS=str(args.tokens))
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
 
-    from tests.services import celery_worker_cmd, free_port, running, worker_ready
-    from trainer import provision
-
-    if settings.BASE_MODEL == provision.BUNDLED:
-        provision.convert_bundled(settings.DATA_DIR)
-    model_path = provision.resolve(settings.BASE_MODEL, settings.DATA_DIR).path
-    os.environ["BASE_MODEL"] = model_path
-    call_command("migrate", verbosity=0)
-    import redis
-
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()  # a fresh database restarts reply ids: old streams must go
     get_user_model().objects.create_user("bench", password="bench-pass-123")
 
     print(f"model {model_path}\nprompt {PROMPT!r}, {args.tokens} new tokens, greedy, median of {args.runs} runs "
           f"after one warm-up, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
-    port = free_port()
-    env = dict(os.environ)
-    with running(celery_worker_cmd("generate", "bench@localhost"), env, workdir / "worker.log",
-                 worker_ready(workdir / "worker.log", "bench@localhost"), timeout=120):
-        with running([sys.executable, "-m", "uvicorn", "alignment_site.asgi:application", "--port", str(port),
-                      "--log-level", "warning"], env, workdir / "web.log", lambda: True):
-            web = through_web(f"http://127.0.0.1:{port}", args.tokens, args.runs)
+    with web_stack(folder) as base:
+        web = through_web(base, args.tokens, args.runs)
     local = in_process(model_path, args.tokens, args.runs)
 
     def med(rows, key):

@@ -67,3 +67,23 @@ def test_a_cancelled_row_stops_while_the_others_go_on(tiny):
     going = GenerationRequest(m2, s2, max_new_tokens=6, temperature=0.0)
     generate_batch(model, tokenizer, [stopped, going])
     assert stopped.tokens == 0 and going.tokens > 0
+
+
+def test_a_long_prompt_gets_a_batch_of_its_own_so_short_ones_do_not_pay_for_it(tiny):
+    model, tokenizer = tiny
+    scheduler = BatchScheduler(model, tokenizer, max_batch=8, max_wait=1.0)
+    try:
+        history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "word " * 30}
+                   for i in range(40)]
+        cases = prompts(model)[:3] + [(history + [{"role": "user", "content": "And now?"}], None)]
+        alone = [generate_text(model, tokenizer, m, soft_prompt=s, max_new_tokens=4, temperature=0)
+                 for m, s in cases]
+        requests = [GenerationRequest(m, s, max_new_tokens=4, temperature=0.0) for m, s in cases]
+        for r in requests:
+            scheduler.submit(r)
+        replies = ["".join(r.stream(timeout=60)) for r in requests]
+        assert scheduler.batches == [3, 1]
+        assert [r.batch_size for r in requests] == [3, 3, 3, 1]
+        assert replies == alone
+    finally:
+        scheduler.close()

@@ -38,6 +38,7 @@ class GenerationRequest:
     top_p: float = 0.9
     seed: int | None = None
     max_prompt_length: int | None = None
+    prompt_ids: list[int] | None = None  # the templated, cut prompt; encoded on submit, off the shared thread
     should_stop: Callable[[], bool] | None = None  # checked by the scheduler thread before every token
     deltas: queue.Queue = field(default_factory=queue.Queue)  # text pieces, then END
     cancelled: bool = False  # set by the caller's thread: cheaper than a callback
@@ -56,6 +57,14 @@ class GenerationRequest:
             yield piece
 
 
+def encoded(tokenizer, request: GenerationRequest) -> list[int]:
+    """The request's prompt ids, templated and cut to its budget once."""
+    if request.prompt_ids is None:
+        request.prompt_ids = encode_prompt(tokenizer, request.messages,
+                                           max_prompt_length=request.max_prompt_length).ids
+    return request.prompt_ids
+
+
 def generate_batch(model, tokenizer, requests: list[GenerationRequest]) -> None:
     """Generate every request's reply in one batch, streaming deltas into each request's queue.
 
@@ -69,10 +78,7 @@ def generate_batch(model, tokenizer, requests: list[GenerationRequest]) -> None:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     n_slots = max((r.soft_prompt.shape[0] for r in requests if r.soft_prompt is not None), default=0)
     prefix = prefix_ids(tokenizer)
-    items = []
-    for r in requests:
-        prompt = encode_prompt(tokenizer, r.messages, max_prompt_length=r.max_prompt_length)
-        items.append((prompt.ids, []))
+    items = [(encoded(tokenizer, r), []) for r in requests]
     batch = collate(items, prefix=prefix, n_slots=n_slots, pad_id=pad_id).to(device)
     N = len(requests)
     if n_slots:
@@ -151,14 +157,17 @@ class BatchScheduler:
         self.model, self.tokenizer = model, tokenizer
         self.max_batch, self.max_wait = max_batch, max_wait
         self._inbox: queue.Queue = queue.Queue()
+        self._held: list[GenerationRequest] = []
         self._closed = threading.Event()
         self.batches: list[int] = []  # sizes of the batches run so far (most recent 1000)
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, request: GenerationRequest) -> GenerationRequest:
+        """Queue a request; its prompt is templated here, in the caller's thread, not the shared one."""
         if self._closed.is_set():
             raise RuntimeError("the batch scheduler is closed")
+        encoded(self.tokenizer, request)
         self._inbox.put(request)
         return request
 
@@ -168,6 +177,9 @@ class BatchScheduler:
         self._thread.join(timeout=30)
 
     def _gather(self) -> list[GenerationRequest]:
+        if self._held:  # prompts too long for the last batch: a batch of their own, next
+            batch, self._held = self._held, []
+            return batch
         first = self._inbox.get()
         if first is None:
             return []
@@ -183,7 +195,17 @@ class BatchScheduler:
                 self._closed.set()
                 break
             batch.append(item)
-        return batch
+        return self._similar_lengths(batch)
+
+    def _similar_lengths(self, batch: list[GenerationRequest]) -> list[GenerationRequest]:
+        """Rows are padded to the longest prompt, so one long prompt among short ones makes every row pay for
+        its prefill and its attention: keep the prompts up to twice the shortest (or 128 tokens more) and hold
+        the rest for a batch of their own, which runs next."""
+        shortest = min(len(r.prompt_ids or ()) for r in batch)
+        limit = max(2 * shortest, shortest + 128)
+        keep = [r for r in batch if len(r.prompt_ids or ()) <= limit]
+        self._held = [r for r in batch if len(r.prompt_ids or ()) > limit]
+        return keep
 
     def _loop(self) -> None:
         while not self._closed.is_set():
