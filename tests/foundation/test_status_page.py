@@ -18,7 +18,7 @@ def test_the_status_page_names_a_fix_for_each_red_item(client, staff, test_redis
     assert "Redis 7" in page or "Redis 8" in page
 
 
-def test_the_worker_check_reports_an_empty_queue_with_the_command_to_start_one(test_redis):
+def test_the_worker_check_reports_an_empty_queue_with_the_command_to_start_one(test_redis, db):
     checks = {c.name: c for c in health.check_workers(redis_ok=True)}
     train = checks["Workers on `train`"]
     assert not train.ok

@@ -15,6 +15,8 @@ def fresh_counts(settings, test_redis):
     settings.LOGIN_FAILURES_PER_ADDRESS = 20
     settings.LOGIN_LOCKOUT_SECONDS = 900
     test_redis.delete(*test_redis.keys("login-failures:*") or ["none"])
+    yield
+    test_redis.delete(*test_redis.keys("login-failures:*") or ["none"])  # the suite's people log in again later
 
 
 def attempt(client, username, password, url="login", address="10.9.8.7"):

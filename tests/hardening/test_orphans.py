@@ -40,7 +40,8 @@ def queue_replies(owner, redis_url, n):
     conversation = Conversation.objects.create(user=owner)
     replies = []
     for i in range(n):
-        turn = Turn.objects.create(conversation=conversation, index=i, user_message=f"Tell me a long story {i}.")
+        turn = Turn.objects.create(conversation=conversation, index=i,
+                                   user_message=f"Write a detailed, 500-word essay on the history of bread, part {i + 1}.")
         replies.append(Reply.objects.create(turn=turn, source="base", chosen=True))
     app = Celery(broker=redis_url)
     for reply in replies:
@@ -64,7 +65,7 @@ def test_replies_waiting_behind_others_in_a_busy_worker_are_not_failed(owner, bu
                                                                       own_redis):
     # One reply per forward pass, 8 threads: the eighth waits about 8 replies' time after its claim.
     with generate_worker(bundled_model_path, tmp_path, "generate-busy@localhost", own_redis, GENERATE_BATCH_SIZE="1",
-                         CHAT_MAX_NEW_TOKENS="48", CHAT_TEMPERATURE="0", REPLY_STALL_SECONDS="15",
+                         CHAT_MAX_NEW_TOKENS="128", CHAT_TEMPERATURE="0", REPLY_STALL_SECONDS="15",
                          BOOKKEEPING_SECONDS="1"):
         replies = queue_replies(owner, own_redis, 8)
         wait_for(lambda: all(status(r) in Reply.FINISHED for r in replies), timeout=240)
