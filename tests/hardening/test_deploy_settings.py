@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    drop = ("SECRET_KEY", "DATABASE_URL", "DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE")  # the last: browser tests
+    # DJANGO_ALLOW_ASYNC_UNSAFE is set by the browser tests' fixture; check --deploy rightly warns about it.
+    drop = ("SECRET_KEY", "DATABASE_URL", "DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE")
     base = {k: v for k, v in os.environ.items() if k not in drop}
     return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env={**base, **env}, capture_output=True,
                           text=True, timeout=120)

@@ -41,7 +41,7 @@ def queue_replies(owner, redis_url, n):
     replies = []
     for i in range(n):
         turn = Turn.objects.create(conversation=conversation, index=i,
-                                   user_message=f"Write a detailed, 500-word essay on the history of bread, part {i + 1}.")
+                                   user_message=f"Write a detailed 500-word essay on bread's history, part {i + 1}.")
         replies.append(Reply.objects.create(turn=turn, source="base", chosen=True))
     app = Celery(broker=redis_url)
     for reply in replies:
