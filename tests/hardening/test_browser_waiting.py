@@ -25,3 +25,14 @@ def test_a_queued_reply_shows_its_place_in_line(page, owner, outsider, asgi_serv
     page.wait_for_selector(f"#reply-{mine.pk} >> text=Waiting for the model: next in line.", timeout=20_000)
     mine.refresh_from_db()
     assert mine.status == Reply.Status.QUEUED and mine.error == ""
+
+
+def test_stop_pressed_twice_on_a_waiting_reply_leaves_a_stopped_bubble(page, owner, asgi_server):
+    mine = queued_reply(owner, "Never mind")
+    login(page, asgi_server, owner.username)
+    page.goto(asgi_server + f"/chat/{mine.turn.conversation_id}/")
+    page.locator(f"#reply-{mine.pk} button:has-text('Stop')").dblclick()  # two quick presses
+    page.wait_for_selector(f'#reply-{mine.pk}[data-status="stopped"] >> text=Stopped.', timeout=20_000)
+    assert page.locator(f"#reply-{mine.pk}").get_attribute("data-status") == "stopped"
+    mine.refresh_from_db()
+    assert mine.status == Reply.Status.STOPPED
