@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     if not os.environ.get("DATABASE_URL"):
         os.environ["DATABASE_URL"] = f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.sqlite3'}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alignment_site.settings")
-    os.environ.update(DEBUG="0", SECRET_KEY=os.environ.get("SECRET_KEY", "bench-only-" + "k3y-" * 12),
+    os.environ.update(DEBUG="0", SECURE_COOKIES="0", SECRET_KEY=os.environ.get("SECRET_KEY", "bench-only-" + "k3y-" * 12),
                       ALLOWED_HOSTS="testserver")
     import django
 

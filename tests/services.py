@@ -100,6 +100,14 @@ def celery_worker_cmd(queue: str, name: str) -> list[str]:
             "--pool", "solo", "-n", name, "--without-gossip", "--without-mingle", "-l", "info"]
 
 
+def wait_until(predicate, timeout: float = 120.0) -> None:
+    """Poll ``predicate`` every 0.2 s; fail the test when it is still false after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s"
+        time.sleep(0.2)
+
+
 def http_ready(url: str):
     import urllib.request
 

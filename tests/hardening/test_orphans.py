@@ -11,7 +11,7 @@ import pytest
 import redis
 from celery import Celery
 
-from tests.services import running, service_env, worker_ready
+from tests.services import running, service_env, wait_until, worker_ready
 from users.models import Conversation, Reply, Turn
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -49,13 +49,6 @@ def queue_replies(owner, redis_url, n):
     return replies
 
 
-def wait_for(predicate, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-
-
 def status(reply):
     reply.refresh_from_db()
     return reply.status
@@ -68,7 +61,7 @@ def test_replies_waiting_behind_others_in_a_busy_worker_are_not_failed(owner, bu
                          CHAT_MAX_NEW_TOKENS="128", CHAT_TEMPERATURE="0", REPLY_STALL_SECONDS="15",
                          BOOKKEEPING_SECONDS="1"):
         replies = queue_replies(owner, own_redis, 8)
-        wait_for(lambda: all(status(r) in Reply.FINISHED for r in replies), timeout=240)
+        wait_until(lambda: all(status(r) in Reply.FINISHED for r in replies), timeout=240)
     assert [r.status for r in replies] == [Reply.Status.DONE] * 8, [r.error for r in replies]
     assert all(r.error == "" for r in replies)
     longest = max((r.finished_at - r.started_at).total_seconds() for r in replies)
@@ -81,14 +74,14 @@ def test_a_killed_workers_reply_is_failed_with_its_text_by_another_workers_bookk
     with generate_worker(bundled_model_path, tmp_path, "generate-victim@localhost", own_redis,
                          CHAT_MAX_NEW_TOKENS="400") as proc:
         (reply,) = queue_replies(owner, own_redis, 1)
-        wait_for(lambda: status(reply) == Reply.Status.STREAMING and client.xlen(reply.stream_key) >= 8)
+        wait_until(lambda: status(reply) == Reply.Status.STREAMING and client.xlen(reply.stream_key) >= 8)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     streamed = "".join(f[b"t"].decode() for _, f in client.xrange(reply.stream_key) if b"t" in f)
     assert status(reply) == Reply.Status.STREAMING  # nobody has noticed yet
     with generate_worker(bundled_model_path, tmp_path, "generate-other@localhost", own_redis,
                          REPLY_STALL_SECONDS="15", BOOKKEEPING_SECONDS="1"):
-        wait_for(lambda: status(reply) == Reply.Status.FAILED, timeout=60)
+        wait_until(lambda: status(reply) == Reply.Status.FAILED, timeout=60)
     assert reply.content == streamed and len(streamed) > 0
     assert "stopped answering" in reply.error and "Press Retry" in reply.error
 
@@ -99,7 +92,7 @@ def test_a_restarted_worker_fails_what_its_previous_process_was_writing_at_once(
     name = "generate-phoenix@localhost"
     with generate_worker(bundled_model_path, tmp_path, name, own_redis, CHAT_MAX_NEW_TOKENS="400") as proc:
         (reply,) = queue_replies(owner, own_redis, 1)
-        wait_for(lambda: status(reply) == Reply.Status.STREAMING and client.xlen(reply.stream_key) >= 8)
+        wait_until(lambda: status(reply) == Reply.Status.STREAMING and client.xlen(reply.stream_key) >= 8)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert reply.worker == name

@@ -4,14 +4,13 @@ the web server keeps answering meanwhile, and stopping the command stops every p
 import os
 import signal
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.services import free_port
+from tests.services import free_port, wait_until
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -23,13 +22,6 @@ def answers(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
-
-
-def wait_for(predicate, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def alive(pid: int) -> bool:
@@ -52,10 +44,10 @@ def test_a_killed_worker_is_restarted_and_the_site_keeps_answering(tmp_path, tin
                            start_new_session=True)
     pids = tmp_path / "run"
     try:
-        wait_for(lambda: answers(f"http://127.0.0.1:{port}/login/") and (pids / "generate.pid").exists(), 240)
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/login/") and (pids / "generate.pid").exists(), 240)
         first = int((pids / "generate.pid").read_text())
         os.kill(first, signal.SIGKILL)
-        wait_for(lambda: int((pids / "generate.pid").read_text()) != first, 30)
+        wait_until(lambda: int((pids / "generate.pid").read_text()) != first, 30)
         second = int((pids / "generate.pid").read_text())
         assert alive(second) and answers(f"http://127.0.0.1:{port}/login/")
         assert run.poll() is None
@@ -66,5 +58,5 @@ def test_a_killed_worker_is_restarted_and_the_site_keeps_answering(tmp_path, tin
         run.send_signal(signal.SIGTERM)
         run.wait(timeout=60)
         log.close()
-    wait_for(lambda: not any(alive(pid) for pid in started.values()), 30)
+    wait_until(lambda: not any(alive(pid) for pid in started.values()), 30)
     assert not list(pids.glob("*.pid"))
