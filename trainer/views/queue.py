@@ -1,3 +1,5 @@
+"""The queue page: runs waiting and training, and the workers on each queue (busy ones included)."""
+
 from django.contrib.admin.views.decorators import staff_member_required
 from django.shortcuts import render
 

@@ -1,3 +1,6 @@
+"""The runs pages: list, start form with its live preview, a run with its charts and evaluation, compare two,
+cancel, resume, activate and roll back a version."""
+
 import re
 
 from django.contrib import messages

@@ -1,3 +1,5 @@
+"""The status page: database, Redis, workers and base model, each with what to do when red."""
+
 from django.contrib.admin.views.decorators import staff_member_required
 from django.shortcuts import render
 
