@@ -5,7 +5,7 @@ from django.db.models import Count, F, Q
 
 from users.collection.pairs import pair_counts_by_user, pair_rejected_replies
 from users.models import Conversation, Profile, Reply
-from users.prism.ids import exported_id
+from users.prism.ids import exported_id, web_username
 
 
 def dataset_counts(*, min_margin: int = 1) -> dict:
@@ -44,3 +44,19 @@ def people_with_data():
                                             filter=Q(conversations__kind__in=Conversation.PRISM_KINDS)),
                       prism_user_id=F("profile__prism_user_id"))
             .order_by("pk"))
+
+
+def people_named(names: list[str]) -> tuple[list, list[str]]:
+    """The accounts behind each name, which may be the id the exports and training data carry
+    (``web-<username>``, or an imported person's PRISM ``user_id``) or a username, the exported id winning
+    when a name is both; and the names that match nobody. One query."""
+    wanted = set(names)
+    candidates = list(get_user_model().objects.filter(
+        Q(username__in={web_username(n) or n for n in wanted}) | Q(profile__prism_user_id__in=wanted))
+        .select_related("profile"))
+    exported = {exported_id(getattr(getattr(u, "profile", None), "prism_user_id", None), u.username): u
+                for u in candidates}
+    by_username = {u.username: u for u in candidates}
+    found = {n: exported.get(n) or by_username.get(n) for n in wanted}
+    people = {u.pk: u for u in found.values() if u is not None}
+    return list(people.values()), sorted(n for n, u in found.items() if u is None)
