@@ -49,6 +49,7 @@ def workers_by_queue(timeout: float = 1.0) -> dict[str, list[str]]:
     for worker, queues in replies.items():
         for queue in queues:
             found.setdefault(queue["name"], []).append(worker)
+    found["train"] += busy_training()  # a solo train worker busy with a run answers no ping
     return found
 
 
@@ -72,7 +73,6 @@ def check_workers(redis_ok: bool) -> list[Check]:
         "generate": "celery -A alignment_site worker -Q generate -c 1 -n generate@%h",
         "train": "celery -A alignment_site worker -Q train -c 1 -n train@%h",
     }
-    found["train"] = found.get("train", []) + busy_training()
     return [
         Check(f"Workers on `{q}`", bool(found.get(q)), ", ".join(found.get(q, [])) or "none listening",
               "" if found.get(q) else f"Start one: `{commands[q]}` (run.sh starts both).")

@@ -12,7 +12,6 @@ def queue(request):
     services.runs_reap_stale()
     redis_check = health.check_redis()
     workers = health.workers_by_queue() if redis_check.ok else {}
-    workers["train"] = workers.get("train", []) + health.busy_training()  # busy solo workers answer no ping
     runs = list(TrainingRun.objects.filter(status__in=TrainingRun.ACTIVE).order_by("created_at"))
     return render(request, "trainer/queue.html", {
         "redis": redis_check, "workers": workers, "queues": health.QUEUES,

@@ -33,7 +33,7 @@ from django.utils import timezone
 from alignment_site.redis_client import client
 from trainer import provision
 from trainer.selectors import active_version
-from users.conversations import services
+from users.conversations import services, streams
 from users.models import Reply
 
 log = logging.getLogger(__name__)
@@ -179,9 +179,9 @@ def generate_reply(reply_id: int, worker: str = "") -> str:
     every few seconds while it waits for a batch or streams, so the reaper can tell a busy worker from
     a dead one.
     """
+    now = timezone.now()
     claimed = Reply.objects.filter(pk=reply_id, status=Reply.Status.QUEUED).update(
-        status=Reply.Status.STREAMING, started_at=timezone.now(), heartbeat_at=timezone.now(), worker=worker[:200],
-        error="")
+        status=Reply.Status.STREAMING, started_at=now, heartbeat_at=now, worker=worker[:200], error="")
     if not claimed:
         return "skipped"
     reply = Reply.objects.select_related("turn__conversation__user__profile").get(pk=reply_id)
@@ -202,14 +202,14 @@ def generate_reply(reply_id: int, worker: str = "") -> str:
             status=status, content="".join(parts), token_count=request.tokens, model_name=plan.name[:120],
             serving={**plan.record, "batch": request.batch_size}, finished_at=timezone.now(), error="",
         )
-        _finish_stream(redis_client, reply, status)
+        streams.finish(reply, status)
         return status
     except Exception as exc:
         log.exception("reply %s failed", reply_id)
         Reply.objects.filter(pk=reply_id).update(status=Reply.Status.FAILED, error=failure_message(exc),
                                                  content="".join(parts), finished_at=timezone.now())
         try:
-            _finish_stream(redis_client, reply, Reply.Status.FAILED)
+            streams.finish(reply, Reply.Status.FAILED)
         except Exception:  # Redis itself may be what failed
             pass
         return Reply.Status.FAILED
@@ -252,11 +252,3 @@ def _relay(request, reply: Reply, redis_client, parts: list[str]) -> bool:
         if time.monotonic() - touched > HEARTBEAT_SECONDS:
             touched = time.monotonic()
             Reply.objects.filter(pk=reply.pk, status=Reply.Status.STREAMING).update(heartbeat_at=timezone.now())
-
-
-def _finish_stream(redis_client, reply: Reply, status: str) -> None:
-    pipe = redis_client.pipeline()
-    pipe.xadd(reply.stream_key, {"end": status})
-    pipe.expire(reply.stream_key, settings.STREAM_TTL_SECONDS)
-    pipe.delete(reply.stop_key)
-    pipe.execute()

@@ -132,15 +132,6 @@ def reply_generation_settings(*, reply: Reply) -> tuple[list[dict], dict]:
     return messages, sampling
 
 
-def streamed_text(reply: Reply) -> str:
-    """What the worker had streamed into Redis for this reply (empty when Redis cannot tell)."""
-    try:
-        entries = client().xrange(reply.stream_key)
-    except redis.RedisError:
-        return ""
-    return "".join(fields[b"t"].decode() for _, fields in entries if b"t" in fields)
-
-
 def replies_reap_orphans(*, worker: str | None = None) -> int:
     """Fail the replies being written by a worker that is gone, keeping the text it had streamed.
 
@@ -163,15 +154,12 @@ def replies_reap_orphans(*, worker: str | None = None) -> int:
                   "its machine went down), so the reply stopped here. Press Retry to have it written again.")
     reaped = 0
     for reply in orphans:
-        partial = streamed_text(reply) or reply.content
+        partial = streams.text(reply) or reply.content
         reaped += Reply.objects.filter(pk=reply.pk, status=Reply.Status.STREAMING,
                                        heartbeat_at=reply.heartbeat_at).update(
             status=Reply.Status.FAILED, content=partial, error=reason, finished_at=timezone.now())
         try:
-            pipe = client().pipeline()
-            pipe.xadd(reply.stream_key, {"end": Reply.Status.FAILED})
-            pipe.expire(reply.stream_key, settings.STREAM_TTL_SECONDS)
-            pipe.execute()
+            streams.finish(reply, Reply.Status.FAILED)
         except redis.RedisError:
             pass  # the relay finds the row failed at its next look
     return reaped

@@ -22,6 +22,24 @@ def delete(reply: Reply) -> None:
         pass
 
 
+def finish(reply: Reply, status: str) -> None:
+    """Close the reply's stream with its final status (relays stop there); it expires after STREAM_TTL_SECONDS."""
+    pipe = client().pipeline()
+    pipe.xadd(reply.stream_key, {"end": status})
+    pipe.expire(reply.stream_key, settings.STREAM_TTL_SECONDS)
+    pipe.delete(reply.stop_key)
+    pipe.execute()
+
+
+def text(reply: Reply) -> str:
+    """What has been streamed for this reply so far (empty when Redis cannot tell)."""
+    try:
+        entries = client().xrange(reply.stream_key)
+    except redis.RedisError:
+        return ""
+    return "".join(fields[b"t"].decode() for _, fields in entries if b"t" in fields)
+
+
 def parse_id(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
