@@ -18,16 +18,18 @@ from bench.figures import Figure, default_model
 from trainer.core import sequences
 
 
-def one_at_a_time(tokenizer, messages: list[dict], budget: int) -> list[int]:
-    """The obvious way: drop the oldest message and re-template the rest until it fits."""
+def one_at_a_time(tokenizer, messages: list[dict], budget: int) -> tuple[list[int], int]:
+    """The obvious way (what the product did before): drop the oldest message, re-template the rest, repeat
+    until it fits; (prompt ids, messages dropped). The tests use it as the reference for the bisected cut."""
     ids = sequences._template_ids(tokenizer, messages, generation_prompt=True)
-    head, history = messages[:1], messages[1:]
+    head = messages[:1] if messages and messages[0]["role"] == "system" else []
+    history, dropped = messages[len(head):], 0
     while len(history) > 1 and len(ids) > budget:
-        history = history[1:]
+        history, dropped = history[1:], dropped + 1
         while len(history) > 1 and history[0]["role"] != "user":
-            history = history[1:]
+            history, dropped = history[1:], dropped + 1
         ids = sequences._template_ids(tokenizer, head + history, generation_prompt=True)
-    return ids[-budget:]
+    return ids[-budget:], dropped
 
 
 def chat(turns: int, rng: random.Random) -> list[dict]:
@@ -56,7 +58,7 @@ def main(argv=None) -> list[Figure]:
         ours = sequences.encode_prompt(tokenizer, messages, max_prompt_length=args.budget).ids
         bisected = time.perf_counter() - start
         start = time.perf_counter()
-        obvious = one_at_a_time(tokenizer, messages, args.budget)
+        obvious, _ = one_at_a_time(tokenizer, messages, args.budget)
         naive = time.perf_counter() - start
         if ours != obvious:
             raise SystemExit(f"{turns} turns: the two cuts differ")

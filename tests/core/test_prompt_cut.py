@@ -3,21 +3,9 @@ found with a number of templatings that grows with the log of the history, not w
 
 import random
 
+from bench.prompt_cut import one_at_a_time
 from trainer.core import sequences
 from trainer.core.sequences import encode_prompt
-
-
-def one_at_a_time(tokenizer, messages, max_prompt_length):
-    """The obvious cut (what the product did before): drop the oldest message, re-template, repeat."""
-    ids = sequences._template_ids(tokenizer, messages, generation_prompt=True)
-    head = messages[:1] if messages and messages[0]["role"] == "system" else []
-    history, dropped = messages[len(head):], 0
-    while len(history) > 1 and len(ids) > max_prompt_length:
-        history, dropped = history[1:], dropped + 1
-        while len(history) > 1 and history[0]["role"] != "user":
-            history, dropped = history[1:], dropped + 1
-        ids = sequences._template_ids(tokenizer, head + history, generation_prompt=True)
-    return ids[-max_prompt_length:], dropped
 
 
 def conversation(rng, turns, system=True):
