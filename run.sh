@@ -2,14 +2,21 @@
 # Set everything up and run the product on http://127.0.0.1:${PORT:-8000}
 # The web server and the two Celery workers are supervised: one that dies is restarted (and the
 # reason logged in $DATA_DIR/logs/supervisor.log); Ctrl+C stops everything.
+# ./run.sh --setup: only the set-up (environment, model, database), for the command-line path; no servers.
 source "$(dirname "$0")/scripts_common.sh"
 
+SETUP_ONLY=0
+[ "${1:-}" = "--setup" ] && SETUP_ONLY=1
 ensure_venv requirements.txt
-ensure_redis
+[ "$SETUP_ONLY" = 1 ] || ensure_redis
 say "Preparing the model (the first time converts the bundled SmolLM2, about 30 s)"
 python manage.py provision_model
 say "Migrating the database"
 python manage.py migrate --noinput -v0
+if [ "$SETUP_ONLY" = 1 ]; then
+  say "Set up. Activate the environment with: source .venv/bin/activate (then python manage.py help)"
+  exit 0
+fi
 say "Demo accounts"
 python manage.py create_demo_accounts
 

@@ -46,6 +46,9 @@ BENCHMARKS = {
                                  "about 50 min"),
     "quality": Benchmark("bench.quality", "generated replies judged by each synthetic person's hidden rule",
                          "20 min per seed"),
+    "researcher_path": Benchmark("bench.researcher_path",
+                                 "the README's command-line path: PRISM files to a trained, evaluated, fitted model",
+                                 "about 25 min"),
     "train_speed": Benchmark("bench.train_speed", "training steps against TRL's DPOTrainer on the same pairs",
                              "11 min (pip install -r requirements-bench.txt first)"),
 }

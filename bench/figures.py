@@ -26,7 +26,7 @@ class Figure:
 
 def default_model() -> str:
     """The bundled SmolLM2 as a transformers folder under $DATA_DIR (converted once, about 30 s)."""
-    from trainer import provision
+    from trainer.core import provision
 
     data_dir = Path(os.environ.get("DATA_DIR", "data"))
     return str(provision.convert_bundled(data_dir, log=lambda *_: None))

@@ -31,7 +31,7 @@ def setup_django(workdir: Path, **env: str) -> str:
     from django.conf import settings
     from django.core.management import call_command
 
-    from trainer import provision
+    from trainer.core import provision
 
     if settings.BASE_MODEL == provision.BUNDLED:
         provision.convert_bundled(settings.DATA_DIR)

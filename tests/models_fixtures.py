@@ -12,7 +12,7 @@ CACHE = Path(os.environ.get("TEST_CACHE_DIR", REPO / ".cache" / "test"))
 
 @pytest.fixture(scope="session")
 def bundled_model_path() -> Path:
-    from trainer.provision import convert_bundled
+    from trainer.core.provision import convert_bundled
 
     return convert_bundled(CACHE, log=lambda *_: None)
 
@@ -20,6 +20,6 @@ def bundled_model_path() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_path(bundled_model_path: Path) -> Path:
     """2 layers, hidden size 64, the bundled tokenizer: loads in well under a second."""
-    from trainer.provision import make_tiny_model
+    from trainer.core.provision import make_tiny_model
 
     return make_tiny_model(str(bundled_model_path), CACHE / "models" / "tiny-llama")

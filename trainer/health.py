@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import connection
 
 from alignment_site.celery import app
-from trainer import provision
+from trainer.core import provision
 
 QUEUES = ("generate", "train")
 

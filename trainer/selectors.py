@@ -15,6 +15,8 @@ def _filtered_rejected(data_filter: dict):
         qs = qs.filter(turn__conversation__created_at__date__gte=data_filter["since"])
     if data_filter.get("until"):
         qs = qs.filter(turn__conversation__created_at__date__lte=data_filter["until"])
+    if data_filter.get("users"):  # database ids; the command line's --user
+        qs = qs.filter(turn__conversation__user__in=data_filter["users"])
     return qs
 
 

@@ -45,7 +45,7 @@ def run_preview(*, data_filter: dict, config: dict) -> dict:
 
 
 def _base_model_name() -> str:
-    from trainer import provision
+    from trainer.core import provision
 
     try:
         return provision.resolve(settings.BASE_MODEL, settings.DATA_DIR).name

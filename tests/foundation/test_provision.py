@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from trainer import provision
+from trainer.core import provision
 
 
 def test_the_bundled_model_converts_into_a_normal_transformers_folder(bundled_model_path):

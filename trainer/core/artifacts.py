@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from peft import PeftModel
@@ -32,7 +33,8 @@ from trainer.core.usermodel import ClusterUserModel, IndividualUserModel, UserIn
 
 
 def save_run(out: Path, core: PreferenceModel, user_index: UserIndex, config: TrainConfig, *, base_model: str,
-             metrics: dict | None = None) -> Path:
+             metrics: dict | None = None, files: dict[str, Callable[[Path], None]] | None = None) -> Path:
+    """Write the run; ``files`` maps more file names to functions that write them (inside the same swap)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -49,6 +51,8 @@ def save_run(out: Path, core: PreferenceModel, user_index: UserIndex, config: Tr
         config.save(tmp / "config.json")
         (tmp / "metrics.json").write_text(json.dumps(metrics or {}, indent=2, default=str))
         (tmp / "run.json").write_text(json.dumps(info, indent=2))
+        for name, write in (files or {}).items():
+            write(tmp / name)
         old = None
         if out.exists():  # swap: the old version moves aside only once the new one is complete
             old = out.with_name(f".{out.name}.old")

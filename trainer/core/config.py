@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 USER_MODELS = ("individual", "cluster", "none")
+ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 @dataclass
@@ -26,23 +28,24 @@ class TrainConfig:
     n_clusters: int = 10  # K: shared components of the cluster user model
     use_profile: bool = False  # put the pair's textual profile into the prompt (same text for every term)
     # --- LoRA ---
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    lora_r: int = 8  # LoRA rank: size of the low-rank update of each adapted weight
+    lora_alpha: int = 16  # LoRA scaling numerator: the update is scaled by lora_alpha / lora_r
+    lora_dropout: float = 0.05  # dropout on the LoRA input during training
+    lora_target_modules: list[str] = field(default_factory=lambda: list(ATTENTION))  # layers given a LoRA
     # --- optimisation ---
-    lr_lora: float = 5e-5
-    lr_user: float = 5e-5
+    lr_lora: float = 5e-5  # learning rate of the shared LoRA adapter
+    lr_user: float = 5e-5  # learning rate of the user model (the per-user vectors)
     lr_mixture: float = 0.0  # cluster model only: lr of the per-user mixture logits (0 = lr_user)
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # AdamW weight decay of every trained parameter
     warmup_steps: int = 150  # linear warmup, then cosine decay to zero; clipped to the run's length
     batch_size: int = 32  # effective batch: pairs per optimizer step across all processes
     micro_batch_size: int = 8  # pairs per forward pass on one process; gradients accumulate up to batch_size
-    epochs: float = 1.0
-    max_grad_norm: float = 1.0
+    epochs: float = 1.0  # passes over the training pairs (ignored when max_steps is set)
+    max_steps: int = 0  # optimizer steps of the run; 0 = from epochs
+    max_grad_norm: float = 1.0  # gradients are clipped to this norm before each step
     max_prompt_length: int = 470  # tokens; longer prompts lose their oldest history first
     max_length: int = 770  # tokens of prompt + reply
-    seed: int = 42
+    seed: int = 42  # seeds the split, the pair order, the initial vectors and dropout
     # --- device ---
     device: str = "auto"  # auto = cuda when present else cpu; or an explicit torch device string
     bf16: bool | None = None  # None = bf16 autocast on CUDA, fp32 on CPU
@@ -61,6 +64,14 @@ class TrainConfig:
             raise ValueError("batch_size must be a multiple of micro_batch_size")
         if self.max_prompt_length >= self.max_length:
             raise ValueError("max_prompt_length must be smaller than max_length")
+        if self.max_steps < 0:
+            raise ValueError("max_steps must be 0 (from epochs) or a positive number of steps")
+
+    def total_steps(self, n_pairs: int) -> int:
+        """Optimizer steps of a run on ``n_pairs`` training pairs."""
+        if self.max_steps:
+            return self.max_steps
+        return max(1, math.ceil(n_pairs * self.epochs / self.batch_size))
 
     @property
     def personalized(self) -> bool:

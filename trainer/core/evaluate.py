@@ -8,6 +8,7 @@ A pair counts as correct when the implicit reward of the chosen reply is higher.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -40,7 +41,8 @@ def _share(flags: list[bool]) -> dict:
 @torch.no_grad()
 def pair_rewards(core: PreferenceModel, tokenizer, user_index: UserIndex | None, config, pairs: list[Pair], *,
                  device, batch_size: int = 16, refs: ReferenceCache | None = None,
-                 force_generic: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 force_generic: bool = False, progress: Callable[[int, int], None] | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(chosen rewards (P,), rejected rewards (P,), losses (P,)) under each pair's own user row."""
     index = user_index if core.user_model is not None else None
     encoded = encode_pairs(tokenizer, pairs, index, config)
@@ -58,17 +60,25 @@ def pair_rewards(core: PreferenceModel, tokenizer, user_index: UserIndex | None,
             losses, rc, rr = pair_loss(config.loss, personal or generic, refs.get(chunk, device), beta=config.beta,
                                        gamma=config.simpo_gamma)
             out_c.append(rc.cpu()), out_r.append(rr.cpu()), out_l.append(losses.cpu())
+            if progress is not None:
+                progress(s + len(chunk), len(encoded))
     finally:
         core.train(was_training)
     return torch.cat(out_c), torch.cat(out_r), torch.cat(out_l)
 
 
 def evaluate(core: PreferenceModel, tokenizer, user_index: UserIndex | None, config, pairs: list[Pair], *,
-             device="cpu", batch_size: int = 16) -> EvalResult:
-    """Accuracy tables for ``pairs``; users not in ``user_index`` are unseen and use the generic vectors."""
+             device="cpu", batch_size: int = 16, group_of: Callable[[Pair], str | None] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> EvalResult:
+    """Accuracy tables for ``pairs``; users not in ``user_index`` are unseen and use the generic vectors.
+
+    A pair's group is ``group_of(pair)`` when given, else its ``group`` field (None: no group).
+    """
     if not pairs:
         return EvalResult(accuracy=float("nan"), n=0)
-    rc, rr, losses = pair_rewards(core, tokenizer, user_index, config, pairs, device=device, batch_size=batch_size)
+    group_of = group_of or (lambda p: p.extra.get("group"))
+    rc, rr, losses = pair_rewards(core, tokenizer, user_index, config, pairs, device=device, batch_size=batch_size,
+                                  progress=progress)
     correct = (rc > rr).tolist()
     margins = (rc - rr).tolist()
     seen_of = lambda u: user_index is not None and u in user_index  # noqa: E731 (a plain model has an index too)
@@ -76,11 +86,11 @@ def evaluate(core: PreferenceModel, tokenizer, user_index: UserIndex | None, con
     groups: dict[str, list[bool]] = {}
     for i, p in enumerate(pairs):
         users.setdefault(p.user_id, []).append(i)
-        if "group" in p.extra:
-            groups.setdefault(p.extra["group"], []).append(correct[i])
+        if group_of(p) is not None:
+            groups.setdefault(str(group_of(p)), []).append(correct[i])
     per_user = [{"user_id": u, "seen": seen_of(u), "n": len(ix), "accuracy": sum(correct[i] for i in ix) / len(ix),
                  "margin": sum(margins[i] for i in ix) / len(ix),
-                 "group": pairs[ix[0]].extra.get("group")} for u, ix in users.items()]
+                 "group": group_of(pairs[ix[0]])} for u, ix in users.items()]
     metrics = {"eval/loss": losses.mean().item(), "eval/rewards/chosen": rc.mean().item(),
                "eval/rewards/rejected": rr.mean().item(), "eval/rewards/margins": (rc - rr).mean().item(),
                "eval/rewards/accuracies": sum(correct) / len(correct)}

@@ -34,6 +34,7 @@ from trainer.core.diagnostics import entanglement_report
 from trainer.core.lora import add_lora
 from trainer.core.losses import personalized_loss
 from trainer.core.policy import PreferenceModel, encode_pairs, policy_logps, truncation_report
+from trainer.core.progress import Phase
 from trainer.core.reference import ReferenceCache
 from trainer.core.usermodel import UserIndex, build_user_model
 
@@ -172,7 +173,7 @@ def pair_order(n: int, total_steps: int, batch_size: int, seed: int) -> list[int
 def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint_dir: Path | None = None,
           progress: Progress | None = None, should_cancel: Callable[[], bool] | None = None,
           users: list[str] | None = None, resume: bool = True, log=print,
-          on_diagnostics: Callable[[int, dict], None] | None = None) -> TrainResult:
+          on_diagnostics: Callable[[int, dict], None] | None = None, on_phase: Phase | None = None) -> TrainResult:
     """Train on ``pairs``; resume from ``checkpoint_dir`` when it holds a checkpoint.
 
     progress(step, total, metrics) is called after every optimizer step; metrics
@@ -180,7 +181,11 @@ def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint
     checked after every optimizer step; a cancelled run saves a checkpoint (when
     it has a folder) and returns with status "cancelled". ``users`` may list
     users beyond those with pairs (they get rows but stay at their start).
+    on_phase(phase, done, total) follows the work inside the steps too: loading
+    the model, tokenising, and training micro-batch by micro-batch (the first
+    epoch's micro-batches include their reference pass).
     """
+    on_phase = on_phase or (lambda *_: None)
     require_pairs(pairs)
     alpha = config.alpha if config.personalized else 0.0
     rank, world = distributed()
@@ -192,9 +197,11 @@ def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint
                          f"of {config.micro_batch_size}")
 
     index = UserIndex(sorted({p.user_id for p in pairs} | set(users or [])))
+    on_phase("loading the model", 0, None)
     lm, tokenizer = load_base(model_path)
     core = build_model(lm, tokenizer, config, len(index)).to(device)
-    encoded = encode_pairs(tokenizer, pairs, index if config.personalized else None, config)
+    encoded = encode_pairs(tokenizer, pairs, index if config.personalized else None, config,
+                           progress=lambda done, n: on_phase("tokenising", done, n))
     data = {"pairs": len(pairs), "users": len(index), **truncation_report(encoded),
             "users_without_pairs": sorted(set(users or []) - {p.user_id for p in pairs})}
 
@@ -210,7 +217,7 @@ def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint
     if mixture:
         groups.append({"params": mixture, "lr": config.lr_mixture, "name": "mixture"})
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    total = max(1, math.ceil(len(pairs) * config.epochs / config.batch_size))
+    total = config.total_steps(len(pairs))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(config, total))
     refs = ReferenceCache()
     history: list[dict] = []
@@ -254,7 +261,9 @@ def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint
     n_steps = n_examples = n_tokens = 0
     tick = time.perf_counter()
     status = "completed"
+    per_step = per_rank // config.micro_batch_size  # micro-batches of one optimizer step on this process
     core.train()
+    on_phase("training", step * per_step, total * per_step)
     while step < total:
         global_batch = order[step * config.batch_size:(step + 1) * config.batch_size]
         mine = [encoded[i] for i in global_batch[rank::world]]
@@ -272,6 +281,7 @@ def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint
             for name, value in metrics.items():
                 sums[name] = sums.get(name, 0.0) + value * len(micro) / len(mine)
             n_tokens += sum(len(p.prompt_ids) * 2 + len(p.chosen_ids) + len(p.rejected_ids) for p in micro)
+            on_phase("training", step * per_step + k + 1, total * per_step)
         grad_norm = torch.nn.utils.clip_grad_norm_(core.parameters(), config.max_grad_norm)
         sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm
         optimizer.step()

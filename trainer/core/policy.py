@@ -9,6 +9,7 @@ forward and their gradients are synchronised like the adapter's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -52,12 +53,22 @@ def encode_pair(tokenizer, pair: Pair, *, index: int, user_row: int, max_prompt_
     return EncodedPair(index, user_row, prompt.ids, chosen[:room], rejected[:room], prompt.tokens_cut, cut)
 
 
-def encode_pairs(tokenizer, pairs: list[Pair], user_index: UserIndex | None, config) -> list[EncodedPair]:
-    """Every pair of a dataset; users missing from ``user_index`` (or all, without one) get the generic row."""
+def encode_pairs(tokenizer, pairs: list[Pair], user_index: UserIndex | None, config, *,
+                 progress: Callable[[int, int], None] | None = None) -> list[EncodedPair]:
+    """Every pair of a dataset; users missing from ``user_index`` (or all, without one) get the generic row.
+
+    ``progress(done, total)`` is called about a hundred times along the way.
+    """
     n_slots = config.n_user_tokens if config.personalized else 0
-    return [encode_pair(tokenizer, p, index=i, user_row=user_index.row(p.user_id) if user_index else GENERIC,
-                        max_prompt_length=config.max_prompt_length, max_length=config.max_length,
-                        use_profile=config.use_profile, n_slots=n_slots) for i, p in enumerate(pairs)]
+    step = max(1, len(pairs) // 100)
+    encoded = []
+    for i, p in enumerate(pairs):
+        encoded.append(encode_pair(tokenizer, p, index=i, user_row=user_index.row(p.user_id) if user_index else GENERIC,
+                                   max_prompt_length=config.max_prompt_length, max_length=config.max_length,
+                                   use_profile=config.use_profile, n_slots=n_slots))
+        if progress is not None and ((i + 1) % step == 0 or i + 1 == len(pairs)):
+            progress(i + 1, len(pairs))
+    return encoded
 
 
 def truncation_report(encoded: list[EncodedPair]) -> dict:

@@ -92,7 +92,7 @@ def _fit(fit: VectorFit) -> tuple[int, float, list[float]]:
 def _base_model(artifacts: str) -> str | None:
     import json
 
-    from trainer import provision
+    from trainer.core import provision
 
     recorded = json.loads((settings.ARTIFACTS_DIR / artifacts / "run.json").read_text())["base_model"]
     if recorded.startswith("/") and not Path(recorded).exists():

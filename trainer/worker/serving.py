@@ -31,7 +31,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from alignment_site.redis_client import client
-from trainer import provision
+from trainer.core import provision
 from trainer.selectors import active_version
 from users.conversations import services, streams
 from users.models import Reply

@@ -18,7 +18,8 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from trainer import provision, services
+from trainer import services
+from trainer.core import provision
 from trainer.models import RunLog, TrainingRun
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ the same data.
 
 from __future__ import annotations
 
-import itertools
 import random
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -28,7 +27,7 @@ from users.prism.ids import exported_user_id
 from users.survey.services import survey_save
 from users.synthetic.personas import sample_population
 from users.synthetic.prompts import PRISM_PROMPTS, load_prompts
-from users.synthetic.replies import generate_reply
+from users.synthetic.replies import contrasting_styles, generate_reply
 from users.synthetic.rule import DIMENSIONS, Persona, score, style_instruction
 
 FOLLOW_UPS = ["Can you say more about that?", "Thanks. What would you do first?", "Why is that?",
@@ -45,19 +44,6 @@ class PopulationReport:
 def style_source(style: dict[str, str]) -> str:
     """A source name that says which poles the candidate was written with (never shown to raters)."""
     return "style-" + "-".join(f"{d}.{style[d]}" for d in DIMENSIONS).replace(" ", "_")
-
-
-def _styles(rng: random.Random, contested: str, n: int) -> list[dict[str, str]]:
-    """n distinct styles; both poles of the contested dimension appear (as evenly as n allows)."""
-    combos = [dict(zip(DIMENSIONS, poles))
-              for poles in itertools.product(*(d.poles for d in DIMENSIONS.values()))]
-    poles = DIMENSIONS[contested].poles
-    picked = []
-    for i in range(n):
-        wanted = poles[i % 2]
-        options = [c for c in combos if c[contested] == wanted and c not in picked]
-        picked.append(rng.choice(options))
-    return picked
 
 
 def template_writer(prompt_messages: list[dict], style: dict[str, str], rng: random.Random) -> tuple[str, str]:
@@ -115,7 +101,7 @@ def population_synthesize(*, population: str, n_people: int, conversations_per_p
 
 
 def _conversation(user, persona, dimension, turns, rng, writer, prompts) -> int:
-    styles = {style_source(s): s for s in _styles(rng, dimension, 4)}
+    styles = {style_source(s): s for s in contrasting_styles(rng, dimension, 4)}
     candidates = [collection.Candidate(name, "synthetic") for name in styles]
     opening = rng.choice(prompts)
     conversation = collection.prism_conversation_start(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Callable
 
 PRISM_SIZE = {"people": 1500, "conversations": 8011, "replies": 68371}
 WORDS = ("the model answer question people value time life work family help think good idea because world "
@@ -75,18 +76,28 @@ def _survey(rng: random.Random, uid: str, done: int) -> dict:
     }
 
 
-def _conversation(rng: random.Random, cid: str, uid: str, plan: list[int], null_scores: float, ties: float
-                  ) -> tuple[dict, list[dict]]:
+Replies = Callable[[int, str, int, random.Random], list[tuple[str, "int | None"]]]  # (turn, prompt, n) -> (text, score)
+
+
+def random_replies(turn: int, prompt: str, n: int, rng: random.Random) -> list[tuple[str, int | None]]:
+    """Random text rated at random: the size and shape of PRISM without any preference in it."""
+    return [(_text(rng, rng.randint(20, 60)), rng.randint(1, 100)) for _ in range(n)]
+
+
+def _conversation(rng: random.Random, cid: str, uid: str, plan: list[int], null_scores: float, ties: float,
+                  replies: Replies = random_replies, opening: str | None = None,
+                  follow_up: Callable[[random.Random], str] | None = None) -> tuple[dict, list[dict]]:
     kind = rng.choice(TYPES)
     history, utterances = [], []
-    opening = _text(rng, rng.randint(6, 25))
+    opening = opening or _text(rng, rng.randint(6, 25))
     chosen_model = None
     for turn, n in enumerate(plan):
-        prompt = opening if turn == 0 else _text(rng, rng.randint(4, 20))
+        prompt = opening if turn == 0 else (follow_up(rng) if follow_up else _text(rng, rng.randint(4, 20)))
         history.append({"turn": turn, "role": "user", "content": prompt, "model_provider": None,
                         "model_name": None, "score": None, "if_chosen": None, "within_turn_id": None})
         models = rng.sample(MODELS, n) if turn == 0 else [chosen_model] * n
-        scores = [rng.randint(1, 100) for _ in range(n)]
+        written = replies(turn, prompt, n, rng)
+        scores = [score for _, score in written]
         if rng.random() < ties:
             scores[1] = max(scores)
         if turn > 0 and rng.random() < null_scores:
@@ -94,8 +105,7 @@ def _conversation(rng: random.Random, cid: str, uid: str, plan: list[int], null_
         ranked = [s if s is not None else -1 for s in scores]
         best = ranked.index(max(ranked))
         chosen_model = models[best]
-        for w, ((name, provider), score) in enumerate(zip(models, scores)):
-            reply = _text(rng, rng.randint(20, 60))
+        for w, ((name, provider), (reply, _), score) in enumerate(zip(models, written, scores)):
             history.append({"turn": turn, "role": "model", "content": reply, "model_provider": provider,
                             "model_name": name, "score": score, "if_chosen": w == best, "within_turn_id": w})
             utterances.append({
@@ -139,4 +149,52 @@ def prism_files_make(*, folder: Path, people: int = PRISM_SIZE["people"],
             conv_out.write(json.dumps(record, ensure_ascii=False) + "\n")
             for u in utterances:
                 utt_out.write(json.dumps(u, ensure_ascii=False) + "\n")
+    return paths
+
+
+def rated_prism_files_make(*, folder: Path, people: int = 10, conversations_per_person: int = 8,
+                           turns: int = 1, dimension: str = "format", majority_share: float = 0.7,
+                           side_weight: float = 0.0, noise: float = 3.0, seed: int = 0) -> dict[str, Path]:
+    """PRISM-format files whose scores come from simulated people with a hidden style preference.
+
+    Two opposing groups on ``dimension`` (see ``personas.sample_population``); every
+    turn's candidates are short template replies in contrasting styles, rated 1-100 by the
+    person's rule. Besides survey/conversations/utterances.jsonl, ``hidden_groups.jsonl``
+    says which group each person is in ({"user_id", "group"} per line): the ground
+    truth a real dataset does not have, for reporting results per group.
+    """
+    from users.synthetic.personas import sample_population
+    from users.synthetic.prompts import PRISM_PROMPTS, load_prompts
+    from users.synthetic.replies import contrasting_styles, generate_reply
+    from users.synthetic.rule import score
+
+    rng = random.Random(seed)
+    prompts = load_prompts(PRISM_PROMPTS)
+    personas = sample_population(people, dimension=dimension, majority_share=majority_share,
+                                 side_weight=side_weight, noise=noise, seed=seed, prefix=f"s{seed}-person")
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: folder / f"{name}.jsonl" for name in ("survey", "conversations", "utterances", "hidden_groups")}
+    follow_ups = ["Can you say more?", "What would you do first?", "Why is that?", "Could you give an example?"]
+    with open(paths["survey"], "w", encoding="utf-8") as survey_out, \
+            open(paths["conversations"], "w", encoding="utf-8") as conv_out, \
+            open(paths["utterances"], "w", encoding="utf-8") as utt_out, \
+            open(paths["hidden_groups"], "w", encoding="utf-8") as groups_out:
+        for persona in personas:
+            uid = persona.user_id
+            survey_out.write(json.dumps(_survey(rng, uid, conversations_per_person), ensure_ascii=False) + "\n")
+            groups_out.write(json.dumps({"user_id": uid, "group": persona.group}) + "\n")
+
+            def rated(turn: int, prompt: str, n: int, rng: random.Random, persona=persona):
+                styles = contrasting_styles(rng, dimension, n)
+                texts = [generate_reply(prompt, style, rng, detailed_sentences=(2, 2)) for style in styles]
+                return [(text, score(persona, text, rng)) for text in texts]
+
+            for c in range(conversations_per_person):
+                plan = [4] + [2] * (turns - 1)
+                record, utterances = _conversation(rng, f"{uid}-c{c}", uid, plan, 0.0, 0.0, replies=rated,
+                                                   opening=rng.choice(prompts),
+                                                   follow_up=lambda r: r.choice(follow_ups))
+                conv_out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                for u in utterances:
+                    utt_out.write(json.dumps(u, ensure_ascii=False) + "\n")
     return paths

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 
@@ -47,3 +48,16 @@ def generate_reply(prompt: str, style: dict[str, str], rng: random.Random, *,
     if pole("tone") == "warm":
         text = f"{rng.choice(_WARM_OPEN)}\n{text}\n{rng.choice(_WARM_CLOSE)}"
     return text
+
+
+def contrasting_styles(rng: random.Random, contested: str, n: int) -> list[dict[str, str]]:
+    """n distinct styles (a pole per dimension); both poles of the contested dimension appear, as evenly as n allows."""
+    combos = [dict(zip(DIMENSIONS, poles))
+              for poles in itertools.product(*(d.poles for d in DIMENSIONS.values()))]
+    poles = DIMENSIONS[contested].poles
+    picked = []
+    for i in range(n):
+        wanted = poles[i % 2]
+        options = [c for c in combos if c[contested] == wanted and c not in picked]
+        picked.append(rng.choice(options))
+    return picked

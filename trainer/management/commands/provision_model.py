@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from trainer import provision
+from trainer.core import provision
 
 
 class Command(BaseCommand):

@@ -176,3 +176,15 @@ def make_tiny_model(tokenizer_source: str, target: Path, *, seed: int = 0, hidde
     tokenizer.save_pretrained(tmp)
     os.replace(tmp, target)
     return target
+
+
+def locate(base_model: str, data_dir: Path, *, log=print) -> str:
+    """The path to load ``base_model`` from, converting the bundled model first if it never was (about 30 s).
+
+    For the command line, where nobody ran ``provision_model`` beforehand.
+    """
+    if base_model == BUNDLED and not is_provisioned(bundled_folder(data_dir)):
+        convert_bundled(data_dir, log=log)
+    location = resolve(base_model, data_dir)
+    check_loadable(location)
+    return location.path
