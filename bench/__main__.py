@@ -49,6 +49,8 @@ BENCHMARKS = {
     "researcher_path": Benchmark("bench.researcher_path",
                                  "the README's command-line path: PRISM files to a trained, evaluated, fitted model",
                                  "about 25 min"),
+    "memory": Benchmark("bench.memory", "peak memory of a training step against the pre-flight estimate",
+                        "about 6 min"),
     "train_speed": Benchmark("bench.train_speed", "training steps against TRL's DPOTrainer on the same pairs",
                              "11 min (pip install -r requirements-bench.txt first)"),
 }

@@ -49,6 +49,9 @@ class RunForm(forms.Form):
     lora_dropout = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.05)
     max_prompt_length = forms.IntegerField(min_value=8, initial=470)
     max_length = forms.IntegerField(min_value=16, initial=770)
+    gradient_checkpointing = forms.BooleanField(required=False, initial=False,
+                                                label="Gradient checkpointing (less memory, about 30 % slower)")
+    bf16 = forms.BooleanField(required=False, initial=False, label="bf16 autocast (on GPUs that compute it)")
     seed = forms.IntegerField(initial=42)
     log_every = forms.IntegerField(min_value=1, initial=1, label="Log metrics every N steps")
     checkpoint_every = forms.IntegerField(min_value=0, initial=20, label="Checkpoint every N steps (0 = never)")
@@ -76,6 +79,8 @@ class RunForm(forms.Form):
             "lora_alpha", "lora_dropout", "max_prompt_length", "max_length", "seed", "log_every",
             "checkpoint_every", "diagnostics_every", "n_user_tokens", "n_clusters")}
         config["lr_mixture"] = d["lr_mixture"] or 0.0  # left empty: the user model's rate
+        config["gradient_checkpointing"] = bool(d.get("gradient_checkpointing"))
+        config["bf16"] = True if d.get("bf16") else None  # unticked: the device's default
         config.update(loss=loss, user_model=d["user_model"] if personalized else "none",
                       alpha=d["alpha"] if personalized else 0.0)
         return config

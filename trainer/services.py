@@ -53,11 +53,29 @@ def _base_model_name() -> str:
         return settings.BASE_MODEL
 
 
-def run_create(*, created_by, name: str, config: dict, data_filter: dict, with_baseline: bool) -> TrainingRun:
-    """Create the run (and its plain-DPO baseline on the same data) and queue both after commit."""
+class RunDoesNotFit(ValueError):
+    """The run's estimated peak memory exceeds what the listening train workers have; ``fit`` says by how much
+    and which change would make it fit."""
+
+    def __init__(self, fit):
+        super().__init__(fit.refusal())
+        self.fit = fit
+
+
+def run_create(*, created_by, name: str, config: dict, data_filter: dict, with_baseline: bool,
+               check_fit: bool = True) -> TrainingRun:
+    """Create the run (and its plain-DPO baseline on the same data) and queue both after commit.
+
+    A run that will not fit in the memory of the train workers listening now is refused (``RunDoesNotFit``).
+    """
+    from trainer import preflight
     from trainer.core.config import TrainConfig  # torch-free: the web may use it
 
     config = TrainConfig.from_dict(config).to_dict()  # every field stored, defaults filled in
+    if check_fit:
+        fit = preflight.check(config)
+        if not fit.fits:
+            raise RunDoesNotFit(fit)
     with transaction.atomic():
         run = TrainingRun.objects.create(name=name, created_by=created_by, config=config,
                                          data_filter=data_filter)
@@ -78,6 +96,18 @@ def run_enqueue(*, run_id: int) -> bool:
     return dispatch.enqueue_row(
         TRAIN_TASK, TrainingRun, run_id, queue="train",
         reason="Redis (the broker) was not reachable, so no worker was asked to train. Start Redis and resume.")
+
+
+def baseline_skip_if_main_ended(*, run_id: int) -> bool:
+    """A queued baseline whose main run failed or was cancelled is not trained (nothing to compare with):
+    it is marked cancelled, saying why, and can be resumed with its main run."""
+    main = TrainingRun.objects.filter(baseline_id=run_id).only("pk", "status").first()
+    if main is None or main.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
+        return False
+    ended = "failed" if main.status == TrainingRun.Status.FAILED else "was cancelled"
+    return bool(TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
+        status=TrainingRun.Status.CANCELLED, finished_at=timezone.now(),
+        error=f"Not started: the run it is the baseline of (run {main.pk}) {ended}. Resume that run, then this one."))
 
 
 def run_claim(*, run_id: int, worker: str) -> bool:

@@ -52,18 +52,32 @@ def start_bookkeeping(sender=None, **_kwargs) -> None:
         reaped = replies_reap_orphans(worker=hostname)
         if reaped:
             log.warning("failed %d replies that this worker's previous process (%s) was writing", reaped, hostname)
-    threading.Thread(target=_keep_books, name="bookkeeping", daemon=True).start()
+    queues = sorted(getattr(getattr(sender, "app", None) and sender.app.amqp.queues, "consume_from", None) or [])
+    threading.Thread(target=_keep_books, args=(hostname, queues), name="bookkeeping", daemon=True).start()
 
 
-def _keep_books() -> None:
+def _report_device(hostname: str, queues: list[str]) -> None:
+    """Tell the web which device and how much memory this worker has (read without touching CUDA)."""
+    from trainer import devices
+
+    if hostname:
+        try:
+            devices.report_publish(devices.report_of_this_machine(hostname, queues))
+        except Exception:  # Redis down: the next round tries again
+            log.exception("could not publish this worker's device report")
+
+
+def _keep_books(hostname: str = "", queues: list[str] = ()) -> None:
     from django.conf import settings
     from django.db import close_old_connections
 
     from trainer.services import runs_reap_stale
     from users.conversations.services import replies_reap_orphans
 
+    _report_device(hostname, list(queues))
     while True:
         time.sleep(settings.BOOKKEEPING_SECONDS)
+        _report_device(hostname, list(queues))
         try:
             replies, runs = replies_reap_orphans(), runs_reap_stale()
             if replies or runs:

@@ -111,14 +111,50 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(ti
     assert all(torch.isfinite(v).all() for v in good["trainable"].values())
 
 
-def test_cancel_stops_at_the_next_step_and_saves_a_checkpoint(tiny_model_path, tmp_path):
+def test_cancel_stops_within_the_step_and_saves_the_last_whole_one(tiny_model_path, tmp_path):
     seen = []
     result = train(fast_config(epochs=3.0), str(tiny_model_path), small_pairs(), checkpoint_dir=tmp_path,
                    progress=lambda s, t, m: seen.append((s, t, m is not None)), should_cancel=lambda: len(seen) >= 2,
                    log=_quiet)
-    assert result.status == "cancelled" and result.step == 3 and result.total_steps == 9
-    assert seen == [(1, 9, True), (2, 9, True), (3, 9, True)]
-    assert load_checkpoint(latest_checkpoint(tmp_path))["step"] == 3
+    # Asked after step 2 was reported: step 3's second micro-batch is never computed, step 3 is dropped.
+    assert result.status == "cancelled" and result.step == 2 and result.total_steps == 9
+    assert seen == [(1, 9, True), (2, 9, True)]
+    assert load_checkpoint(latest_checkpoint(tmp_path))["step"] == 2
+
+
+def test_a_cancel_between_micro_batches_resumes_to_the_same_curve(tiny_model_path, tmp_path):
+    config = fast_config(epochs=2.0, batch_size=4, micro_batch_size=1)  # 4 micro-batches a step; dropout on
+    pairs = small_pairs()
+    straight = train(config, str(tiny_model_path), pairs, log=_quiet)
+    asked = []
+
+    def cancel() -> bool:  # checked before training, between micro-batches and at step ends
+        asked.append(1)
+        return len(asked) == 8  # inside step 2 (1 before, 3 + 1 in step 1, then the 3rd micro-batch of step 2)
+
+    stopped = train(config, str(tiny_model_path), pairs, checkpoint_dir=tmp_path, should_cancel=cancel, log=_quiet)
+    assert stopped.status == "cancelled" and stopped.step == 1
+    resumed = train(config, str(tiny_model_path), pairs, checkpoint_dir=tmp_path, log=_quiet)
+    curve = lambda r: torch.tensor([[h["loss"], h["grad_norm"], h["rewards/margins"]] for h in r.history])  # noqa
+    assert len(resumed.history) == len(straight.history) == 6
+    assert_close(curve(resumed), curve(straight), rtol=1e-6, atol=1e-7)
+
+
+def test_a_cancel_during_model_load_stops_before_the_first_step(tiny_model_path, tmp_path):
+    result = train(fast_config(), str(tiny_model_path), small_pairs(), checkpoint_dir=tmp_path,
+                   should_cancel=lambda: True, log=_quiet)
+    assert result.status == "cancelled" and result.step == 0 and result.history == []
+
+
+def test_gradient_checkpointing_gives_the_same_loss_curve(tiny_model_path):
+    pairs = small_pairs()
+    plain = train(fast_config(epochs=2.0, lora_dropout=0.0), str(tiny_model_path), pairs, log=_quiet)
+    saved = train(fast_config(epochs=2.0, lora_dropout=0.0, gradient_checkpointing=True), str(tiny_model_path),
+                  pairs, log=_quiet)
+    curve = lambda r: torch.tensor([[h["loss"], h["grad_norm"], h["rewards/margins"]] for h in r.history])  # noqa
+    assert_close(curve(saved), curve(plain), rtol=1e-5, atol=1e-6)
+    layers = lambda r: r.model.lm.get_base_model().model  # noqa: E731 (the decoder stack under the LoRA)
+    assert layers(saved).gradient_checkpointing and not layers(plain).gradient_checkpointing
 
 
 def test_an_empty_dataset_is_refused_before_loading_anything(tiny_model_path):

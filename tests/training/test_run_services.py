@@ -127,3 +127,38 @@ def test_a_cluster_run_keeps_its_own_mixture_learning_rate(client, staff):
     run = TrainingRun.objects.get(name="clustered")
     assert response.status_code == 302
     assert run.config["user_model"] == "cluster" and run.config["lr_mixture"] == 1.0
+
+
+@pytest.mark.parametrize("ended", [TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED])
+def test_a_baseline_is_not_trained_when_its_main_run_ended_badly(staff, ended):
+    from trainer.worker.training import execute
+
+    baseline = make_run(staff, name="baseline")
+    main = make_run(staff, name="main", status=ended, baseline=baseline)
+    assert execute(baseline.pk) == TrainingRun.Status.CANCELLED
+    baseline.refresh_from_db()
+    assert baseline.status == TrainingRun.Status.CANCELLED and baseline.worker == ""
+    assert f"the run it is the baseline of (run {main.pk})" in baseline.error and "Resume that run" in baseline.error
+
+
+def test_a_baseline_whose_main_run_completed_is_trained(staff):
+    baseline = make_run(staff, name="baseline")
+    make_run(staff, name="main", status=TrainingRun.Status.COMPLETED, baseline=baseline)
+    assert services.baseline_skip_if_main_ended(run_id=baseline.pk) is False
+    assert TrainingRun.objects.get(pk=baseline.pk).status == TrainingRun.Status.QUEUED
+
+
+def test_the_run_page_phase_follows_the_work_inside_a_step_without_a_write_per_call(staff):
+    from trainer.worker.training import PhaseText
+
+    run = make_run(staff, status=TrainingRun.Status.RUNNING)
+    phase = PhaseText(run.pk, every=60)
+    phase("loading the model", 0, None)
+    assert TrainingRun.objects.get(pk=run.pk).phase == "loading the model"
+    phase("tokenising", 10, 268)
+    phase("tokenising", 20, 268)  # within the interval: not written
+    assert TrainingRun.objects.get(pk=run.pk).phase == "tokenising: 10 of 268"
+    phase("tokenising", 268, 268)  # a phase's end always is
+    assert TrainingRun.objects.get(pk=run.pk).phase == "tokenising: 268 of 268"
+    phase("training", 3, 120)
+    assert TrainingRun.objects.get(pk=run.pk).phase == "training: 3 of 120 micro-batches"

@@ -45,6 +45,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # gradients are clipped to this norm before each step
     max_prompt_length: int = 470  # tokens; longer prompts lose their oldest history first
     max_length: int = 770  # tokens of prompt + reply
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30 % slower
     seed: int = 42  # seeds the split, the pair order, the initial vectors and dropout
     # --- device ---
     device: str = "auto"  # auto = cuda when present else cpu; or an explicit torch device string

@@ -138,6 +138,8 @@ def build_model(lm, tokenizer, config: TrainConfig, n_users: int) -> PreferenceM
         p.requires_grad_(False)
     lm = add_lora(lm, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
                   targets=config.lora_target_modules)
+    if config.gradient_checkpointing:  # recompute each layer's activations in the backward pass
+        lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     init = lm.get_input_embeddings().weight.detach()  # (V, H)
     user_model = build_user_model(config.user_model, n_users, config.n_user_tokens, init.shape[1],
                                   init_embedding=init, n_clusters=config.n_clusters, seed=config.seed)
@@ -264,11 +266,26 @@ def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint
     per_step = per_rank // config.micro_batch_size  # micro-batches of one optimizer step on this process
     core.train()
     on_phase("training", step * per_step, total * per_step)
+    # One process checks for a cancel between micro-batches too (a step of a big batch may take minutes);
+    # several processes only at step ends, where they agree on it.
+    check_within = should_cancel if world == 1 and should_cancel is not None else None
+    if check_within is not None and check_within():  # asked during model load or tokenising
+        core.eval()
+        return TrainResult(core, tokenizer, index, config, "cancelled", step, total, history, diagnostics, data,
+                           last_good)
     while step < total:
         global_batch = order[step * config.batch_size:(step + 1) * config.batch_size]
         mine = [encoded[i] for i in global_batch[rank::world]]
         micro_batches = [mine[i:i + config.micro_batch_size] for i in range(0, len(mine), config.micro_batch_size)]
+        at_step_start = rng_state() if check_within is not None else None
         for k, micro in enumerate(micro_batches):
+            if k and check_within is not None and check_within():  # drop the partial step, keep the last whole one
+                optimizer.zero_grad(set_to_none=True)
+                set_rng_state(at_step_start)  # so a resume redoes this step exactly
+                core.eval()
+                last_good = checkpoint(step) or last_good
+                return TrainResult(core, tokenizer, index, config, "cancelled", step, total, history, diagnostics,
+                                   data, last_good)
             refs.fill(core, micro, device=device, autocast=autocast)
             sync = k == len(micro_batches) - 1
             with (contextlib.nullcontext() if sync or world == 1 else model.no_sync()):

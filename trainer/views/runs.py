@@ -9,7 +9,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from trainer import selectors, services
+from trainer import preflight, selectors, services
 from trainer.forms import RunForm
 from trainer.models import TrainingRun
 from trainer.views.presenters import run_context
@@ -27,19 +27,30 @@ def run_list(request):
 
 @staff_member_required
 def run_new(request):
-    form = RunForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    preset = request.GET.get("preset") if request.GET.get("preset") in ("cpu", "paper") else None
+    data = request.POST.copy() if request.method == "POST" else None
+    fix = None
+    if data is not None and data.get("apply"):  # "use this change": the form again, with the change made
+        for item in data.pop("apply")[0].split(","):
+            key, _, value = item.partition("=")
+            data[key] = value
+    form = RunForm(data, initial=preflight.form_defaults(preset))
+    if data is not None and not request.POST.get("apply") and form.is_valid():
         try:
             config = form.validated_config()
-        except Exception as exc:  # the library's own validation, shown on the form
-            form.add_error(None, str(exc))
-        else:
             run = services.run_create(created_by=request.user, name=form.cleaned_data["name"], config=config,
                                       data_filter=form.data_filter(),
                                       with_baseline=form.cleaned_data["with_baseline"])
+        except services.RunDoesNotFit as refused:
+            form.add_error(None, str(refused))
+            fix = _fix_button(refused.fit.change)
+        except Exception as exc:  # the library's own validation, shown on the form
+            form.add_error(None, str(exc))
+        else:
             return redirect("run_detail", run_id=run.pk)
     preview = _preview(form) if form.is_bound and form.is_valid() else None
-    return render(request, "trainer/run_new.html", {"form": form, "preview": preview})
+    return render(request, "trainer/run_new.html", {"form": form, "preview": preview, "fix": fix,
+                                                    "preset": preset})
 
 
 @staff_member_required
@@ -50,7 +61,17 @@ def run_preview(request):
 
 
 def _preview(form: RunForm) -> dict:
-    return services.run_preview(data_filter=form.data_filter(), config=form.config())
+    config = form.config()
+    fit = preflight.check(config)
+    return {**services.run_preview(data_filter=form.data_filter(), config=config), "fit": fit}
+
+
+def _fix_button(change: dict | None) -> dict | None:
+    """The button that puts a fitting change into the form: its label and the value it submits."""
+    if not change:
+        return None
+    value = ",".join(f"{k}={'on' if v is True else v}" for k, v in change.items())
+    return {"label": preflight.describe_change(change), "value": value}
 
 
 @staff_member_required

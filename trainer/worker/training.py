@@ -80,6 +80,8 @@ def gather_pairs(data_filter: dict) -> list:
 def execute(run_id: int) -> str:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     services.runs_reap_stale()
+    if services.baseline_skip_if_main_ended(run_id=run_id):
+        return TrainingRun.Status.CANCELLED
     if not services.run_claim(run_id=run_id, worker=worker):
         log.info("run %s is not queued (already taken or finished): nothing to do", run_id)
         return "skipped"
@@ -140,7 +142,7 @@ def _train(run: TrainingRun) -> str:
     def progress(step: int, total: int, metrics: dict | None) -> None:
         if not first_step:
             first_step.append(step)
-        fields = {"step": step, "total_steps": total, "heartbeat_at": timezone.now(), "phase": "training"}
+        fields = {"step": step, "total_steps": total, "heartbeat_at": timezone.now()}
         TrainingRun.objects.filter(pk=run.pk).update(**fields)
         if metrics:
             services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.TRAIN, step=step, values=_finite(metrics))
@@ -154,7 +156,7 @@ def _train(run: TrainingRun) -> str:
 
     result = train(config, location.path, split.train, checkpoint_dir=checkpoints, progress=progress,
                    should_cancel=should_cancel, users=split.seen_users, on_diagnostics=on_diagnostics,
-                   log=lambda msg: log.info("run %s: %s", run.pk, msg))
+                   on_phase=PhaseText(run.pk), log=lambda msg: log.info("run %s: %s", run.pk, msg))
     elapsed = time.perf_counter() - started
     summary.update(result.data)
     summary["first_step_this_attempt"] = first_step[0] if first_step else None
@@ -176,6 +178,28 @@ def _train(run: TrainingRun) -> str:
     _finish(run.pk, TrainingRun.Status.COMPLETED, data_summary=summary, evaluation=evaluation,
             user_map=_user_map(result), diagnostics=[_finite(d) for d in result.diagnostics], artifacts=relative)
     return TrainingRun.Status.COMPLETED
+
+
+class PhaseText:
+    """The loop's (phase, done, total) as the run's phase line, written at most every 2 s (and at each change):
+    the page shows progress inside a step too (model load, tokenising, micro-batches with their reference pass)."""
+
+    def __init__(self, run_id: int, every: float = 2.0):
+        self.run_id, self.every = run_id, every
+        self.shown, self.at = "", 0.0
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if phase == self.shown and now - self.at < self.every and (total is None or done < total):
+            return
+        self.shown, self.at = phase, now
+        if total is None:
+            text = phase
+        elif phase == "training":
+            text = f"training: {done} of {total} micro-batches"
+        else:
+            text = f"{phase}: {done} of {total}"
+        TrainingRun.objects.filter(pk=self.run_id).update(phase=text, heartbeat_at=timezone.now())
 
 
 def _finite(values: dict) -> dict:

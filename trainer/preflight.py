@@ -1,0 +1,128 @@
+"""Before a run starts: will it fit in the memory of the train workers listening now, and if not, what
+change makes it fit. Also the start form's defaults for those workers' device. Torch-free (the web uses it).
+
+The estimate is ``trainer.core.memory`` (calibrated against measured peaks); what a worker has comes
+from its device report (``trainer.devices``). A run must fit in ``FIT_SHARE`` of the biggest worker's
+budget (a GPU's memory, or a CPU machine's RAM); the defaults for a CPU worker fit in half of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from trainer import devices
+from trainer.core import memory
+from trainer.core.config import TrainConfig
+from trainer.core.presets import preset_values
+
+FIT_SHARE = 0.9  # a run may plan to use this much of a worker's memory; the rest is the OS and other work
+DEFAULTS_SHARE = 0.5  # the defaults for a CPU worker stay within half its memory
+
+
+@dataclass
+class Fit:
+    estimate: memory.MemoryEstimate | None  # None: the model's shape is unknown here (a hub id)
+    budget: int | None  # bytes of the biggest listening train worker; None: no worker reports
+    workers: list[devices.DeviceReport]
+    change: dict | None = None  # settings that make it fit, when it does not
+    change_estimate: memory.MemoryEstimate | None = None
+
+    @property
+    def fits(self) -> bool:
+        return self.estimate is None or self.budget is None or self.estimate.peak <= FIT_SHARE * self.budget
+
+    def refusal(self) -> str:
+        """The plain-words reason a run that does not fit is refused."""
+        need, have = self.estimate.peak / memory.GIB, self.budget / memory.GIB
+        text = (f"This run needs about {need:.1f} GiB at its peak ({self.estimate.describe()}), more than the "
+                f"{FIT_SHARE:.0%} of {have:.0f} GiB the biggest train worker has.")
+        if self.change:
+            return text + f" {describe_change(self.change)} brings it to about " \
+                          f"{self.change_estimate.peak / memory.GIB:.1f} GiB."
+        return text + (" No micro-batch, gradient checkpointing or precision makes it fit: the model alone needs "
+                       f"{(self.estimate.base + self.estimate.weights) / memory.GIB:.1f} GiB. Use a smaller "
+                       "model or a worker with more memory.")
+
+
+def describe_change(change: dict) -> str:
+    parts = []
+    if "micro_batch_size" in change:
+        parts.append(f"micro-batches of {change['micro_batch_size']} (the same effective batch, accumulated)")
+    if change.get("gradient_checkpointing"):
+        parts.append("gradient checkpointing")
+    if change.get("bf16"):
+        parts.append("bf16")
+    return "Training with " + " and ".join(parts)
+
+
+def model_shape() -> memory.ModelShape | None:
+    from trainer.core import provision
+
+    try:
+        return memory.shape_of(provision.resolve(settings.BASE_MODEL, settings.DATA_DIR).path)
+    except (provision.ProvisionError, FileNotFoundError, KeyError):
+        return None
+
+
+def train_workers() -> list[devices.DeviceReport]:
+    try:
+        return devices.reports("train")
+    except Exception:  # Redis down: the status page says so; the form cannot check
+        return []
+
+
+def fitting_change(shape: memory.ModelShape, config: TrainConfig, budget: float,
+                   on_gpu: bool) -> tuple[dict, memory.MemoryEstimate] | None:
+    """The smallest change that fits ``budget``: halve the micro-batch, then add gradient checkpointing
+    (and bf16 on a GPU), micro-batches from the largest down."""
+    micros = [m for m in range(config.micro_batch_size, 0, -1) if config.batch_size % m == 0]
+    options = [{"micro_batch_size": m} for m in micros[1:]]
+    options += [{"micro_batch_size": m, "gradient_checkpointing": True} for m in micros]
+    if on_gpu and not config.bf16:
+        options += [{**o, "bf16": True} for o in options]
+    for change in options:
+        candidate = dataclasses.replace(config, **change)
+        est = memory.estimate_config(shape, candidate)
+        if est.peak <= budget:
+            if change.get("micro_batch_size") == config.micro_batch_size:
+                change = {k: v for k, v in change.items() if k != "micro_batch_size"}
+            return change, est
+    return None
+
+
+def check(config: dict) -> Fit:
+    """Whether ``config`` fits the listening train workers, and the change that would make it fit."""
+    workers = train_workers()
+    shape = model_shape()
+    train_config = TrainConfig.from_dict(config)
+    est = memory.estimate_config(shape, train_config) if shape else None
+    budget = max((w.budget for w in workers), default=None)
+    fit = Fit(est, budget, workers)
+    if not fit.fits:
+        on_gpu = any(w.device == "cuda" for w in workers)
+        found = fitting_change(shape, train_config, FIT_SHARE * budget, on_gpu)
+        if found:
+            fit.change, fit.change_estimate = found
+    return fit
+
+
+def form_defaults(preset: str | None = None) -> dict:
+    """Initial values of the start form: the cpu preset unless a train worker has a GPU (or ``preset``
+    asks for the paper's), shrunk to half a CPU worker's memory when even that is too big."""
+    workers = train_workers()
+    on_gpu = any(w.device == "cuda" for w in workers)
+    name = preset or ("paper" if on_gpu else "cpu")
+    values = preset_values(name)
+    shape = model_shape()
+    cpu_budgets = [w.memory_total for w in workers if w.device == "cpu"]
+    if name == "cpu" and shape and cpu_budgets:
+        config = TrainConfig.from_dict(values)
+        limit = DEFAULTS_SHARE * max(cpu_budgets)
+        if memory.estimate_config(shape, config).peak > limit:
+            found = fitting_change(shape, config, limit, on_gpu=False)
+            if found:
+                values.update(found[0])
+    return values
