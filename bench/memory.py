@@ -31,7 +31,8 @@ CONFIGS = [  # micro-batch, max_length, max_prompt_length, user model, gradient 
     (4, 512, 320, "none", False),
     (4, 512, 320, "individual", True),
 ]
-HELD_OUT = {5, 7}  # indexes not used by --fit: the estimate is checked on configurations it was not fitted to
+HELD_OUT = {5}  # not used by --fit: the estimate is checked on a configuration it was not fitted to
+CHECKPOINTING = {7}  # fit their own per-token factor (memory.CHECKPOINTED)
 
 
 def _status(field: str) -> int:
@@ -77,6 +78,9 @@ def main(argv=None) -> list[Figure]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="a transformers folder (default: the bundled SmolLM2)")
     ap.add_argument("--fit", action="store_true", help="print the least-squares factors for trainer/core/memory.py")
+    ap.add_argument("--reuse", type=Path, help="the measurements a previous run saved (--save), instead of "
+                                              "measuring again: to compare a refitted estimate")
+    ap.add_argument("--save", type=Path, help="write the measurements to this JSON file")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -89,14 +93,18 @@ def main(argv=None) -> list[Figure]:
     shape = memory.shape_of(model)
     print(f"model {model}: {shape.params / 1e6:.0f} M parameters, {shape.layers} layers, fp32", flush=True)
     rows = []
+    reused = json.loads(args.reuse.read_text()) if args.reuse else None
     for i, (micro, length, prompt, user_model, checkpointing) in enumerate(CONFIGS):
         spec = {"model": model, "micro_batch_size": micro, "max_length": length, "max_prompt_length": prompt,
                 "user_model": user_model, "gradient_checkpointing": checkpointing}
-        proc = subprocess.run([sys.executable, "-m", "bench.memory", "--child", json.dumps(spec)],
-                              capture_output=True, text=True)
-        if proc.returncode:
-            raise SystemExit(f"configuration {spec} failed:\n{proc.stderr[-3000:]}")
-        measured = json.loads(proc.stdout.strip().splitlines()[-1])
+        if reused:
+            measured = reused[i]
+        else:
+            proc = subprocess.run([sys.executable, "-m", "bench.memory", "--child", json.dumps(spec)],
+                                  capture_output=True, text=True)
+            if proc.returncode:
+                raise SystemExit(f"configuration {spec} failed:\n{proc.stderr[-3000:]}")
+            measured = json.loads(proc.stdout.strip().splitlines()[-1])
         est = memory.estimate(shape, micro_batch_size=micro, max_length=length, max_prompt_length=prompt,
                               personalized=user_model != "none", gradient_checkpointing=checkpointing)
         feats = memory.features(shape, micro_batch_size=micro, max_length=length, max_prompt_length=prompt,
@@ -105,6 +113,8 @@ def main(argv=None) -> list[Figure]:
         print(f"  {i}: micro {micro}, {length} tokens, {user_model}{', checkpointing' if checkpointing else ''}: "
               f"measured {measured['peak'] / memory.GIB:.2f} GiB, estimated {est.peak / memory.GIB:.2f} GiB",
               flush=True)
+    if args.save:
+        args.save.write_text(json.dumps([measured for _, _, measured, _, _ in rows]))
     if args.fit:
         _fit(rows, shape, memory)
     print("\n| micro-batch | max length | user model | checkpointing | measured peak | estimate | estimate / measured |")
@@ -125,10 +135,18 @@ def main(argv=None) -> list[Figure]:
 def _fit(rows, shape, memory) -> None:
     import numpy as np
 
-    used = [r for r in rows if r[0] not in HELD_OUT]
+    used = [r for r in rows if r[0] not in HELD_OUT | CHECKPOINTING]
     base = float(np.mean([m["before"] - shape.params * memory.FLOAT for _, _, m, _, _ in used]))
     X = np.array([f for *_, f in used], dtype=float)
     y = np.array([m["peak"] - m["before"] for _, _, m, _, _ in used], dtype=float)
     factors, *_ = np.linalg.lstsq(X / y[:, None], np.ones_like(y), rcond=None)  # relative errors count
     print(f"\nfitted: BASE = {base / memory.GIB:.3f} * GIB; PER_TOKEN, ATTENTION, LOGITS = "
           f"{', '.join(f'{max(0.0, f):.3f}' for f in factors)}", flush=True)
+    for i, _, measured, _, (per_token, attention, logits) in rows:
+        if i in CHECKPOINTING:
+            rest = base + shape.params * memory.FLOAT + factors[1] * attention + factors[2] * logits
+            print(f"CHECKPOINTED = {(measured['peak'] - rest) / per_token:.2f} (from configuration {i})", flush=True)
+
+
+if __name__ == "__main__":  # the parent runs each configuration as `python -m bench.memory --child SPEC`
+    main()

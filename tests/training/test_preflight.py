@@ -98,23 +98,24 @@ def test_a_gpu_worker_gets_the_papers_defaults_and_a_cpu_worker_the_cpu_ones(bun
 
 
 def test_the_cpu_defaults_shrink_to_half_a_small_workers_memory(bundled_base, reports):
-    reports("train-cpu@small", ram_gib=2.5)
+    reports("train-cpu@small", ram_gib=6)
     defaults = preflight.form_defaults()
     config = TrainConfig.from_dict(defaults)
-    assert memory.estimate_config(SMOL, config).peak <= 0.5 * 2.5 * GIB
+    assert memory.estimate_config(SMOL, TrainConfig.from_dict(PRESETS["cpu"])).peak > 0.5 * 6 * GIB
+    assert memory.estimate_config(SMOL, config).peak <= 0.5 * 6 * GIB
     assert config.micro_batch_size < PRESETS["cpu"]["micro_batch_size"] or config.gradient_checkpointing
 
 
 def test_the_start_form_refuses_then_offers_the_change_in_one_click(client, staff, bundled_base, reports):
     from tests.training.test_run_services import FORM_DEFAULTS
 
-    reports("train-small@box", ram_gib=8)
+    reports("train-cpu@box", ram_gib=24)
     client.force_login(staff)
     page = client.get("/staff/runs/new/").content.decode()
     assert 'name="micro_batch_size" value="2"' in page and "paper defaults" in page
     paper = {k: v for k, v in FORM_DEFAULTS.items() if not isinstance(v, bool)} | {"with_baseline": ""}
     refused = client.post("/staff/runs/new/", paper).content.decode()
-    assert "more than the 90% of 8 GiB" in refused and TrainingRun.objects.count() == 0
+    assert "more than the 90% of 24 GiB" in refused and TrainingRun.objects.count() == 0
     value = re.search(r'name="apply" value="([^"]+)"', refused).group(1)
     changed = client.post("/staff/runs/new/", {**paper, "apply": value}).content.decode()
     micro = int(re.search(r'name="micro_batch_size" value="(\d+)"', changed).group(1))

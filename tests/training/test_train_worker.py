@@ -53,9 +53,15 @@ def status_of(run) -> str:
 
 
 def test_a_run_trains_evaluates_and_publishes_its_model(staff, people, workdir, tiny_model_path):
+    from trainer import devices
+
     with train_worker(tiny_model_path, workdir, "train-ok@localhost"):
         run = start(staff, epochs=2, diagnostics_every=3, diagnostics_pairs=2)
         wait_for(lambda: status_of(run) in (TrainingRun.Status.COMPLETED, TrainingRun.Status.FAILED))
+        # The worker told the web what it has, for the start form's memory check.
+        report = wait_for(lambda: next((r for r in devices.reports("train") if r.worker == "train-ok@localhost"),
+                                       None), timeout=30)
+        assert report.queues == ["train"] and report.memory_total > 0
     assert run.status == TrainingRun.Status.COMPLETED, run.error
     assert run.step == run.total_steps > 0
     assert RunLog.objects.filter(run=run, kind="train").count() == run.total_steps
