@@ -117,7 +117,8 @@ def main(argv=None) -> list[Figure]:
         args.save.write_text(json.dumps([measured for _, _, measured, _, _ in rows]))
     if args.fit:
         _fit(rows, shape, memory)
-    print("\n| micro-batch | max length | user model | checkpointing | measured peak | estimate | estimate / measured |")
+    print("\n| micro-batch | max length | user model | checkpointing | measured peak | estimate "
+          "| estimate / measured |")
     print("|---|---|---|---|---|---|---|")
     figures = []
     for i, spec, measured, est, _ in rows:

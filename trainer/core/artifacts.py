@@ -108,3 +108,21 @@ def load_run(path: Path, *, base_model: str | None = None, device="cpu", merge: 
     index = UserIndex.from_json(json.loads((path / "users.json").read_text()))
     metrics = json.loads((path / "metrics.json").read_text())
     return LoadedRun(core, tokenizer, index, config, metrics, path)
+
+
+def save_vectors(target: Path, core: PreferenceModel, row: int, metadata: dict[str, str]) -> Path:
+    """One person's (T, H) vectors (their row of the user model) as a safetensors file, written beside and
+    renamed into place: a reader sees the old file or the new one, never half of one."""
+    with torch.no_grad():
+        vectors = core.user_model(torch.tensor([row]))[0].detach().cpu().contiguous()  # (T, H)
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".fit-", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({"vectors": vectors}, tmp, metadata=metadata)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target

@@ -10,11 +10,9 @@ results and the files written go to ``say`` (stdout).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -236,9 +234,7 @@ def fit_user_command(run_path: Path, user_id: str, pairs: list[Pair], *, max_pai
                      bars: ConsoleProgress | None = None) -> Path:
     """Fit ``user_id``'s vectors from their first ``max_pairs`` pairs (LoRA and everyone else frozen), test them
     on the rest, and save them into the run's ``vectors/`` folder."""
-    import torch
-    from safetensors.torch import save_file
-
+    from trainer.core.artifacts import save_vectors
     from trainer.core.evaluate import evaluate
     from trainer.core.fastfit import fast_fit
     from trainer.core.usermodel import UserIndex
@@ -263,18 +259,8 @@ def fit_user_command(run_path: Path, user_id: str, pairs: list[Pair], *, max_pai
     bars("fitting", 0, None)
     report = fast_fit(run.model, run.tokenizer, index, run.config, user_id, fit_on, start_row=trained_row)
     bars.close()
-    with torch.no_grad():
-        vectors = run.model.user_model(torch.tensor([report.row]))[0].detach().cpu().contiguous()  # (T, H)
-    target = vectors_path(run_path, user_id)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".fit-", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({"vectors": vectors}, tmp, metadata={"user": user_id, "pairs": str(report.pairs)})
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    target = save_vectors(vectors_path(run_path, user_id), run.model, report.row,
+                          {"user": user_id, "pairs": str(report.pairs)})
     say(f"loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f} in {report.seconds:.1f} s")
     if test_on:
         # An index where the person's id points at the row the fit appended (placeholders fill the rows before).

@@ -10,8 +10,6 @@ done ``VectorFit`` of the person on the next reply.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from django.conf import settings
@@ -55,10 +53,7 @@ def vectors_refit(fit_id: int) -> str:
 
 
 def _fit(fit: VectorFit) -> tuple[int, float, list[float]]:
-    import torch
-    from safetensors.torch import save_file
-
-    from trainer.core.artifacts import load_run
+    from trainer.core.artifacts import load_run, save_vectors
     from trainer.core.config import FastFitConfig
     from trainer.core.fastfit import fast_fit
     from trainer.core.usermodel import UserIndex
@@ -74,18 +69,8 @@ def _fit(fit: VectorFit) -> tuple[int, float, list[float]]:
     trained_row = run.user_index.row(user_id) if user_id in run.user_index else None
     report = fast_fit(run.model, run.tokenizer, UserIndex(), run.config, user_id, pairs,
                       fit=FastFitConfig(rounds=settings.FASTFIT_ROUNDS), start_row=trained_row)
-    with torch.no_grad():
-        vectors = run.model.user_model(torch.tensor([report.row]))[0].detach().cpu().contiguous()  # (T, H)
-    final = settings.ARTIFACTS_DIR / vectors_file(fit)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".fit-", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({"vectors": vectors}, tmp, metadata={"user": user_id, "run": str(fit.run_id)})
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_vectors(settings.ARTIFACTS_DIR / vectors_file(fit), run.model, report.row,
+                 {"user": user_id, "run": str(fit.run_id)})
     return report.pairs, report.seconds, [report.losses[0], report.losses[-1]]
 
 
