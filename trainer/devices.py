@@ -88,6 +88,10 @@ def report_publish(report: DeviceReport) -> None:
     client().set(KEY + report.worker, json.dumps(asdict(report)), ex=3 * settings.BOOKKEEPING_SECONDS)
 
 
+def report_withdraw(worker: str) -> None:
+    client().delete(KEY + worker)
+
+
 def reports(queue: str | None = "train") -> list[DeviceReport]:
     """The live reports of the workers listening on ``queue`` (every worker with None)."""
     conn = client()

@@ -11,7 +11,7 @@ import threading
 import time
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutdown
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,19 @@ def start_bookkeeping(sender=None, **_kwargs) -> None:
             log.warning("failed %d replies that this worker's previous process (%s) was writing", reaped, hostname)
     queues = sorted(getattr(getattr(sender, "app", None) and sender.app.amqp.queues, "consume_from", None) or [])
     threading.Thread(target=_keep_books, args=(hostname, queues), name="bookkeeping", daemon=True).start()
+
+
+@worker_shutdown.connect
+def withdraw_device_report(sender=None, **_kwargs) -> None:
+    """A worker that stops takes its device report with it (a killed one's expires after three rounds)."""
+    from trainer import devices
+
+    hostname = getattr(sender, "hostname", "") or ""
+    if hostname:
+        try:
+            devices.report_withdraw(hostname)
+        except Exception:  # Redis down: the report expires by itself
+            log.exception("could not withdraw this worker's device report")
 
 
 def _report_device(hostname: str, queues: list[str]) -> None:

@@ -1,3 +1,4 @@
+import re
 from datetime import timedelta
 
 import pytest
@@ -53,6 +54,10 @@ def test_a_bad_combination_is_refused_on_the_form(client, staff):
 
 @pytest.mark.django_db(transaction=True)
 def test_starting_with_a_baseline_queues_both_runs_after_commit(client, staff, test_redis):
+    from trainer import devices
+
+    for key in test_redis.scan_iter(match=devices.KEY + "*"):  # no worker listens: nothing to check memory against
+        test_redis.delete(key)
     client.force_login(staff)
     response = client.post(reverse("run_new"), {**FORM_DEFAULTS, "name": "first", "with_baseline": "on"})
     run = TrainingRun.objects.get(name="first")
@@ -162,3 +167,13 @@ def test_the_run_page_phase_follows_the_work_inside_a_step_without_a_write_per_c
     assert TrainingRun.objects.get(pk=run.pk).phase == "tokenising: 268 of 268"
     phase("training", 3, 120)
     assert TrainingRun.objects.get(pk=run.pk).phase == "training: 3 of 120 micro-batches"
+
+
+def test_the_run_page_acknowledges_a_cancel_at_once_and_says_how_long_it_has_run(client, staff):
+    run = make_run(staff, status=TrainingRun.Status.RUNNING, started_at=timezone.now() - timedelta(minutes=3),
+                   step=2, total_steps=10, heartbeat_at=timezone.now())
+    client.force_login(staff)
+    services.run_cancel(run=run)
+    page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    assert 'id="cancel-requested"' in page and "stops after the current micro-batch" in page
+    assert re.search(r"running for 3\xa0minutes", page)
