@@ -180,8 +180,10 @@ def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint
 
     progress(step, total, metrics) is called after every optimizer step; metrics
     is a dict of floats on log steps and None otherwise. should_cancel() is
-    checked after every optimizer step; a cancelled run saves a checkpoint (when
-    it has a folder) and returns with status "cancelled". ``users`` may list
+    checked after every optimizer step and, in one process, before the first step
+    and between micro-batches (a partial step is dropped); a cancelled run saves
+    a checkpoint of its last whole step (when it has a folder) and returns with
+    status "cancelled". ``users`` may list
     users beyond those with pairs (they get rows but stay at their start).
     on_phase(phase, done, total) follows the work inside the steps too: loading
     the model, tokenising, and training micro-batch by micro-batch (the first

@@ -17,11 +17,6 @@ from tqdm import tqdm
 Phase = Callable[[str, int, "int | None"], None]  # (phase name, units done, units in all or None if unknown)
 
 
-def every(total: int, updates: int = 100) -> int:
-    """Report every this many units: about ``updates`` reports over ``total`` units."""
-    return max(1, total // updates)
-
-
 class ConsoleProgress:
     """One bar per phase on stderr; a new phase closes the previous bar.
 
