@@ -126,3 +126,22 @@ def form_defaults(preset: str | None = None) -> dict:
             if found:
                 values.update(found[0])
     return values
+
+
+def schedule_notes(config: dict, steps: int) -> list[str]:
+    """What the run's bookkeeping settings will not do in a run of ``steps`` optimizer steps."""
+    if not steps:
+        return []
+    notes = []
+    every = int(config.get("checkpoint_every") or 0)
+    if every and every >= steps:
+        notes.append(f"Checkpoint every {every} steps: this run has {steps}, so it writes no checkpoint before it "
+                     f"ends (a killed run would start again from step 0). Try {max(1, steps // 4)}.")
+    every = int(config.get("diagnostics_every") or 0)
+    if every and every > steps:
+        notes.append(f"Gradient entanglement every {every} steps never comes in {steps} steps. "
+                     f"Try {max(1, steps // 4)}.")
+    warmup = int(config.get("warmup_steps") or 0)
+    if warmup > steps // 10:
+        notes.append(f"Warmup of {warmup} steps is cut to {steps // 10} (a tenth of the run).")
+    return notes

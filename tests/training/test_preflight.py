@@ -127,3 +127,24 @@ def test_the_start_form_refuses_then_offers_the_change_in_one_click(client, staf
     response = client.post("/staff/runs/new/", start)
     assert response.status_code == 302, fields
     assert TrainingRun.objects.get().config["micro_batch_size"] == micro
+
+
+def test_settings_that_never_fire_in_a_short_run_are_named():
+    notes = preflight.schedule_notes({"checkpoint_every": 20, "diagnostics_every": 10, "warmup_steps": 150}, 6)
+    assert notes == [
+        "Checkpoint every 20 steps: this run has 6, so it writes no checkpoint before it ends (a killed run would "
+        "start again from step 0). Try 1.",
+        "Gradient entanglement every 10 steps never comes in 6 steps. Try 1.",
+        "Warmup of 150 steps is cut to 0 (a tenth of the run).",
+    ]
+    assert preflight.schedule_notes({"checkpoint_every": 20, "diagnostics_every": 10, "warmup_steps": 5}, 200) == []
+
+
+def test_the_preview_names_them_on_the_start_form(client, staff, reports):
+    from tests.factories import population
+    from tests.training.test_run_services import FORM_DEFAULTS
+
+    population(people=4, conversations=2)
+    client.force_login(staff)
+    page = client.get("/staff/runs/preview/", {**FORM_DEFAULTS, "checkpoint_every": 50}).content.decode()
+    assert 'id="schedule-notes"' in page and "Checkpoint every 50 steps: this run has" in page

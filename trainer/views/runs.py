@@ -62,8 +62,8 @@ def run_preview(request):
 
 def _preview(form: RunForm) -> dict:
     config = form.config()
-    fit = preflight.check(config)
-    return {**services.run_preview(data_filter=form.data_filter(), config=config), "fit": fit}
+    preview = services.run_preview(data_filter=form.data_filter(), config=config)
+    return {**preview, "fit": preflight.check(config), "notes": preflight.schedule_notes(config, preview["steps"])}
 
 
 def _fix_button(change: dict | None) -> dict | None:
