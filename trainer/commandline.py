@@ -51,17 +51,14 @@ def model_from(options: dict, stdout) -> str | None:
 
 
 def run_model(options: dict, stdout) -> str | None:
-    """--model when given; else None (the run's recorded base model), or BASE_MODEL if that path is gone."""
-    import json
+    """--model when given; else the run's recorded base model, or BASE_MODEL if that folder is not here."""
+    from trainer.core.artifacts import base_model_here
 
     given = model_from(options, stdout)
-    if given is not None:
-        return given
-    recorded = json.loads((Path(options["run"]) / "run.json").read_text())["base_model"] \
-        if (Path(options["run"]) / "run.json").is_file() else ""
-    if recorded.startswith("/") and not Path(recorded).exists():
-        return locate_model(settings.BASE_MODEL, data=settings.DATA_DIR, say=lambda m: stdout.write(m))
-    return None
+    if given is not None or not (Path(options["run"]) / "run.json").is_file():
+        return given  # no run.json: open_run says what is wrong
+    return base_model_here(options["run"], lambda: locate_model(settings.BASE_MODEL, data=settings.DATA_DIR,
+                                                                say=lambda m: stdout.write(m)))
 
 
 def survey_groups(field: str) -> dict[str, str]:

@@ -20,7 +20,6 @@ from django.conf import settings
 from alignment_site.redis_client import client
 
 KEY = "workers:device:"
-GIB = 1024 ** 3
 
 
 @dataclass(frozen=True)
@@ -39,11 +38,6 @@ class DeviceReport:
     def budget(self) -> int:
         """Bytes one training process may use: a GPU's memory, or all the machine's RAM."""
         return self.gpu_memory if self.device == "cuda" else self.memory_total
-
-    def describe(self) -> str:
-        if self.device == "cuda":
-            return f"{self.worker}: {self.gpus} GPU(s) of {self.gpu_memory / GIB:.0f} GiB"
-        return f"{self.worker}: CPU, {self.cpus} cores, {self.memory_total / GIB:.0f} GiB RAM"
 
 
 def _meminfo() -> dict[str, int]:

@@ -26,7 +26,6 @@ DEFAULTS_SHARE = 0.5  # the defaults for a CPU worker stay within half its memor
 class Fit:
     estimate: memory.MemoryEstimate | None  # None: the model's shape is unknown here (a hub id)
     budget: int | None  # bytes of the biggest listening train worker; None: no worker reports
-    workers: list[devices.DeviceReport]
     change: dict | None = None  # settings that make it fit, when it does not
     change_estimate: memory.MemoryEstimate | None = None
 
@@ -100,7 +99,7 @@ def check(config: dict) -> Fit:
     train_config = TrainConfig.from_dict(config)
     est = memory.estimate_config(shape, train_config) if shape else None
     budget = max((w.budget for w in workers), default=None)
-    fit = Fit(est, budget, workers)
+    fit = Fit(est, budget)
     if not fit.fits:
         on_gpu = any(w.device == "cuda" for w in workers)
         found = fitting_change(shape, train_config, FIT_SHARE * budget, on_gpu)

@@ -126,3 +126,12 @@ def save_vectors(target: Path, core: PreferenceModel, row: int, metadata: dict[s
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def base_model_here(path: Path, fallback: Callable[[], str] | None = None) -> str | None:
+    """The base model a saved run loads on, here: the one it recorded, or ``fallback()`` when that was a folder
+    that is not on this machine (trained elsewhere); None when it is gone and there is no fallback."""
+    recorded = json.loads((Path(path) / "run.json").read_text())["base_model"]
+    if recorded.startswith(("/", ".")) and not Path(recorded).exists():
+        return fallback() if fallback is not None else None
+    return recorded

@@ -77,16 +77,16 @@ def interrupt_flag():
 
 def open_run(run_path: Path, model_path: str | None = None):
     """Load a saved run, on the base model it records unless ``model_path`` is given; plain errors when missing."""
-    from trainer.core.artifacts import load_run
+    from trainer.core.artifacts import base_model_here, load_run
 
     quiet_libraries()
     run_path = Path(run_path)
     if not (run_path / "run.json").is_file():
         raise UsageError(f"{run_path} is not a saved run (no run.json): give the folder `train` wrote")
-    recorded = json.loads((run_path / "run.json").read_text())["base_model"]
-    if model_path is None and recorded.startswith(("/", ".")) and not Path(recorded).exists():
-        raise UsageError(f"The run was trained on {recorded}, which is not on this machine: give the base model "
-                         "with --model (bundled, a folder or a hub id)")
+    model_path = model_path or base_model_here(run_path)
+    if model_path is None:
+        raise UsageError("The run was trained on a base model folder that is not on this machine: give the base "
+                         "model with --model (bundled, a folder or a hub id)")
     return load_run(run_path, base_model=model_path)
 
 

@@ -53,17 +53,19 @@ def vectors_refit(fit_id: int) -> str:
 
 
 def _fit(fit: VectorFit) -> tuple[int, float, list[float]]:
-    from trainer.core.artifacts import load_run, save_vectors
+    from trainer.core.artifacts import base_model_here, load_run, save_vectors
     from trainer.core.config import FastFitConfig
     from trainer.core.fastfit import fast_fit
     from trainer.core.usermodel import UserIndex
+    from trainer.worker.serving import local_base_model
     from users.prism.ids import exported_user_id
 
     if not fit.run.artifacts:
         raise ValueError(f"version {fit.run_id} has no saved model")
     user_id = exported_user_id(fit.user, getattr(fit.user, "profile", None))
     pairs = user_pairs(fit.user, limit=settings.FASTFIT_MAX_PAIRS)
-    run = load_run(settings.ARTIFACTS_DIR / fit.run.artifacts, base_model=_base_model(fit.run.artifacts))
+    path = settings.ARTIFACTS_DIR / fit.run.artifacts
+    run = load_run(path, base_model=base_model_here(path, local_base_model))
     # A throwaway index: fast_fit adds the person as a new row, starting from their vectors
     # from training when they have some (that row is untouched), else from the generic ones.
     trained_row = run.user_index.row(user_id) if user_id in run.user_index else None
@@ -72,14 +74,3 @@ def _fit(fit: VectorFit) -> tuple[int, float, list[float]]:
     save_vectors(settings.ARTIFACTS_DIR / vectors_file(fit), run.model, report.row,
                  {"user": user_id, "run": str(fit.run_id)})
     return report.pairs, report.seconds, [report.losses[0], report.losses[-1]]
-
-
-def _base_model(artifacts: str) -> str | None:
-    import json
-
-    from trainer.core import provision
-
-    recorded = json.loads((settings.ARTIFACTS_DIR / artifacts / "run.json").read_text())["base_model"]
-    if recorded.startswith("/") and not Path(recorded).exists():
-        return str(provision.resolve(settings.BASE_MODEL, settings.DATA_DIR).path)
-    return None

@@ -80,6 +80,11 @@ def load_base_model():
     return model, tokenizer, name
 
 
+def local_base_model() -> str:
+    """This machine's ``BASE_MODEL`` as a loadable path."""
+    return str(provision.resolve(settings.BASE_MODEL, settings.DATA_DIR).path)
+
+
 def _base(path: str, name: str | None = None) -> tuple:
     with _lock:
         if path not in _bases:
@@ -100,15 +105,10 @@ def served_run(run_id: int, artifacts: str) -> ServedRun:
     """The version's merged model, loaded once per process; older versions beyond KEEP_RUNS are dropped."""
     with _lock:
         if run_id not in _runs:
-            import json
-
-            from trainer.core.artifacts import load_run
+            from trainer.core.artifacts import base_model_here, load_run
 
             path = settings.ARTIFACTS_DIR / artifacts
-            recorded = json.loads((path / "run.json").read_text())["base_model"]
-            base = recorded
-            if recorded.startswith("/") and not Path(recorded).exists():  # trained on another machine
-                base = str(provision.resolve(settings.BASE_MODEL, settings.DATA_DIR).path)
+            base = base_model_here(path, local_base_model)  # trained on another machine: this one's BASE_MODEL
             started = time.perf_counter()
             loaded = load_run(path, base_model=base, merge=True)
             name = f"run {run_id} ({Path(base).name})"
