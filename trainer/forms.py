@@ -52,6 +52,10 @@ class RunForm(forms.Form):
     gradient_checkpointing = forms.BooleanField(required=False, initial=False,
                                                 label="Gradient checkpointing (less memory, about 30 % slower)")
     bf16 = forms.BooleanField(required=False, initial=False, label="bf16 autocast (on GPUs that compute it)")
+    processes = forms.IntegerField(min_value=1, max_value=64, initial=1, required=False,
+                                   label="Processes (one per GPU; CPU processes on a CPU worker)")
+    launch_config = forms.CharField(max_length=500, required=False,
+                                    label="accelerate config file on the worker (optional; plain DDP without)")
     seed = forms.IntegerField(initial=42)
     log_every = forms.IntegerField(min_value=1, initial=1, label="Log metrics every N steps")
     checkpoint_every = forms.IntegerField(min_value=0, initial=20, label="Checkpoint every N steps (0 = never)")
@@ -62,8 +66,16 @@ class RunForm(forms.Form):
         data = super().clean()
         if self.errors:
             return data
+        data["processes"] = data.get("processes") or 1  # left empty: one process
         if data["batch_size"] % data["micro_batch_size"]:
             self.add_error("micro_batch_size", "The batch size must be a whole multiple of the micro-batch size.")
+        elif data["batch_size"] % (data["processes"] * data["micro_batch_size"]):
+            self.add_error("processes", f"The batch size ({data['batch_size']}) must split into {data['processes']} "
+                                        f"processes of whole micro-batches of {data['micro_batch_size']}.")
+        path = data.get("launch_config", "").strip()
+        if path and (not path.startswith("/") or not path.endswith((".yaml", ".yml", ".json"))):
+            self.add_error("launch_config", "Give the absolute path of an accelerate config file (.yaml or .json) "
+                                            "on the train worker's machine, as `accelerate config` writes it.")
         if data["max_prompt_length"] >= data["max_length"]:
             self.add_error("max_prompt_length", "The prompt limit must leave room for the reply within the total.")
         if data.get("since") and data.get("until") and data["since"] > data["until"]:
@@ -91,6 +103,11 @@ class RunForm(forms.Form):
                 "since": d["since"].isoformat() if d.get("since") else None,
                 "until": d["until"].isoformat() if d.get("until") else None,
                 "unseen_fraction": d["unseen_fraction"], "test_fraction": d["test_fraction"]}
+
+    def launch(self) -> dict:
+        """How many processes train the run, and the accelerate config file they are launched with."""
+        return {"processes": self.cleaned_data["processes"],
+                "launch_config": self.cleaned_data.get("launch_config", "").strip()}
 
     def validated_config(self) -> dict:
         """Check the combination with the training library's own rules (no torch needed)."""

@@ -24,6 +24,11 @@ class TrainingRun(models.Model):
     config = models.JSONField(default=dict)
     data_filter = models.JSONField(default=dict)
     data_summary = models.JSONField(default=dict, blank=True)
+    # How many processes train it (one per GPU, or CPU processes): more than one runs the loop under
+    # ``accelerate launch`` as a child process group; launch_config is an accelerate config file on the worker
+    # (DeepSpeed ZeRO, FSDP), empty for plain DDP.
+    processes = models.PositiveSmallIntegerField(default=1)
+    launch_config = models.CharField(max_length=500, blank=True)
     # The plain-DPO run trained on the same data for comparison, when asked for.
     baseline = models.OneToOneField("self", null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="baseline_of")

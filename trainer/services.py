@@ -63,27 +63,33 @@ class RunDoesNotFit(ValueError):
 
 
 def run_create(*, created_by, name: str, config: dict, data_filter: dict, with_baseline: bool,
-               check_fit: bool = True) -> TrainingRun:
+               processes: int = 1, launch_config: str = "", check_fit: bool = True) -> TrainingRun:
     """Create the run (and its plain-DPO baseline on the same data) and queue both after commit.
 
-    A run that will not fit in the memory of the train workers listening now is refused (``RunDoesNotFit``).
+    ``processes`` > 1 trains it under ``accelerate launch`` (``launch_config``: an accelerate config file on
+    the worker). A run that will not fit in the memory of the train workers listening now, or asks for more
+    processes than any of them runs, is refused (``RunDoesNotFit``).
     """
     from trainer import preflight
     from trainer.core.config import TrainConfig  # torch-free: the web may use it
 
     config = TrainConfig.from_dict(config).to_dict()  # every field stored, defaults filled in
+    if processes < 1 or config["batch_size"] % (processes * config["micro_batch_size"]):
+        raise ValueError(f"The batch size ({config['batch_size']}) must split into {processes} processes of whole "
+                         f"micro-batches of {config['micro_batch_size']}.")
     if check_fit:
-        fit = preflight.check(config)
+        fit = preflight.check(config, processes)
         if not fit.fits:
             raise RunDoesNotFit(fit)
+    launch = {"processes": processes, "launch_config": launch_config.strip()}
     with transaction.atomic():
         run = TrainingRun.objects.create(name=name, created_by=created_by, config=config,
-                                         data_filter=data_filter)
+                                         data_filter=data_filter, **launch)
         queued = [run.pk]
         if with_baseline and config.get("user_model") != "none":
             baseline_config = {**config, "user_model": "none", "loss": "dpo", "alpha": 0.0}
             baseline = TrainingRun.objects.create(name=f"{run} · plain DPO baseline", created_by=created_by,
-                                                  config=baseline_config, data_filter=data_filter)
+                                                  config=baseline_config, data_filter=data_filter, **launch)
             run.baseline = baseline
             run.save(update_fields=["baseline"])
             queued.append(baseline.pk)

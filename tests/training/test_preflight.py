@@ -148,3 +148,36 @@ def test_the_preview_names_them_on_the_start_form(client, staff, reports):
     client.force_login(staff)
     page = client.get("/staff/runs/preview/", {**FORM_DEFAULTS, "checkpoint_every": 50}).content.decode()
     assert 'id="schedule-notes"' in page and "Checkpoint every 50 steps: this run has" in page
+
+
+def test_more_processes_than_any_worker_runs_are_refused_with_the_change(client, staff, bundled_base, reports):
+    from tests.training.test_run_services import FORM_DEFAULTS
+
+    reports("train-cpu@box", ram_gib=24)  # 2 CPU cores
+    config = {**PRESETS["cpu"], "batch_size": 8, "micro_batch_size": 2}
+    fit = preflight.check(config, processes=4)
+    assert not fit.fits and fit.too_many_processes and fit.change == {"processes": 2}
+    assert "asks for 4 processes, but the biggest train worker listening now runs at most 2" in fit.refusal()
+    # On a CPU the processes share its memory: two of them need twice one's peak.
+    two = preflight.check(config, processes=2)
+    assert two.fits and two.need == 2 * two.estimate.peak
+    with pytest.raises(services.RunDoesNotFit):
+        services.run_create(created_by=staff, name="wide", config=config, data_filter={}, with_baseline=False,
+                            processes=4)
+    client.force_login(staff)
+    form = {k: v for k, v in FORM_DEFAULTS.items() if not isinstance(v, bool)} | config | {"processes": 4}
+    refused = client.post("/staff/runs/new/", form).content.decode()
+    assert "runs at most 2" in refused and 'name="apply" value="processes=2"' in refused
+    assert TrainingRun.objects.count() == 0
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused_on_the_form(client, staff, reports):
+    from tests.training.test_run_services import FORM_DEFAULTS
+
+    client.force_login(staff)
+    form = {k: v for k, v in FORM_DEFAULTS.items() if not isinstance(v, bool)}
+    page = client.post("/staff/runs/new/", form | {"batch_size": 8, "micro_batch_size": 4, "processes": 3})
+    assert "must split into 3 processes of whole micro-batches of 4" in page.content.decode()
+    page = client.post("/staff/runs/new/", form | {"launch_config": "ds.yaml"})
+    assert "absolute path of an accelerate config file" in page.content.decode()
+    assert TrainingRun.objects.count() == 0

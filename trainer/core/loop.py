@@ -172,6 +172,16 @@ def pair_order(n: int, total_steps: int, batch_size: int, seed: int) -> list[int
 
 # --- the loop --------------------------------------------------------------------------------------
 
+def agreed(should_cancel: Callable[[], bool], world: int, device: torch.device) -> bool:
+    """``should_cancel()`` of process 0, the same answer in every process (all of them must call this)."""
+    cancelled = should_cancel()
+    if world == 1:
+        return cancelled
+    flag = torch.tensor(float(cancelled), device=device)
+    dist.broadcast(flag, 0)
+    return bool(flag)
+
+
 def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint_dir: Path | None = None,
           progress: Progress | None = None, should_cancel: Callable[[], bool] | None = None,
           users: list[str] | None = None, resume: bool = True, log=print,
@@ -180,8 +190,9 @@ def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint
 
     progress(step, total, metrics) is called after every optimizer step; metrics
     is a dict of floats on log steps and None otherwise. should_cancel() is
-    checked after every optimizer step and, in one process, before the first step
-    and between micro-batches (a partial step is dropped); a cancelled run saves
+    checked after every optimizer step, before the first step and between
+    micro-batches (a partial step is dropped; with several processes, process 0's
+    answer counts); a cancelled run saves
     a checkpoint of its last whole step (when it has a folder) and returns with
     status "cancelled". ``users`` may list
     users beyond those with pairs (they get rows but stay at their start).
@@ -268,9 +279,9 @@ def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint
     per_step = per_rank // config.micro_batch_size  # micro-batches of one optimizer step on this process
     core.train()
     on_phase("training", step * per_step, total * per_step)
-    # One process checks for a cancel between micro-batches too (a step of a big batch may take minutes);
-    # several processes only at step ends, where they agree on it.
-    check_within = should_cancel if world == 1 and should_cancel is not None else None
+    # A cancel is checked between micro-batches too (a step of a big batch may take minutes); several
+    # processes take process 0's answer, asked at the same micro-batch everywhere, so they stop together.
+    check_within = functools.partial(agreed, should_cancel, world, device) if should_cancel is not None else None
     if check_within is not None and check_within():  # asked during model load or tokenising
         core.eval()
         return TrainResult(core, tokenizer, index, config, "cancelled", step, total, history, diagnostics, data,
@@ -315,11 +326,7 @@ def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint
             if on_diagnostics is not None:  # a dashboard shows them live, not only at the end
                 on_diagnostics(step, diagnostics[-1])
 
-        cancelled = should_cancel is not None and should_cancel()
-        if world > 1 and should_cancel is not None:  # every process must stop at the same step
-            flag = torch.tensor(float(cancelled), device=device)
-            dist.broadcast(flag, 0)
-            cancelled = bool(flag)
+        cancelled = check_within is not None and check_within()  # every process stops at the same step
         is_log = step % config.log_every == 0 or step == total or cancelled
         is_ckpt = bool(config.checkpoint_every) and step % config.checkpoint_every == 0 and step < total
         metrics_out = None

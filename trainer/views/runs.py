@@ -40,7 +40,7 @@ def run_new(request):
             config = form.validated_config()
             run = services.run_create(created_by=request.user, name=form.cleaned_data["name"], config=config,
                                       data_filter=form.data_filter(),
-                                      with_baseline=form.cleaned_data["with_baseline"])
+                                      with_baseline=form.cleaned_data["with_baseline"], **form.launch())
         except services.RunDoesNotFit as refused:
             form.add_error(None, str(refused))
             fix = _fix_button(refused.fit.change)
@@ -63,7 +63,8 @@ def run_preview(request):
 def _preview(form: RunForm) -> dict:
     config = form.config()
     preview = services.run_preview(data_filter=form.data_filter(), config=config)
-    return {**preview, "fit": preflight.check(config), "notes": preflight.schedule_notes(config, preview["steps"])}
+    return {**preview, "fit": preflight.check(config, form.cleaned_data["processes"]),
+            "notes": preflight.schedule_notes(config, preview["steps"])}
 
 
 def _fix_button(change: dict | None) -> dict | None:

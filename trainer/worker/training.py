@@ -87,7 +87,12 @@ def execute(run_id: int) -> str:
         return "skipped"
     with Heartbeat(run_id):
         try:
-            return _train(TrainingRun.objects.get(pk=run_id))
+            run = TrainingRun.objects.get(pk=run_id)
+            if run.processes > 1:  # the heartbeat above covers the whole group
+                from trainer.worker import group
+
+                return group.train_in_group(run)
+            return _train(run)
         except Exception as exc:  # every failure ends as a reason a person can act on
             log.exception("run %s failed", run_id)
             _finish(run_id, TrainingRun.Status.FAILED, error=_reason(exc))
@@ -112,14 +117,18 @@ def _phase(run_id: int, phase: str) -> None:
     TrainingRun.objects.filter(pk=run_id).update(phase=phase, heartbeat_at=timezone.now())
 
 
-def _train(run: TrainingRun) -> str:
+def _train(run: TrainingRun, rank: int = 0) -> str:
+    """Train, evaluate and publish ``run``. Under ``accelerate launch`` every process runs this with its
+    rank: all train their share; only process 0 writes to the database and evaluates and saves."""
     from trainer.core.config import TrainConfig
     from trainer.core.data import split_pairs
     from trainer.core.loop import train
 
     config = TrainConfig.from_dict(run.config)
     location = provision.resolve(settings.BASE_MODEL, settings.DATA_DIR)
-    _phase(run.pk, "collecting pairs")
+    main = rank == 0
+    if main:
+        _phase(run.pk, "collecting pairs")
     pairs = gather_pairs(run.data_filter)
     if not pairs:
         raise ValueError("The selected data has no preference pairs: collect ratings first, "
@@ -134,7 +143,10 @@ def _train(run: TrainingRun) -> str:
     summary = {**run.data_summary, **split.summary(), "pairs": len(pairs), "base_model": location.name}
     if resumed is not None:
         summary["resumed_from"] = resumed.name
-    TrainingRun.objects.filter(pk=run.pk).update(data_summary=summary, phase="loading the model")
+    if run.processes > 1:
+        summary["processes"] = run.processes
+    if main:
+        TrainingRun.objects.filter(pk=run.pk).update(data_summary=summary, phase="loading the model")
 
     started = time.perf_counter()
     first_step: list[int] = []
@@ -147,16 +159,19 @@ def _train(run: TrainingRun) -> str:
         if metrics:
             services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.TRAIN, step=step, values=_finite(metrics))
 
-    def should_cancel() -> bool:
-        return TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+    def should_cancel() -> bool:  # the loop takes process 0's answer in every process
+        return main and TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
 
     def on_diagnostics(step: int, report: dict) -> None:
         values = _finite({k: v for k, v in report.items() if k != "step"})
         services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.DIAG, step=step, values=values)
 
-    result = train(config, location.path, split.train, checkpoint_dir=checkpoints, progress=progress,
-                   should_cancel=should_cancel, users=split.seen_users, on_diagnostics=on_diagnostics,
-                   on_phase=PhaseText(run.pk), log=lambda msg: log.info("run %s: %s", run.pk, msg))
+    result = train(config, location.path, split.train, checkpoint_dir=checkpoints,
+                   progress=progress if main else None, should_cancel=should_cancel, users=split.seen_users,
+                   on_diagnostics=on_diagnostics, on_phase=PhaseText(run.pk) if main else None,
+                   log=lambda msg: log.info("run %s: %s", run.pk, msg))
+    if not main:  # process 0 evaluates, saves and reports
+        return result.status
     elapsed = time.perf_counter() - started
     summary.update(result.data)
     summary["first_step_this_attempt"] = first_step[0] if first_step else None

@@ -1,0 +1,50 @@
+"""One process of a run trained by several: what the train worker starts as
+``accelerate launch --num_processes N -m trainer.worker.child RUN_ID``.
+
+Every process sets Django up, gathers the same pairs and trains its share of
+each batch (``trainer.worker.training._train`` with its rank); process 0 writes
+progress, metrics and the entanglement reports to the database exactly as a
+one-process run does, then evaluates, saves the model and finishes the run. A
+failure in process 0 is written as the run's reason; a failure elsewhere ends
+the group, and the worker that launched it writes the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or not argv[0].isdigit():
+        print("usage: python -m trainer.worker.child RUN_ID (under accelerate launch)", file=sys.stderr)
+        return 2
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alignment_site.settings")
+    import django
+
+    django.setup()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s rank " + os.environ.get("RANK", "0")
+                        + " %(levelname)s %(message)s")
+    from trainer.models import TrainingRun
+    from trainer.worker import training
+
+    run_id, rank = int(argv[0]), int(os.environ.get("RANK", "0"))
+    try:
+        status = training._train(TrainingRun.objects.get(pk=run_id), rank=rank)
+    except Exception as exc:
+        if rank == 0:
+            training._finish(run_id, TrainingRun.Status.FAILED, error=training._reason(exc))
+        logging.exception("run %s failed in process %s", run_id, rank)
+        return 1
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    logging.info("run %s: process %s done (%s)", run_id, rank, status)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
