@@ -175,5 +175,10 @@ def train_worker(model_path: Path, workdir: Path, name: str, **extra: str):
     env = service_env(model_path, workdir, **{"ARTIFACTS_DIR": str(workdir / "artifacts"),
                                               "TRAIN_HEARTBEAT_SECONDS": "1", **extra})
     log = workdir / f"{name.split('@')[0]}.log"
-    with running(celery_worker_cmd("train", name), env, log, worker_ready(log, name)) as proc:
-        yield proc
+    try:
+        with running(celery_worker_cmd("train", name), env, log, worker_ready(log, name)) as proc:
+            yield proc
+    finally:  # a killed worker cannot withdraw its device report: it would size later tests' forms
+        from trainer import devices
+
+        devices.report_withdraw(name)

@@ -36,6 +36,7 @@ class TrainingRun(models.Model):
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
     phase = models.CharField(max_length=60, blank=True)  # what the worker is doing now, in words
+    step_seconds = models.FloatField(null=True, blank=True)  # measured time of an optimizer step (moving average)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -66,9 +67,10 @@ class TrainingRun(models.Model):
 
     @property
     def eta_seconds(self) -> float | None:
+        """Time left at the measured step time (before a second step is measured: the time so far per step)."""
         if self.status != self.Status.RUNNING or not self.step or not self.started_at or not self.heartbeat_at:
             return None
-        per_step = (self.heartbeat_at - self.started_at).total_seconds() / self.step
+        per_step = self.step_seconds or (self.heartbeat_at - self.started_at).total_seconds() / self.step
         return per_step * (self.total_steps - self.step)
 
 

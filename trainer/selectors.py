@@ -43,14 +43,21 @@ def pair_counts(data_filter: dict) -> dict[int, int]:
     return {row["turn__conversation__user"]: row["n"] for row in rows if row["n"] >= minimum}
 
 
-def measured_pairs_per_second(*, base_model: str) -> tuple[float | None, bool]:
-    """Training throughput of the newest completed run on this base model, if there is one."""
-    run = (TrainingRun.objects.filter(status=TrainingRun.Status.COMPLETED, data_summary__has_key="pairs_per_second",
-                                      data_summary__base_model=base_model)
-           .order_by("-finished_at").only("data_summary").first())
-    if run is None:
-        return None, False
-    return float(run.data_summary["pairs_per_second"]), True
+def measured_rates(*, base_model: str, limit: int = 8) -> list[dict]:
+    """Training throughput of the newest completed runs on this base model, newest first: pair passes per
+    second (P-DPO passes each pair twice, with the person's and the generic vectors), the machine that trained
+    it and its processes."""
+    runs = (TrainingRun.objects.filter(status=TrainingRun.Status.COMPLETED, data_summary__has_key="pairs_per_second",
+                                       data_summary__base_model=base_model)
+            .order_by("-finished_at").only("pk", "worker", "config", "processes", "data_summary")[:limit])
+    rates = []
+    for run in runs:
+        pairs_per_second = run.data_summary.get("pairs_per_second")
+        if pairs_per_second:
+            passes = 1 if run.config.get("user_model") == "none" else 2
+            rates.append({"run": run.pk, "passes_per_second": float(pairs_per_second) * passes,
+                          "host": run.worker.rsplit(":", 1)[0], "processes": run.processes})
+    return rates
 
 
 def runs_page():

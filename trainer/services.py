@@ -24,8 +24,8 @@ class RunStateError(RuntimeError):
     """The run is not in a state that allows this; the message says why."""
 
 
-def run_preview(*, data_filter: dict, config: dict) -> dict:
-    """What a run would be: users, pairs, optimizer steps and a time estimate."""
+def run_preview(*, data_filter: dict, config: dict, processes: int = 1) -> dict:
+    """What a run would be: users, pairs, optimizer steps and a time estimate with its range."""
     from trainer import selectors
 
     counts = selectors.pair_counts(data_filter)
@@ -35,13 +35,32 @@ def run_preview(*, data_filter: dict, config: dict) -> dict:
     train_pairs = int(pairs * seen_share * (1.0 - data_filter.get("test_fraction", 0.2)))
     batch = max(1, int(config.get("batch_size", 32)))
     steps = max(1, math.ceil(train_pairs * float(config.get("epochs", 1.0)) / batch)) if train_pairs else 0
-    rate, measured = selectors.measured_pairs_per_second(base_model=_base_model_name())
-    rate = rate or FALLBACK_PAIRS_PER_SECOND
-    personalized = config.get("user_model", "individual") != "none"
-    # P-DPO runs the policy twice per pair (personal and generic vectors).
-    seconds = train_pairs * float(config.get("epochs", 1.0)) / rate * (2.0 if personalized else 1.0)
-    return {"users": users, "pairs": pairs, "train_pairs": train_pairs, "steps": steps,
-            "estimated_seconds": seconds, "rate_measured": measured, "pairs_per_second": rate}
+    if config.get("max_steps"):
+        steps = min(steps, int(config["max_steps"]))
+    passes = steps * batch * (1 if config.get("user_model", "individual") == "none" else 2)
+    timing = time_estimate(passes, processes=processes)
+    return {"users": users, "pairs": pairs, "train_pairs": train_pairs, "steps": steps, **timing}
+
+
+def time_estimate(passes: int, *, processes: int = 1) -> dict:
+    """Seconds for ``passes`` pair passes, from the throughput measured on the newest runs of this base model:
+    those of the machines listening now when there are any (else every machine), with the same number of
+    processes when there are any (else all). The range is the slowest and fastest of them."""
+    from trainer import preflight, selectors
+
+    rates = selectors.measured_rates(base_model=_base_model_name())
+    hosts = {w.worker.rsplit("@", 1)[-1] for w in preflight.train_workers()}
+    here = [r for r in rates if r["host"] in hosts] or rates
+    same = [r for r in here if r["processes"] == processes] or here
+    if not same:
+        seconds = passes / FALLBACK_PAIRS_PER_SECOND
+        return {"estimated_seconds": seconds, "estimate_low": seconds, "estimate_high": seconds,
+                "rate_measured": False, "measured_runs": 0, "measured_on": ""}
+    speeds = sorted(r["passes_per_second"] for r in same)
+    middle = speeds[len(speeds) // 2]
+    return {"estimated_seconds": passes / middle, "estimate_low": passes / speeds[-1],
+            "estimate_high": passes / speeds[0], "rate_measured": True, "measured_runs": len(same),
+            "measured_on": ", ".join(sorted({r["host"] for r in same}))}
 
 
 def _base_model_name() -> str:

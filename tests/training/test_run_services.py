@@ -177,3 +177,28 @@ def test_the_run_page_acknowledges_a_cancel_at_once_and_says_how_long_it_has_run
     page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
     assert 'id="cancel-requested"' in page and "stops after the current micro-batch" in page
     assert re.search(r"running for 3\xa0minutes", page)
+
+
+def test_the_time_estimate_comes_from_runs_measured_on_the_listening_workers_with_its_range(db, staff, test_redis,
+                                                                                        settings, tiny_model_path):
+    from trainer import devices
+
+    settings.BASE_MODEL = str(tiny_model_path)
+    for key in test_redis.scan_iter(match=devices.KEY + "*"):
+        test_redis.delete(key)
+    done = {"status": TrainingRun.Status.COMPLETED, "config": {"user_model": "individual"}}
+    for host, pairs_per_second in (("fast-box", 4.0), ("fast-box", 2.0), ("fast-box", 3.0), ("slow-box", 0.1)):
+        TrainingRun.objects.create(worker=f"{host}:123", data_summary={"pairs_per_second": pairs_per_second,
+                                                                       "base_model": "tiny-llama"}, **done)
+    devices.report_publish(devices.DeviceReport(worker="train@fast-box", queues=["train"], device="cpu", gpus=0,
+                                                gpu_memory=0, gpu_free=0, memory_total=8 << 30,
+                                                memory_available=8 << 30, cpus=2))
+    try:
+        timing = services.time_estimate(120)  # 120 pair passes = 60 P-DPO pairs
+    finally:
+        devices.report_withdraw("train@fast-box")
+    # Only fast-box's runs: 4, 2 and 3 pairs/s are 8, 4 and 6 passes/s.
+    assert timing["measured_runs"] == 3 and timing["measured_on"] == "fast-box"
+    assert (timing["estimate_low"], timing["estimated_seconds"], timing["estimate_high"]) == (15.0, 20.0, 30.0)
+    everyone = services.time_estimate(120)  # nobody listening: every machine's runs
+    assert everyone["measured_runs"] == 4 and everyone["estimate_high"] == 600.0

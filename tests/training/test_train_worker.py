@@ -148,3 +148,19 @@ def test_a_train_worker_busy_with_a_run_is_shown_as_busy_not_missing(client, sta
     assert "No worker listens on the" not in queue_page
     assert f"(busy with run {run.pk})" in queue_page and f"(busy with run {run.pk})" in status_page
     assert "step 0/0" not in queue_page
+
+
+def test_cancel_inside_the_first_step_of_the_bundled_model_stops_within_30_s(staff, people, workdir,
+                                                                             bundled_model_path):
+    """The first step's micro-batches each run their reference pass first: a cancel there, on the real model
+    where a step takes many seconds, is honoured at the next micro-batch, not when the step ends."""
+    with train_worker(bundled_model_path, workdir, "train-refcancel@localhost"):
+        run = start(staff, batch_size=8, micro_batch_size=1, max_length=256, max_prompt_length=128,
+                    n_user_tokens=4, epochs=4)
+        wait_for(lambda: (run.refresh_from_db() or run.phase).startswith("training: 1 of"), timeout=240, every=0.05)
+        services.run_cancel(run=run)
+        asked = time.monotonic()
+        wait_for(lambda: status_of(run) in (TrainingRun.Status.CANCELLED, TrainingRun.Status.FAILED), timeout=60)
+        took = time.monotonic() - asked
+    assert run.status == TrainingRun.Status.CANCELLED, run.error
+    assert run.step == 0 and took < 30, f"stopped {took:.0f} s after the cancel, at step {run.step}"

@@ -62,7 +62,8 @@ def run_preview(request):
 
 def _preview(form: RunForm) -> dict:
     config = form.config()
-    preview = services.run_preview(data_filter=form.data_filter(), config=config)
+    preview = services.run_preview(data_filter=form.data_filter(), config=config,
+                                   processes=form.cleaned_data["processes"])
     return {**preview, "fit": preflight.check(config, form.cleaned_data["processes"]),
             "notes": preflight.schedule_notes(config, preview["steps"])}
 

@@ -150,11 +150,12 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
 
     started = time.perf_counter()
     first_step: list[int] = []
+    clock = StepClock()
 
     def progress(step: int, total: int, metrics: dict | None) -> None:
         if not first_step:
             first_step.append(step)
-        fields = {"step": step, "total_steps": total, "heartbeat_at": timezone.now()}
+        fields = {"step": step, "total_steps": total, "heartbeat_at": timezone.now(), "step_seconds": clock.tick()}
         TrainingRun.objects.filter(pk=run.pk).update(**fields)
         if metrics:
             services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.TRAIN, step=step, values=_finite(metrics))
@@ -193,6 +194,22 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
     _finish(run.pk, TrainingRun.Status.COMPLETED, data_summary=summary, evaluation=evaluation,
             user_map=_user_map(result), diagnostics=[_finite(d) for d in result.diagnostics], artifacts=relative)
     return TrainingRun.Status.COMPLETED
+
+
+class StepClock:
+    """The time of an optimizer step, as a moving average of the measured ones (the first step of an attempt
+    is not measured: it starts with loading the model); None until a step has been measured."""
+
+    def __init__(self, weight: float = 0.3):
+        self.weight, self.last, self.mean = weight, None, None
+
+    def tick(self) -> float | None:
+        now = time.monotonic()
+        if self.last is not None:
+            took = now - self.last
+            self.mean = took if self.mean is None else self.weight * took + (1 - self.weight) * self.mean
+        self.last = now
+        return self.mean
 
 
 class PhaseText:
