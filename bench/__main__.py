@@ -51,6 +51,8 @@ BENCHMARKS = {
                                  "about 25 min"),
     "memory": Benchmark("bench.memory", "peak memory of a training step against the pre-flight estimate",
                         "about 6 min"),
+    "first_run": Benchmark("bench.first_run", "a new user's first run with the start form's defaults: peak memory, "
+                           "time against the form's estimate; the paper's settings refused", "about 15 min"),
     "train_speed": Benchmark("bench.train_speed", "training steps against TRL's DPOTrainer on the same pairs",
                              "11 min (pip install -r requirements-bench.txt first)"),
 }

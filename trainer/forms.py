@@ -3,6 +3,8 @@ hyperparameters, with the paper's PRISM settings as defaults."""
 
 from django import forms
 
+from alignment_site import glossary
+
 ALGORITHMS = {
     # name: (loss, personalized)
     "p-dpo": ("dpo", True),
@@ -26,7 +28,8 @@ class RunForm(forms.Form):
     test_fraction = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.2,
                                      label="Share of each seen person's conversations held out")
     # --- algorithm ---
-    algorithm = forms.ChoiceField(choices=[(k, k.upper().replace("P-", "P-")) for k in ALGORITHMS], initial="p-dpo")
+    algorithm = forms.ChoiceField(choices=[(k, glossary.method(*v)) for k, v in ALGORITHMS.items()], initial="p-dpo",
+                                  label="Method")
     user_model = forms.ChoiceField(choices=[("individual", "Individual"), ("cluster", "Cluster (low rank)")],
                                    initial="individual")
     n_clusters = forms.IntegerField(min_value=1, max_value=256, initial=10, label="Clusters K")
@@ -36,7 +39,8 @@ class RunForm(forms.Form):
     # --- hyperparameters ---
     beta = forms.FloatField(min_value=0.001, max_value=100, initial=0.5)
     alpha = forms.FloatField(min_value=0.0, max_value=1.0, initial=0.5, label="alpha (weight of the personal term)")
-    lr_lora = forms.FloatField(min_value=1e-8, max_value=1.0, initial=5e-5, label="LoRA learning rate")
+    lr_lora = forms.FloatField(min_value=1e-8, max_value=1.0, initial=5e-5,
+                               label=glossary.HYPERPARAMETER_LABELS["lr_lora"])
     lr_user = forms.FloatField(min_value=1e-8, max_value=10.0, initial=5e-5, label="User model learning rate")
     lr_mixture = forms.FloatField(min_value=0.0, max_value=10.0, initial=0.0, required=False,
                                   label="Cluster mixture-weight learning rate (0 = the user model's)")
@@ -44,9 +48,11 @@ class RunForm(forms.Form):
     batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=32, label="Effective batch size")
     micro_batch_size = forms.IntegerField(min_value=1, max_value=512, initial=8)
     epochs = forms.FloatField(min_value=0.01, max_value=1000, initial=1.0)
-    lora_r = forms.IntegerField(min_value=1, max_value=256, initial=8, label="LoRA rank")
-    lora_alpha = forms.IntegerField(min_value=1, max_value=1024, initial=16)
-    lora_dropout = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.05)
+    lora_r = forms.IntegerField(min_value=1, max_value=256, initial=8, label=glossary.HYPERPARAMETER_LABELS["lora_r"])
+    lora_alpha = forms.IntegerField(min_value=1, max_value=1024, initial=16,
+                                    label=glossary.HYPERPARAMETER_LABELS["lora_alpha"])
+    lora_dropout = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.05,
+                                    label=glossary.HYPERPARAMETER_LABELS["lora_dropout"])
     max_prompt_length = forms.IntegerField(min_value=8, initial=470)
     max_length = forms.IntegerField(min_value=16, initial=770)
     gradient_checkpointing = forms.BooleanField(required=False, initial=False,

@@ -15,9 +15,12 @@ from trainer.models import Activation, RunLog, TrainingRun
 
 TRAIN_TASK = "trainer.train_run"
 
-# Pairs per second on this kind of machine when no run has been measured yet:
-# conservative figures for the bundled 135M model (CPU) and a tiny test model.
-FALLBACK_PAIRS_PER_SECOND = 1.0
+# Before any run of a model has been measured: pair passes per second of the bundled 135M model on a 2-core
+# CPU with the cpu preset (0.44 measured by ``python -m bench first_run``, model load included), scaled by
+# the model's size.
+GUESS_PASSES_PER_SECOND = 0.44
+GUESS_PARAMS = 134_515_008
+EVALUATION_SHARE = 0.45  # a held-out pair's pass costs about 0.45 of a training pass (measured with the above)
 
 
 class RunStateError(RuntimeError):
@@ -37,15 +40,18 @@ def run_preview(*, data_filter: dict, config: dict, processes: int = 1) -> dict:
     steps = max(1, math.ceil(train_pairs * float(config.get("epochs", 1.0)) / batch)) if train_pairs else 0
     if config.get("max_steps"):
         steps = min(steps, int(config["max_steps"]))
-    passes = steps * batch * (1 if config.get("user_model", "individual") == "none" else 2)
+    per_pair = 1 if config.get("user_model", "individual") == "none" else 2
+    held_out = pairs - train_pairs  # evaluated at the end
+    passes = steps * batch * per_pair + EVALUATION_SHARE * held_out * per_pair
     timing = time_estimate(passes, processes=processes)
     return {"users": users, "pairs": pairs, "train_pairs": train_pairs, "steps": steps, **timing}
 
 
-def time_estimate(passes: int, *, processes: int = 1) -> dict:
-    """Seconds for ``passes`` pair passes, from the throughput measured on the newest runs of this base model:
-    those of the machines listening now when there are any (else every machine), with the same number of
-    processes when there are any (else all). The range is the slowest and fastest of them."""
+def time_estimate(passes: float, *, processes: int = 1) -> dict:
+    """Seconds for ``passes`` pair passes (training, and evaluation's share), from the throughput measured on
+    the newest runs of this base model: those of the machines listening now when there are any (else every
+    machine), with the same number of processes when there are any (else all). The range is the slowest and
+    fastest of them. Before any measured run: a guess scaled from the bundled model on a 2-core CPU."""
     from trainer import preflight, selectors
 
     rates = selectors.measured_rates(base_model=_base_model_name())
@@ -53,7 +59,8 @@ def time_estimate(passes: int, *, processes: int = 1) -> dict:
     here = [r for r in rates if r["host"] in hosts] or rates
     same = [r for r in here if r["processes"] == processes] or here
     if not same:
-        seconds = passes / FALLBACK_PAIRS_PER_SECOND
+        shape = preflight.model_shape()
+        seconds = passes / GUESS_PASSES_PER_SECOND * (shape.params / GUESS_PARAMS if shape else 1.0)
         return {"estimated_seconds": seconds, "estimate_low": seconds, "estimate_high": seconds,
                 "rate_measured": False, "measured_runs": 0, "measured_on": ""}
     speeds = sorted(r["passes_per_second"] for r in same)

@@ -110,6 +110,7 @@ class Reply(models.Model):
 
     class Meta:
         ordering = ["turn", "position"]
+        verbose_name_plural = "replies"
         constraints = [
             models.UniqueConstraint(fields=["turn", "position"], name="reply_unique_position"),
             models.CheckConstraint(

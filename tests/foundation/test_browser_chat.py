@@ -37,3 +37,30 @@ def test_a_participant_sees_the_reply_stream_in_and_stay_after_reload(owner, pag
     assert page.inner_text('.bubble.model[data-status="done"] .reply-text').strip() == final
     assert page.inner_text(".bubble.user") == "Hello"
     assert Reply.objects.get().content.strip() == final
+
+
+def test_a_refused_or_failed_send_shows_its_message_and_keeps_the_text(owner, page, asgi_server):
+    login(page, asgi_server, owner.username)
+    page.click("text=New chat")
+    page.wait_for_selector("#message")
+    page.fill("#message", "x" * 10_000)
+    page.press("#message", "Enter")
+    page.wait_for_selector("#send-error:has-text('the limit is 4,000')", timeout=20_000)
+    assert page.input_value("#message") == "x" * 10_000  # kept, to be shortened
+    page.fill("#message", "   ")
+    page.click("form.composer button[type=submit]")
+    page.wait_for_function("!document.getElementById('send-error').textContent.includes('4,000')", timeout=20_000)
+    assert page.inner_text("#send-error").strip()
+
+    # The server fails, then cannot be reached: each says so beside the form.
+    page.route("**/chat/**", lambda route: route.fulfill(status=500, body="<html><body>boom</body></html>",
+                                                         content_type="text/html")
+               if route.request.method == "POST" else route.continue_())
+    page.fill("#message", "Hello")
+    page.press("#message", "Enter")
+    page.wait_for_selector(".request-error:has-text('error 500')", timeout=20_000)
+    page.unroute("**/chat/**")
+    page.route("**/chat/**", lambda route: route.abort() if route.request.method == "POST" else route.continue_())
+    page.press("#message", "Enter")
+    page.wait_for_selector(".request-error:has-text('could not be reached')", timeout=20_000)
+    assert page.locator(".request-error").count() == 1 and page.input_value("#message") == "Hello"

@@ -8,6 +8,7 @@ from functools import lru_cache
 from django.conf import settings
 from django.db.models import Avg, Count, Q
 
+from alignment_site import glossary
 from trainer.selectors import active_run
 from users.chat.style import map_points, nearest_on_map, text_style
 from users.collection.pairs import pair_counts_by_user, pair_rejected_replies
@@ -17,8 +18,8 @@ from users.prism.ids import exported_user_id
 # The three columns of a comparison; the page shows them as Reply 1-3 in a random order.
 # The prefix keeps them apart from chat replies (which get the quick rating); the worker drops it.
 COMPARE_SOURCES = ("compare-personal", "compare-generic", "compare-base")
-COMPARE_LABELS = {"compare-personal": "Your vectors", "compare-generic": "Generic vectors",
-                  "compare-base": "Base model"}
+COMPARE_LABELS = {"compare-personal": glossary.VECTORS["own"], "compare-generic": glossary.VECTORS["generic"],
+                  "compare-base": glossary.VECTORS["base"]}
 
 
 @lru_cache(maxsize=16)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 
+from alignment_site import glossary
 from users.conversations.selectors import turns_with_replies
 from users.models import Conversation, Turn
 
@@ -39,8 +40,7 @@ def prism_turns(conversation: Conversation) -> list[TurnView]:
     views = []
     for turn in turns_with_replies(conversation):
         replies = list(turn.replies.all())
-        opening = turn.index == 0
-        labels = [f"Reply {r.position + 1}" if opening else f"Reply {chr(65 + r.position)}" for r in replies]
+        labels = [glossary.reply_label(r.position) for r in replies]
         views.append(TurnView(turn=turn, candidates=list(zip(replies, labels)),
                               rated=any(r.chosen for r in replies), finished=all(r.is_finished for r in replies)))
     return views

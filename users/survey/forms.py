@@ -10,7 +10,7 @@ class SurveyForm(forms.Form):
     lm_familiarity = choice(wording.QUESTIONS["lm_familiarity"], wording.LM_FAMILIARITY, required=True)
     self_description = forms.CharField(label=wording.QUESTIONS["self_description"], max_length=4000,
                                        widget=forms.Textarea(attrs={"rows": 4}))
-    system_string = forms.CharField(label=wording.QUESTIONS["system_string"] + " (optional)", required=False,
+    system_string = forms.CharField(label=wording.QUESTIONS["system_string"], required=False,
                                     max_length=4000, widget=forms.Textarea(attrs={"rows": 3}))
     age = choice(wording.QUESTIONS["age"], wording.AGE)
     gender = choice(wording.QUESTIONS["gender"], wording.GENDER)

@@ -17,9 +17,10 @@
     scrollDown();
   });
   document.body.addEventListener("htmx:sseMessage", scrollDown);
-  // A sent message clears the composer and any earlier error.
+  // A sent message clears the composer and any earlier error; a refused one (422: its reason is swapped
+  // into #send-error) keeps the text so it can be shortened.
   document.body.addEventListener("htmx:afterRequest", function (e) {
-    if (box && e.detail.elt === box.form && e.detail.successful) {
+    if (box && e.detail.elt === box.form && e.detail.successful && e.detail.xhr.status < 300) {
       box.form.reset();
       const error = document.getElementById("send-error");
       if (error) error.textContent = "";
