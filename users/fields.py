@@ -12,5 +12,6 @@ def slider(label: str, initial: int = 50) -> forms.IntegerField:
 
 
 def choice(question: str, options: list[str], *, required: bool = False) -> forms.ChoiceField:
-    blank = [] if required else [("", "—")]
+    """A question with options; nothing is preselected (a required one must be answered, not left at the first)."""
+    blank = [("", "Choose one" if required else "—")]
     return forms.ChoiceField(label=question, required=required, choices=blank + [(o, o) for o in options])

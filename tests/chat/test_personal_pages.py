@@ -14,6 +14,7 @@ from users.models import Conversation, Reply, Turn, VectorFit
 from users.prism.writer import prism_export_lines
 
 pytestmark = pytest.mark.django_db
+HTMX = {"HX-Request": "true"}  # what the chat page's hx-get sends
 
 
 @pytest.fixture
@@ -50,20 +51,20 @@ def test_the_chat_status_tells_a_new_user_they_get_the_generic_vectors_and_how_m
     client.force_login(outsider)
     conversation = Conversation.objects.create(user=outsider)
     assert 'hx-get="/me/panel/"' in client.get(reverse("chat_detail", args=[conversation.pk])).content.decode()
-    html = client.get(reverse("personal_panel")).content.decode()
+    html = client.get(reverse("personal_panel"), headers=HTMX).content.decode()
     assert "<strong>generic</strong> vectors" in html
     assert "5 more ratings" in html
 
 
 def test_the_chat_status_tells_a_trained_user_they_have_their_own_vectors(owner_client, owner, active_run):
-    html = owner_client.get(reverse("personal_panel")).content.decode()
+    html = owner_client.get(reverse("personal_panel"), headers=HTMX).content.decode()
     assert f"version {active_run.pk} with your own vectors from training" in html
     assert "0.75 on 4 pairs" in html  # held-out accuracy from run.evaluation.per_user
     assert "Nearest people: 0.224 away" in html  # the nearest neighbour on the user map, by distance only
 
 
 def test_a_participant_sees_their_own_point_and_nobody_elses_name(owner_client, owner, active_run):
-    html = owner_client.get(reverse("personal_panel")).content.decode()
+    html = owner_client.get(reverse("personal_panel"), headers=HTMX).content.decode()
     assert "<title>you</title>" in html and html.count("<circle") == 4
     for other in ("web-sim-a", "web-sim-b", "sim-a", "sim-b", "(generic)"):
         assert other not in html
@@ -71,19 +72,19 @@ def test_a_participant_sees_their_own_point_and_nobody_elses_name(owner_client, 
 
 def test_a_participant_outside_the_run_sees_anonymous_points_only(client, outsider, active_run):
     client.force_login(outsider)
-    html = client.get(reverse("personal_panel")).content.decode()
+    html = client.get(reverse("personal_panel"), headers=HTMX).content.decode()
     assert html.count("<circle") == 4 and "<title>" not in html and "web-alice" not in html
     assert "You are not on this version's map" in html
 
 
 def test_staff_keep_the_named_map(client, staff, active_run):
     client.force_login(staff)
-    html = client.get(reverse("personal_panel")).content.decode()
+    html = client.get(reverse("personal_panel"), headers=HTMX).content.decode()
     assert all(f"<title>{name}</title>" in html for name in ("web-alice", "web-sim-a", "web-sim-b"))
 
 
 def test_the_chat_status_says_the_base_model_answers_when_no_version_is_active(owner_client, owner):
-    html = owner_client.get(reverse("personal_panel")).content.decode()
+    html = owner_client.get(reverse("personal_panel"), headers=HTMX).content.decode()
     assert "No trained version is active yet" in html
 
 
@@ -241,7 +242,7 @@ def test_the_panel_compares_the_style_of_personal_and_generic_replies(owner_clie
     Reply.objects.filter(pk=reply.pk).update(serving={"version": active_run.pk, "vectors": "personal"})
     other = chat_reply(owner, content="A much longer generic reply with many more words in a single sentence.")
     Reply.objects.filter(pk=other.pk).update(serving={"version": active_run.pk, "vectors": "generic"})
-    html = owner_client.get(reverse("personal_panel")).content.decode()
+    html = owner_client.get(reverse("personal_panel"), headers=HTMX).content.decode()
     assert "<td>yours</td><td>1</td><td>4.0</td>" in html
     assert "<td>generic</td><td>1</td><td>13.0</td>" in html
 
@@ -251,7 +252,7 @@ def test_a_done_refit_shows_updated_from_your_last_n_ratings(owner_client, owner
 
     VectorFit.objects.create(user=owner, run=active_run, status=VectorFit.Status.DONE, pairs_total=7, pairs_used=7,
                              path="x.safetensors", finished_at=timezone.now())
-    html = owner_client.get(reverse("personal_panel")).content.decode()
+    html = owner_client.get(reverse("personal_panel"), headers=HTMX).content.decode()
     assert "Updated from your last 7 ratings" in html
 
 
@@ -262,5 +263,24 @@ def test_someone_elses_refit_does_not_change_my_vectors_notice(client, owner, ac
     VectorFit.objects.create(user=other, run=active_run, status=VectorFit.Status.DONE, pairs_total=7, pairs_used=7,
                              path="x.safetensors", finished_at=timezone.now())
     client.force_login(owner)
-    html = client.get(reverse("personal_panel")).content.decode()
+    html = client.get(reverse("personal_panel"), headers=HTMX).content.decode()
     assert "Updated from your last" not in html
+
+
+def test_new_chat_reuses_an_empty_one_and_answers_a_get_with_a_page(owner_client, owner):
+    from users.models import Conversation
+
+    first = owner_client.post(reverse("chat_new"))
+    again = owner_client.post(reverse("chat_new"))
+    assert first.url == again.url and Conversation.objects.filter(user=owner, kind="chat").count() == 1
+    assert owner_client.get(reverse("chat_new")).url == reverse("chat_list")
+    page = owner_client.get(reverse("personal_panel")).content.decode()  # the no-JavaScript link
+    assert "<html" in page and "Which model answers you" in page and "Why it behaves so" not in page
+    fragment = owner_client.get(reverse("personal_panel"), headers={"HX-Request": "true"}).content.decode()
+    assert "<html" not in fragment
+
+
+def test_the_survey_preselects_no_answer(owner_client):
+    page = owner_client.get(reverse("survey")).content.decode()
+    assert '<option value="" selected>Choose one</option>' in page
+    assert "Very familiar" in page and '"Very familiar" selected' not in page

@@ -230,3 +230,14 @@ def test_an_empty_upload_is_refused_by_the_importer(client, staff):
     client.force_login(staff)
     response = client.post(reverse("dataset_import"), {"survey": SimpleUploadedFile("survey.jsonl", b"")})
     assert response.status_code == 422 and "the file is empty (0 bytes)" in response.content.decode()
+
+
+def test_ratings_cannot_be_saved_while_replies_are_still_being_written(client, surveyed, enqueued):
+    conversation = collection.prism_conversation_start(user=surveyed, kind="unguided", text="Opening question")
+    client.force_login(surveyed)
+    url = reverse("collect_detail", args=[conversation.pk])
+    page = client.get(url).content.decode()
+    assert 'id="rate-submit" disabled' in page and 'id="rate-wait">' in page
+    finish(conversation.turns.get(index=0))
+    page = client.get(url).content.decode()
+    assert 'id="rate-submit">' in page and 'id="rate-wait" hidden' in page

@@ -29,6 +29,13 @@ def conversation_create(*, user, kind: str = Conversation.Kind.CHAT) -> Conversa
     return Conversation.objects.create(user=user, kind=kind)
 
 
+def chat_open_empty(*, user) -> Conversation:
+    """The person's newest chat that has no message yet, or a new one: New chat leaves no empty chats behind."""
+    empty = (Conversation.objects.filter(user=user, kind=Conversation.Kind.CHAT, turns__isnull=True)
+             .order_by("-pk").first())
+    return empty or conversation_create(user=user)
+
+
 def chat_send(*, conversation: Conversation, text: str, source: str = "base") -> Reply:
     """Store the user's message and a queued reply, then ask a worker for it.
 

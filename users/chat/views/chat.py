@@ -18,10 +18,13 @@ def chat_list(request):
     return render(request, "chat/list.html", {"conversations": conversations})
 
 
-@require_POST
 @login_required
 def chat_new(request):
-    conversation = services.conversation_create(user=request.user)
+    """POST: a new chat, or the person's chat that is still empty (no empty conversations pile up).
+    GET (a typed or bookmarked address): the list of chats, with its New chat button."""
+    if request.method != "POST":
+        return redirect("chat_list")
+    conversation = services.chat_open_empty(user=request.user)
     return redirect("chat_detail", conversation_id=conversation.pk)
 
 
@@ -80,6 +83,9 @@ def reply_rate(request, reply_id: int):
 
 @login_required
 def personal_panel(request):
-    """The vectors notice and the "why" panel; the full block on first load, the panel alone on refresh."""
+    """The vectors notice and the "why" panel; the full block on first load, the panel alone on refresh, and a
+    whole page when followed as a link (without JavaScript)."""
+    if not request.htmx:
+        return render(request, "chat/panel_page.html", {"panel": chat_selectors.personal_panel(request.user)})
     template = "chat/_panel.html" if request.GET.get("part") == "panel" else "chat/_status.html"
     return render(request, template, {"panel": chat_selectors.personal_panel(request.user)})
