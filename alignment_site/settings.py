@@ -98,11 +98,13 @@ TEMPLATES = [
         "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
-            "builtins": ["template_partials.templatetags.partials", "alignment_site.glossary"],
+            "builtins": ["template_partials.templatetags.partials", "alignment_site.glossary",
+                         "users.templatetags.replies"],
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "users.accounts.onboarding.next_step_context",
             ],
         },
     },

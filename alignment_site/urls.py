@@ -20,6 +20,7 @@ urlpatterns = [
     # accounts
     path("", accounts.home, name="home"),
     path("signup/", accounts.signup, name="signup"),
+    path("study/", accounts.study_intro, name="study_intro"),
     path("login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("survey/", survey.survey, name="survey"),
@@ -28,6 +29,8 @@ urlpatterns = [
     path("chat/new/", chat.chat_new, name="chat_new"),
     path("chat/<int:conversation_id>/", chat.chat_detail, name="chat_detail"),
     path("chat/<int:conversation_id>/send/", chat.chat_send, name="chat_send"),
+    path("chat/<int:conversation_id>/rename/", chat.chat_rename, name="chat_rename"),
+    path("chat/<int:conversation_id>/delete/", chat.chat_delete, name="chat_delete"),
     path("replies/<int:reply_id>/rate/", chat.reply_rate, name="reply_rate"),
     path("me/panel/", chat.personal_panel, name="personal_panel"),
     path("compare/", compare.compare_home, name="compare_home"),
@@ -62,6 +65,8 @@ urlpatterns = [
     path("staff/runs/<int:run_id>/cancel/", runs.run_cancel, name="run_cancel"),
     path("staff/runs/<int:run_id>/resume/", runs.run_resume, name="run_resume"),
     path("staff/runs/<int:run_id>/activate/", runs.run_activate, name="run_activate"),
+    path("staff/runs/<int:run_id>/delete/", runs.run_delete, name="run_delete"),
+    path("staff/runs/<int:run_id>/notes/", runs.run_notes, name="run_notes"),
     path("staff/versions/rollback/", runs.version_rollback, name="version_rollback"),
     path("admin/", admin.site.urls),
 ]

@@ -9,9 +9,15 @@ PASSWORD = "correct-horse-battery"
 
 
 def _make(username: str, *, staff: bool = False):
+    """A staff member, or a participant who has agreed to take part (tests of the consent step sign up anew)."""
     from django.contrib.auth import get_user_model
 
-    return get_user_model().objects.create_user(username=username, password=PASSWORD, is_staff=staff)
+    from users.accounts.onboarding import consent_give
+
+    user = get_user_model().objects.create_user(username=username, password=PASSWORD, is_staff=staff)
+    if not staff:
+        consent_give(user=user)
+    return user
 
 
 @pytest.fixture

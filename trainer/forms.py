@@ -110,6 +110,22 @@ class RunForm(forms.Form):
                 "until": d["until"].isoformat() if d.get("until") else None,
                 "unseen_fraction": d["unseen_fraction"], "test_fraction": d["test_fraction"]}
 
+    @classmethod
+    def initial_from(cls, run) -> dict:
+        """The form's values that start ``run`` again: its settings, data filter and processes."""
+        config = run.config
+        personalized = config.get("user_model", "none") != "none"
+        algorithm = next((k for k, v in ALGORITHMS.items() if v == (config.get("loss", "dpo"), personalized)),
+                         "p-dpo")
+        values = {k: v for k, v in config.items() if k in cls.base_fields and k != "user_model"}
+        values.update({k: v for k, v in (run.data_filter or {}).items() if k in cls.base_fields and v is not None})
+        if personalized:
+            values["user_model"] = config["user_model"]
+        values.update(algorithm=algorithm, name=f"{run} (again)"[:120], processes=run.processes,
+                      launch_config=run.launch_config, bf16=bool(config.get("bf16")),
+                      with_baseline=run.baseline_id is not None, lr_mixture=config.get("lr_mixture") or None)
+        return values
+
     def launch(self) -> dict:
         """How many processes train the run, and the accelerate config file they are launched with."""
         return {"processes": self.cleaned_data["processes"],

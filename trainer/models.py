@@ -44,6 +44,7 @@ class TrainingRun(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
     error = models.TextField(blank=True)
+    notes = models.TextField(blank=True)  # staff's own notes on the run
     # Results: relative folder under ARTIFACTS_DIR, evaluation tables, the 2-D user map.
     artifacts = models.CharField(max_length=300, blank=True)
     evaluation = models.JSONField(default=dict, blank=True)
@@ -60,6 +61,18 @@ class TrainingRun(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+    @property
+    def chance_note(self) -> str:
+        """Why this version's held-out accuracy is no better than a coin, or "" when it is."""
+        accuracy, n = (self.evaluation or {}).get("accuracy"), (self.evaluation or {}).get("n") or 0
+        if accuracy is None or not n:
+            return ""
+        coin = 0.5 + 2 * (0.25 / n) ** 0.5  # what chance reaches on n pairs, about 95 % of the time
+        if accuracy > coin:
+            return ""
+        return (f"Its held-out accuracy is {accuracy:.1%} on {n} pairs: no better than chance (a coin would reach "
+                f"up to {coin:.1%} on that many), so it has not learned the ratings.")
 
     @property
     def progress_percent(self) -> int:

@@ -116,3 +116,21 @@ def synthetic_groups(users) -> dict[str, str]:
 
     personas = SyntheticPersona.objects.filter(user__in=users).select_related("user", "user__profile")
     return {exported_user_id(p.user, getattr(p.user, "profile", None)): p.group for p in personas if p.group}
+
+
+JOURNALS = ("run.log", "processes.log")  # in the run's folder: the worker's lines, and a group's output
+
+
+def run_log_tail(run: TrainingRun, lines: int = 60) -> list[str]:
+    """The last lines the worker (and, for a run over several processes, the group) wrote about the run."""
+    from django.conf import settings
+
+    folder = settings.ARTIFACTS_DIR / "runs" / str(run.pk)
+    found = []
+    for name in JOURNALS:
+        path = folder / name
+        if path.is_file():
+            with path.open("rb") as f:
+                f.seek(max(0, path.stat().st_size - 64_000))
+                found += [f"{name}: {line}" for line in f.read().decode(errors="replace").splitlines()[-lines:]]
+    return found[-2 * lines:]

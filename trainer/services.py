@@ -171,11 +171,38 @@ def run_resume(*, run: TrainingRun) -> None:
         transaction.on_commit(lambda: run_enqueue(run_id=run.pk))
 
 
-def run_activate(*, run: TrainingRun, user) -> Activation:
-    """Make a completed run the one chat uses. The previous activation stays as the rollback point."""
+class NeedsConfirmation(RunStateError):
+    """The action is allowed but probably a mistake; the message says why. Ask, then call again confirmed."""
+
+
+def run_activate(*, run: TrainingRun, user, confirmed: bool = False) -> Activation:
+    """Make a completed run the one chat uses. The previous activation stays as the rollback point. A version
+    whose held-out accuracy is no better than chance needs ``confirmed``."""
     if run.status != TrainingRun.Status.COMPLETED or not run.artifacts:
         raise RunStateError(f"{run} has not completed, so it has no model to serve.")
+    if run.chance_note and not confirmed:
+        raise NeedsConfirmation(f"{run.chance_note} Activate it anyway?")
     return Activation.objects.create(run=run, activated_by=user)
+
+
+def run_delete(*, run: TrainingRun) -> None:
+    """Delete a run that is not training and was never served, with its logs and its folder of artifacts."""
+    import shutil
+
+    if run.is_active:
+        raise RunStateError(f"{run} is {run.get_status_display().lower()}: cancel it before deleting it.")
+    if Activation.objects.filter(run=run).exists():
+        raise RunStateError(f"{run} has served chat as a version: it stays, so the history and a rollback to it "
+                            "keep working.")
+    folder = settings.ARTIFACTS_DIR / "runs" / str(run.pk)
+    run.delete()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_notes_save(*, run: TrainingRun, notes: str) -> None:
+    if len(notes) > 10_000:
+        raise RunStateError(f"Notes have at most 10,000 characters; these have {len(notes):,}.")
+    TrainingRun.objects.filter(pk=run.pk).update(notes=notes.strip())
 
 
 def run_rollback(*, user) -> Activation:

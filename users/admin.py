@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from users.models import Conversation, Profile, Reply, ReplySource, SyntheticPersona, Turn
+from users.models import Conversation, Profile, Reply, ReplySource, StudyText, SyntheticPersona, Turn
 
 
 class TurnInline(admin.TabularInline):
@@ -59,3 +59,16 @@ class SyntheticPersonaAdmin(admin.ModelAdmin):
     list_filter = ("population", "group")
     list_select_related = ("user",)
     raw_id_fields = ("user",)
+
+
+@admin.register(StudyText)
+class StudyTextAdmin(admin.ModelAdmin):
+    """One row: what participants read before they take part (Markdown)."""
+
+    list_display = ("__str__", "updated_at")
+
+    def has_add_permission(self, request):
+        return not StudyText.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -247,3 +247,36 @@ class VectorFit(models.Model):
 
     def __str__(self) -> str:
         return f"fit {self.pk} of {self.user_id} on run {self.run_id} ({self.status})"
+
+
+class StudyText(models.Model):
+    """What a participant reads before taking part: the study's introduction and its consent statement (one row,
+    edited by staff in the admin; Markdown)."""
+
+    introduction = models.TextField(default=(
+        "This study collects how people like a language model to answer, so that a model can learn to answer "
+        "each person the way they prefer.\n\n"
+        "1. **Your profile**: a short survey about you and what you want from a language model (5 minutes).\n"
+        "2. **Conversations**: you talk with the model. Each time it offers several replies; you rate each from "
+        "1 (terrible) to 100 (perfect), and the one you rate highest continues the conversation.\n"
+        "3. **Chat with your model**: once a model has been trained on everyone's ratings, it answers you with "
+        "your own settings, and you can compare it with the general one.\n\n"
+        "Conversations come in three kinds: *unguided* (talk about anything), *values guided* (ask about "
+        "something where your values or beliefs shape the answer you want) and *controversy guided* (ask "
+        "about a topic people disagree on)."))
+    consent = models.TextField(default=(
+        "Your answers and ratings are stored with a pseudonymous id and used to train and evaluate models. "
+        "Do not write anything that identifies you or anyone else. You may stop at any time; ask the study's "
+        "staff to delete your data."))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "study introduction and consent"
+        verbose_name_plural = "study introduction and consent"
+
+    def __str__(self) -> str:
+        return "Study introduction and consent"
+
+    @classmethod
+    def current(cls) -> "StudyText":
+        return cls.objects.get_or_create(pk=1)[0]

@@ -284,3 +284,26 @@ def test_the_survey_preselects_no_answer(owner_client):
     page = owner_client.get(reverse("survey")).content.decode()
     assert '<option value="" selected>Choose one</option>' in page
     assert "Very familiar" in page and '"Very familiar" selected' not in page
+
+
+def test_a_chat_is_renamed_and_deleted_by_its_owner_only(client, owner, outsider, monkeypatch):
+    from users.collection.services import reply_complete
+
+    monkeypatch.setattr(personal, "reply_enqueue", lambda *, reply_id: True)
+    conversation = personal.conversation_create(user=owner)
+    reply = personal.chat_send(conversation=conversation, text="Hi")
+    client.force_login(outsider)
+    assert client.post(reverse("chat_rename", args=[conversation.pk]), {"title": "mine"}).status_code == 404
+    assert client.post(reverse("chat_delete", args=[conversation.pk]), {"confirm": "yes"}).status_code == 404
+    client.force_login(owner)
+    client.post(reverse("chat_rename", args=[conversation.pk]), {"title": "  Tea   questions "})
+    conversation.refresh_from_db()
+    assert conversation.title == "Tea questions"
+    page = client.post(reverse("chat_delete", args=[conversation.pk]), {"confirm": "yes"}, follow=True)
+    assert "still being written" in page.content.decode() and Conversation.objects.filter(pk=conversation.pk)
+    reply_complete(reply=reply, content="Hello")
+    page = client.post(reverse("chat_delete", args=[conversation.pk]), {}, follow=True)
+    assert "Tick the box" in page.content.decode() and Conversation.objects.filter(pk=conversation.pk)
+    page = client.post(reverse("chat_delete", args=[conversation.pk]), {"confirm": "yes"}, follow=True)
+    assert "Deleted “Tea questions”" in page.content.decode()
+    assert not Conversation.objects.filter(pk=conversation.pk) and not Reply.objects.filter(pk=reply.pk)

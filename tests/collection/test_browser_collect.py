@@ -38,10 +38,15 @@ def test_a_new_participant_collects_preferences_end_to_end(page, sources, genera
     page.fill("#id_password1", "a-long-pass-phrase")
     page.fill("#id_password2", "a-long-pass-phrase")
     page.click("button[type=submit]")
-    page.wait_for_url(base + "/")
-
-    page.click("nav >> text=Rate")
+    page.wait_for_url("**/study/")  # what the study is, then consent
+    assert page.locator("#study-introduction li").count() == 3
+    page.click("text=Agree and continue")  # unticked: the browser refuses (required)
+    assert page.url.endswith("/study/")
+    page.check("input[name=agree]")
+    page.click("text=Agree and continue")
     page.wait_for_url("**/survey/**")
+    assert "Next:" not in page.inner_text("main")  # the pointer is not shown on the page it points to
+    assert page.input_value("#id_lm_familiarity") == ""  # nothing preselected
     page.select_option("#id_lm_familiarity", "Somewhat familiar")
     page.fill("#id_self_description", "I value clear and honest answers.")
     page.locator("#id_pref_safety").fill("85")
@@ -66,6 +71,8 @@ def test_a_new_participant_collects_preferences_end_to_end(page, sources, genera
     page.click("text=Finish conversation")
     page.wait_for_url(base + "/collect/")
     assert "1 of 6 conversations done" in page.inner_text(".progress")
+    page.goto(base + "/chat/")
+    assert "Hold conversation 2 of 6" in page.inner_text("#next-step")
 
     conversation = Conversation.objects.get(user__username="newcomer")
     assert conversation.ended_at and conversation.open_feedback == "Helpful replies."

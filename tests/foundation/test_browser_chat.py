@@ -3,6 +3,7 @@
 import pytest
 
 from tests.personas import login
+from users.conversations.markdown import render
 from users.models import Reply
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.slow]
@@ -27,16 +28,18 @@ def test_a_participant_sees_the_reply_stream_in_and_stay_after_reload(owner, pag
     page.press("#message", "Enter")
     page.wait_for_selector('.bubble.model[data-status="done"]', timeout=60_000)
 
-    final = page.inner_text('.bubble.model[data-status="done"] .reply-text').strip()
+    # Streamed as plain text; once done, the stored reply rendered from Markdown.
+    content = Reply.objects.get().content.strip()
     partials = [t.strip() for t in page.evaluate("window.partialTexts")]
-    assert final, "the finished reply is empty"
-    assert any(p and len(p) < len(final) and final.startswith(p) for p in partials), partials[:5]
+    assert content, "the finished reply is empty"
+    assert any(p and len(p) < len(content) and content.startswith(p) for p in partials), partials[:5]
     assert page.input_value("#message") == ""  # the composer was cleared for the next message
+    final = page.inner_html('.bubble.model[data-status="done"] .reply-text')
+    assert final.strip() == str(render(Reply.objects.get().content)).strip()
 
     page.reload()
-    assert page.inner_text('.bubble.model[data-status="done"] .reply-text').strip() == final
+    assert page.inner_html('.bubble.model[data-status="done"] .reply-text') == final
     assert page.inner_text(".bubble.user") == "Hello"
-    assert Reply.objects.get().content.strip() == final
 
 
 def test_a_refused_or_failed_send_shows_its_message_and_keeps_the_text(owner, page, asgi_server):
@@ -64,3 +67,19 @@ def test_a_refused_or_failed_send_shows_its_message_and_keeps_the_text(owner, pa
     page.press("#message", "Enter")
     page.wait_for_selector(".request-error:has-text('could not be reached')", timeout=20_000)
     assert page.locator(".request-error").count() == 1 and page.input_value("#message") == "Hello"
+
+
+def test_back_then_forward_shows_the_conversation_as_it_is_now(owner, page, asgi_server):
+    login(page, asgi_server, owner.username)
+    page.click("text=New chat")
+    page.wait_for_selector("#message")
+    page.fill("#message", "A question sent through htmx")
+    page.press("#message", "Enter")
+    page.wait_for_selector(".bubble.user:has-text('A question sent through htmx')")
+    page.goto(asgi_server + "/chat/")
+    page.go_back()
+    page.wait_for_selector(".bubble.user:has-text('A question sent through htmx')", timeout=20_000)
+    page.go_forward()
+    page.wait_for_selector("h1:has-text('Chat')")
+    page.go_back()
+    assert page.locator(".bubble.user:has-text('A question sent through htmx')").count() == 1

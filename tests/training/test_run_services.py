@@ -202,3 +202,56 @@ def test_the_time_estimate_comes_from_runs_measured_on_the_listening_workers_wit
     assert (timing["estimate_low"], timing["estimated_seconds"], timing["estimate_high"]) == (15.0, 20.0, 30.0)
     everyone = services.time_estimate(120)  # nobody listening: every machine's runs
     assert everyone["measured_runs"] == 4 and everyone["estimate_high"] == 600.0
+
+
+def test_a_version_at_chance_asks_before_it_is_activated(client, staff):
+    run = TrainingRun.objects.create(name="coin", created_by=staff, status=TrainingRun.Status.COMPLETED,
+                                     artifacts="runs/1/model", evaluation={"accuracy": 0.485, "n": 95})
+    client.force_login(staff)
+    asked = client.post(reverse("run_activate", args=[run.pk]))
+    text = asked.content.decode()
+    assert asked.status_code == 409 and "48.5% on 95 pairs: no better than chance" in text
+    assert "Activate anyway" in text and not Activation.objects.exists()
+    client.post(reverse("run_activate", args=[run.pk]), {"confirm": "yes"})
+    assert Activation.objects.get().run == run
+    good = TrainingRun.objects.create(name="good", created_by=staff, status=TrainingRun.Status.COMPLETED,
+                                      artifacts="runs/2/model", evaluation={"accuracy": 0.9, "n": 95})
+    assert client.post(reverse("run_activate", args=[good.pk])).status_code == 302  # no question
+    assert Activation.objects.first().run == good
+
+
+def test_a_run_is_cloned_noted_and_deleted_with_its_files(client, staff, settings, tmp_path):
+    settings.ARTIFACTS_DIR = tmp_path
+    population(people=4, conversations=2)
+    client.force_login(staff)
+    config = {**{k: v for k, v in FORM_DEFAULTS.items() if not isinstance(v, bool)}, "name": "lists",
+              "batch_size": 8, "micro_batch_size": 2, "algorithm": "p-ipo", "user_model": "cluster",
+              "n_clusters": 3, "with_baseline": "", "processes": 2}
+    assert client.post(reverse("run_new"), config).status_code == 302
+    run = TrainingRun.objects.get(name="lists")
+    form = client.get(reverse("run_new") + f"?clone={run.pk}").content.decode()
+    for field, value in (("name", "lists (again)"), ("micro_batch_size", "2"), ("n_clusters", "3"),
+                         ("processes", "2")):
+        assert f'name="{field}" value="{value}"' in form, field
+    assert '<option value="p-ipo" selected>' in form and '<option value="cluster" selected>' in form
+
+    client.post(reverse("run_notes", args=[run.pk]), {"notes": "  Lists against prose.  "})
+    run.refresh_from_db()
+    assert run.notes == "Lists against prose."
+    folder = tmp_path / "runs" / str(run.pk)
+    folder.mkdir(parents=True)
+    (folder / "run.log").write_text("2026-12-01 04:00:00 claimed by w:1\n2026-12-01 04:00:01 loading the model\n")
+    page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    assert "run.log: 2026-12-01 04:00:01 loading the model" in page and "Lists against prose." in page
+
+    refused = client.post(reverse("run_delete", args=[run.pk]), {"confirm": "yes"}, follow=True)
+    assert "cancel it before deleting it" in refused.content.decode() and folder.exists()  # still queued
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.CANCELLED)
+    client.post(reverse("run_delete", args=[run.pk]), {"confirm": "yes"})
+    assert not TrainingRun.objects.filter(pk=run.pk).exists() and not folder.exists()
+
+    served = TrainingRun.objects.create(name="served", created_by=staff, status=TrainingRun.Status.COMPLETED,
+                                        artifacts="runs/x/model", evaluation={"accuracy": 0.9, "n": 50})
+    services.run_activate(run=served, user=staff)
+    kept = client.post(reverse("run_delete", args=[served.pk]), {"confirm": "yes"}, follow=True)
+    assert "has served chat as a version" in kept.content.decode() and TrainingRun.objects.filter(pk=served.pk)

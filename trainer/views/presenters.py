@@ -30,6 +30,7 @@ def run_context(run: TrainingRun, *, color_by: str) -> dict:
         "latest_diag": latest_diag,
         "config_rows": sorted(run.config.items()),
         "summary_rows": sorted((k, v) for k, v in run.data_summary.items() if not isinstance(v, (dict, list))),
+        "log_lines": selectors.run_log_tail(run),
     }
 
 

@@ -34,7 +34,11 @@ def run_new(request):
         for item in data.pop("apply")[0].split(","):
             key, _, value = item.partition("=")
             data[key] = value
-    form = RunForm(data, initial=preflight.form_defaults(preset))
+    initial = preflight.form_defaults(preset)
+    clone = request.GET.get("clone", "")
+    if data is None and re.fullmatch(r"[0-9]{1,9}", clone):  # "start a new run with these settings"
+        initial = RunForm.initial_from(get_object_or_404(TrainingRun, pk=int(clone)))
+    form = RunForm(data, initial=initial)
     if data is not None and not request.POST.get("apply") and form.is_valid():
         try:
             config = form.validated_config()
@@ -117,8 +121,39 @@ def run_resume(request, run_id: int):
 @require_POST
 @staff_member_required
 def run_activate(request, run_id: int):
-    return _act(request, run_id, lambda run: services.run_activate(run=run, user=request.user),
-                "Activated: chat now uses this version.", positional=True)
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    try:
+        services.run_activate(run=run, user=request.user, confirmed=request.POST.get("confirm") == "yes")
+    except services.NeedsConfirmation as question:
+        return render(request, "trainer/run_confirm.html", {"run": run, "question": str(question)}, status=409)
+    except services.RunStateError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Activated: chat now uses this version.")
+    return redirect("run_detail", run_id=run.pk)
+
+
+@require_POST
+@staff_member_required
+def run_delete(request, run_id: int):
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    if request.POST.get("confirm") != "yes":
+        messages.error(request, "Tick the box to confirm: deleting a run removes its logs and saved model.")
+        return redirect("run_detail", run_id=run.pk)
+    try:
+        services.run_delete(run=run)
+    except services.RunStateError as exc:
+        messages.error(request, str(exc))
+        return redirect("run_detail", run_id=run.pk)
+    messages.success(request, f"Deleted {run} and its files.")
+    return redirect("run_list")
+
+
+@require_POST
+@staff_member_required
+def run_notes(request, run_id: int):
+    return _act(request, run_id, lambda run: services.run_notes_save(run=run, notes=request.POST.get("notes", "")),
+                "Notes saved.", positional=True)
 
 
 @require_POST

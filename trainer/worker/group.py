@@ -45,7 +45,7 @@ class LaunchError(ValueError):
 
 
 def train_in_group(run: TrainingRun) -> str:
-    from trainer.worker.training import run_folder
+    from trainer.worker.training import journal, run_folder
 
     folder = run_folder(run.pk)
     folder.mkdir(parents=True, exist_ok=True)
@@ -60,6 +60,7 @@ def train_in_group(run: TrainingRun) -> str:
         proc = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=sink, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
         forced = _watch(run.pk, proc)
+    journal(run.pk, f"the {run.processes} processes ended (exit code {proc.returncode})")
     run.refresh_from_db()
     if run.status != TrainingRun.Status.RUNNING:  # process 0 finished it: completed, cancelled or its failure
         return run.status
@@ -187,6 +188,9 @@ def _set_phase(run_id: int, phase: str) -> None:
 
 
 def _end(run_id: int, status: str, error: str) -> None:
+    from trainer.worker.training import journal
+
+    journal(run_id, f"{status}: {error}")
     TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
         status=status, error=error, finished_at=timezone.now(), phase="", cancel_requested=False)
 

@@ -29,6 +29,17 @@ def run_folder(run_id: int) -> Path:
     return settings.ARTIFACTS_DIR / "runs" / str(run_id)
 
 
+def journal(run_id: int, text: str) -> None:
+    """One timestamped line in the run's ``run.log``: the run page shows the last of them."""
+    try:
+        folder = run_folder(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / "run.log").open("a", encoding="utf-8") as f:
+            f.write(f"{timezone.now():%Y-%m-%d %H:%M:%S} {text}\n")
+    except OSError:  # a full or read-only disk must not fail the run; the database keeps its state
+        log.exception("could not write run %s's log", run_id)
+
+
 class Heartbeat:
     """Touch the run's heartbeat from a thread, so a long step does not look like a dead worker."""
 
@@ -88,6 +99,8 @@ def execute(run_id: int) -> str:
     with Heartbeat(run_id):
         try:
             run = TrainingRun.objects.get(pk=run_id)
+            journal(run_id, f"claimed by {worker} (attempt {run.attempts}, {run.processes} "
+                            f"process{'es' if run.processes > 1 else ''})")
             if run.processes > 1:  # the heartbeat above covers the whole group
                 from trainer.worker import group
 
@@ -109,6 +122,7 @@ def _reason(exc: Exception) -> str:
 
 
 def _finish(run_id: int, status: str, **fields) -> None:
+    journal(run_id, f"{status}{': ' + fields['error'] if fields.get('error') else ''}")
     TrainingRun.objects.filter(pk=run_id).update(status=status, finished_at=timezone.now(), phase="",
                                                  cancel_requested=False, **fields)
 
@@ -159,6 +173,8 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
         TrainingRun.objects.filter(pk=run.pk).update(**fields)
         if metrics:
             services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.TRAIN, step=step, values=_finite(metrics))
+            journal(run.pk, f"step {step}/{total}: loss {metrics.get('loss', float('nan')):.4f}, "
+                            f"accuracy {metrics.get('rewards/accuracies', float('nan')):.3f}")
 
     def should_cancel() -> bool:  # the loop takes process 0's answer in every process
         return main and TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
@@ -224,6 +240,8 @@ class PhaseText:
         now = time.monotonic()
         if phase == self.shown and now - self.at < self.every and (total is None or done < total):
             return
+        if phase != self.shown:
+            journal(self.run_id, phase)
         self.shown, self.at = phase, now
         if total is None:
             text = phase

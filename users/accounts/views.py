@@ -1,11 +1,15 @@
-"""Sign-up and the participant's home page (login and logout are Django's own views)."""
+"""Sign-up, the study's introduction and consent, and the participant's home page (login and logout are
+Django's own views)."""
 
+from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 
+from users.accounts import onboarding
 from users.accounts.forms import SignupForm
 from users.conversations.selectors import conversations_for
+from users.models import StudyText
 
 
 def signup(request):
@@ -15,7 +19,7 @@ def signup(request):
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("home")
+        return redirect("study_intro")
     return render(request, "registration/signup.html", {"form": form})
 
 
@@ -23,3 +27,18 @@ def signup(request):
 def home(request):
     conversations = list(conversations_for(request.user)[:20])
     return render(request, "home.html", {"conversations": conversations})
+
+
+@login_required
+def study_intro(request):
+    """What the study is and what taking part means; agreeing records consent and leads to the survey."""
+    given = onboarding.consent_given(request.user)
+    if request.method == "POST":
+        if request.POST.get("agree") != "yes":
+            messages.error(request, "Tick the box to agree, or leave the study: nothing is recorded until you do.")
+        else:
+            onboarding.consent_give(user=request.user)
+            messages.success(request, "Thank you for taking part. Next: your profile survey.")
+            return redirect("survey")
+    return render(request, "study.html", {"study": StudyText.current(), "given": given},
+                  status=422 if request.method == "POST" else 200)

@@ -29,6 +29,26 @@ def conversation_create(*, user, kind: str = Conversation.Kind.CHAT) -> Conversa
     return Conversation.objects.create(user=user, kind=kind)
 
 
+def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
+    """A chat's own title (blank: its default name)."""
+    title = " ".join(title.split())
+    if len(title) > 120:
+        raise ValidationError(f"A title has at most 120 characters; this one has {len(title)}.")
+    conversation.title = title
+    conversation.save(update_fields=["title"])
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete a chat with its messages, replies and the ratings given in it. Not while a reply is still
+    being written (the worker writing it would lose its row): stop it or let it finish first."""
+    if conversation.kind != Conversation.Kind.CHAT:
+        raise ValidationError("Only chats can be deleted here; study conversations stay with the study's data.")
+    if Reply.objects.filter(turn__conversation=conversation).exclude(status__in=Reply.FINISHED).exists():
+        raise ValidationError("A reply in this chat is still being written: stop it or let it finish, then delete.")
+    conversation.delete()
+
+
 def chat_open_empty(*, user) -> Conversation:
     """The person's newest chat that has no message yet, or a new one: New chat leaves no empty chats behind."""
     empty = (Conversation.objects.filter(user=user, kind=Conversation.Kind.CHAT, turns__isnull=True)

@@ -9,6 +9,9 @@ from users.prism import wording
 
 class StartForm(forms.Form):
     kind = forms.ChoiceField(label="Type of conversation",
+                             help_text="Unguided: talk about anything. Values guided: ask about something where your "
+                                       "values or beliefs shape the answer you want. Controversy guided: ask about a "
+                                       "topic people disagree on.",
                              choices=[(k.value, k.label) for k in Conversation.PRISM_KINDS])
     message = forms.CharField(label="Your opening prompt", widget=forms.Textarea(attrs={"rows": 3}))
 

@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from users.collection import selectors
@@ -14,6 +15,7 @@ from users.prism import wording
 from users.survey.services import survey_is_complete
 
 
+@never_cache  # Back and Forward show the conversation as it is now, not a stale copy
 @login_required
 def collect_home(request):
     if not survey_is_complete(request.user):
@@ -43,6 +45,7 @@ def collect_start(request):
     return _home(request, form, status=422)
 
 
+@never_cache  # Back and Forward show the conversation as it is now, not a stale copy
 @login_required
 def collect_detail(request, conversation_id: int):
     conversation = selectors.conversation_visible_to(request.user, conversation_id)

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from users.accounts import onboarding
 from users.prism import wording
 from users.survey.forms import SurveyForm
 from users.survey.selectors import profile_for
@@ -14,6 +15,9 @@ from users.survey.services import survey_save
 
 @login_required
 def survey(request):
+    if not onboarding.consent_given(request.user):
+        messages.info(request, "First read what the study is about and agree to take part.")
+        return redirect("study_intro")
     profile = profile_for(request.user)
     form = SurveyForm(request.POST or None, profile=profile)
     if request.method == "POST" and form.is_valid():

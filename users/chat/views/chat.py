@@ -1,8 +1,10 @@
 """The chat pages: the list, a conversation, sending, the quick rating of a reply and the side panel."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from users.chat import selectors as chat_selectors
@@ -12,6 +14,7 @@ from users.conversations.selectors import conversation_for, conversations_for, r
 from users.models import Conversation
 
 
+@never_cache  # Back and Forward show the conversation as it is now, not a stale copy
 @login_required
 def chat_list(request):
     conversations = list(conversations_for(request.user).filter(kind=Conversation.Kind.CHAT))
@@ -28,11 +31,39 @@ def chat_new(request):
     return redirect("chat_detail", conversation_id=conversation.pk)
 
 
+@never_cache  # Back and Forward show the conversation as it is now, not a stale copy
 @login_required
 def chat_detail(request, conversation_id: int):
     conversation = conversation_for(request.user, conversation_id)
     turns = turns_with_replies(conversation)
     return render(request, "chat/detail.html", {"conversation": conversation, "turns": turns, "error": None})
+
+
+@require_POST
+@login_required
+def chat_rename(request, conversation_id: int):
+    conversation = conversation_for(request.user, conversation_id)
+    try:
+        services.conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+    return redirect("chat_detail", conversation_id=conversation.pk)
+
+
+@require_POST
+@login_required
+def chat_delete(request, conversation_id: int):
+    conversation = conversation_for(request.user, conversation_id)
+    if request.POST.get("confirm") != "yes":
+        messages.error(request, "Tick the box to confirm: deleting a chat removes its messages and ratings.")
+        return redirect("chat_detail", conversation_id=conversation.pk)
+    try:
+        services.conversation_delete(conversation=conversation)
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+        return redirect("chat_detail", conversation_id=conversation.pk)
+    messages.success(request, f"Deleted “{conversation}”.")
+    return redirect("chat_list")
 
 
 @require_POST

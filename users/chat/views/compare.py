@@ -3,6 +3,7 @@
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from users.chat import selectors, services
@@ -13,6 +14,7 @@ from users.models import Conversation
 from users.prism import wording
 
 
+@never_cache  # Back and Forward show the conversation as it is now, not a stale copy
 @login_required
 def compare_home(request):
     return _home(request, CompareForm())
@@ -46,6 +48,7 @@ def _own_compare(request, conversation_id: int):
     return conversation, conversation.turns.prefetch_related("replies").first()
 
 
+@never_cache  # Back and Forward show the conversation as it is now, not a stale copy
 @login_required
 def compare_detail(request, conversation_id: int, *, form=None, error=None, status=200):
     conversation, turn = _own_compare(request, conversation_id)

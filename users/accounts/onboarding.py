@@ -1,0 +1,67 @@
+"""A participant's way through the study: the introduction and consent, the profile survey, then
+``COLLECTION_TARGET`` PRISM conversations; the next step is pointed to on every participant page until the
+target is reached, and a thank-you follows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from users.collection.selectors import progress_for
+from users.models import Profile
+
+CONSENT_GIVEN = "Yes, I consent to take part in this study"
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str  # consent | survey | conversations | done
+    text: str
+    url: str
+    done: int = 0
+    target: int = 0
+
+
+def consent_given(user) -> bool:
+    return Profile.objects.filter(user=user, consent__isnull=False).exclude(consent="").exists()
+
+
+def consent_give(*, user) -> Profile:
+    with transaction.atomic():
+        profile, _ = Profile.objects.select_for_update().get_or_create(user=user)
+        if not profile.consent:
+            profile.consent = CONSENT_GIVEN
+            profile.consent_age = profile.consent_age or f"given on this site on {timezone.now():%Y-%m-%d}"
+            profile.save(update_fields=["consent", "consent_age", "updated_at"])
+    return profile
+
+
+def next_step(user) -> Step:
+    """Where this participant goes next."""
+    profile = Profile.objects.filter(user=user).only("consent", "completed_at").first()
+    if profile is None or not profile.consent:
+        return Step("consent", "Read what the study is about and agree to take part.", reverse("study_intro"))
+    if profile.completed_at is None:
+        return Step("survey", "Fill in your profile survey (about 5 minutes).", reverse("survey"))
+    progress = progress_for(user)
+    done, target = progress["done"], progress["target"]
+    if done < target:
+        return Step("conversations", f"Hold conversation {done + 1} of {target}: rate the model's replies.",
+                    reverse("collect_home"), done, target)
+    return Step("done", f"Thank you: you have finished all {target} conversations. You can keep chatting with "
+                        "the model, and compare it once a version trained on everyone's ratings is active.",
+                reverse("chat_list"), done, target)
+
+
+def next_step_context(request) -> dict:
+    """Template context: the next step of a logged-in participant (not staff), except on the page it points to."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated or user.is_staff:
+        return {}
+    step = next_step(user)
+    if step.key == "done":  # the thank-you on the pages about taking part, not on every page for ever
+        return {"next_step": step, "next_step_here": request.path not in (reverse("home"), reverse("collect_home"))}
+    return {"next_step": step, "next_step_here": request.path == step.url}
