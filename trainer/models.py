@@ -75,6 +75,14 @@ class TrainingRun(models.Model):
                 f"up to {coin:.1%} on that many), so it has not learned the ratings.")
 
     @property
+    def phase_progress(self) -> tuple[int, int] | None:
+        """(done, total) of the work inside a step that the phase line names ("tokenising: 40 of 120")."""
+        import re
+
+        found = re.search(r"(\d+) of (\d+)", self.phase or "")
+        return (int(found.group(1)), int(found.group(2))) if found and int(found.group(2)) else None
+
+    @property
     def progress_percent(self) -> int:
         return int(100 * self.step / self.total_steps) if self.total_steps else 0
 

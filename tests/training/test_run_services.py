@@ -167,6 +167,18 @@ def test_the_run_page_phase_follows_the_work_inside_a_step_without_a_write_per_c
     assert TrainingRun.objects.get(pk=run.pk).phase == "tokenising: 268 of 268"
     phase("training", 3, 120)
     assert TrainingRun.objects.get(pk=run.pk).phase == "training: 3 of 120 micro-batches"
+    assert TrainingRun.objects.get(pk=run.pk).phase_progress == (3, 120)  # the phase's own bar on the page
+
+
+def test_the_eta_comes_from_the_measured_step_time(client, staff):
+    run = make_run(staff, status=TrainingRun.Status.RUNNING, started_at=timezone.now() - timedelta(minutes=10),
+                   step=2, total_steps=12, heartbeat_at=timezone.now(), step_seconds=30.0,
+                   phase="training: 5 of 40 micro-batches")
+    assert run.eta_seconds == 300.0  # 10 steps left at 30 s, not the 10 minutes so far (model load included)
+    client.force_login(staff)
+    page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    assert 'about <span id="eta">5 min</span> left at 30.0 s a step' in page
+    assert 'id="phase-progress" max="40" value="5"' in page
 
 
 def test_the_run_page_acknowledges_a_cancel_at_once_and_says_how_long_it_has_run(client, staff):
