@@ -18,8 +18,9 @@ LONG = ("A reply long enough to need reading in full: it explains the answer ste
 # Boxes of text elements that a fixed or sticky element overlaps inside the viewport, and sliders under 120 px.
 LAYOUT = """
 () => {
-  const seen = e => { const r = e.getBoundingClientRect(); const s = getComputedStyle(e);
-    return r.width > 0 && r.height > 0 && s.visibility !== "hidden" && s.display !== "none"; };
+  // checkVisibility: false inside a closed <details>, display:none or visibility:hidden.
+  const seen = e => { const r = e.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && e.checkVisibility({visibilityProperty: true, opacityProperty: true}); };
   const inView = r => r.bottom > 0 && r.top < innerHeight && r.right > 0 && r.left < innerWidth;
   const overlays = [...document.querySelectorAll("body *")].filter(e =>
     ["fixed", "sticky"].includes(getComputedStyle(e).position) && seen(e));
