@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from trainer import devices
 from trainer.models import TrainingRun
+from trainer.worker.folders import journal, run_folder
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,6 @@ class LaunchError(ValueError):
 
 
 def train_in_group(run: TrainingRun) -> str:
-    from trainer.worker.training import journal, run_folder
-
     folder = run_folder(run.pk)
     folder.mkdir(parents=True, exist_ok=True)
     command = launch_command(run, offered=devices_offered())
@@ -188,8 +187,6 @@ def _set_phase(run_id: int, phase: str) -> None:
 
 
 def _end(run_id: int, status: str, error: str) -> None:
-    from trainer.worker.training import journal
-
     journal(run_id, f"{status}: {error}")
     TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
         status=status, error=error, finished_at=timezone.now(), phase="", cancel_requested=False)
