@@ -142,10 +142,19 @@ def test_stopping_a_queued_reply_stops_it_at_once(owner_client, queued_reply):
     assert queued_reply.status == Reply.Status.STOPPED
 
 
-@pytest.mark.parametrize("name", ["chat_new", "reply_stop", "reply_retry", "chat_send"])
+@pytest.mark.parametrize("name", ["reply_stop", "reply_retry", "chat_send", "chat_rename", "chat_delete"])
 def test_post_views_refuse_get(owner_client, queued_reply, name):
-    arg = {"chat_new": [], "chat_send": [queued_reply.turn.conversation_id]}.get(name, [queued_reply.pk])
+    conversation = queued_reply.turn.conversation_id
+    arg = [conversation] if name.startswith("chat_") else [queued_reply.pk]
     assert owner_client.get(reverse(name, args=arg)).status_code == 405
+
+
+def test_a_typed_new_chat_address_answers_with_the_list_and_creates_nothing(owner_client, owner):
+    from users.models import Conversation
+
+    before = Conversation.objects.filter(user=owner).count()
+    assert owner_client.get(reverse("chat_new")).url == reverse("chat_list")
+    assert Conversation.objects.filter(user=owner).count() == before
 
 
 @pytest.mark.parametrize("name", ["reply_stop", "reply_retry", "reply_stream"])
