@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from tests.factories import population
 from tests.services import train_worker
 from tests.training.test_run_services import FORM_DEFAULTS
 from tests.training.test_train_worker import DATA, FAST, status_of, wait_for
@@ -21,11 +20,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ENDED = (TrainingRun.Status.COMPLETED, TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED)
 # No dropout: one and two processes draw different masks. Micro-batches of 2: each process takes 2 of every 4.
 SAME = {**FAST, "micro_batch_size": 2, "lora_dropout": 0.0, "seed": 7}
-
-
-@pytest.fixture
-def people(db):
-    return population(people=6, conversations=3)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import time
 import pytest
 
 from alignment_site import dispatch
-from tests.factories import population
 from tests.services import train_worker
 from trainer import services
 from trainer.models import RunLog, TrainingRun
@@ -18,11 +17,6 @@ FAST = {"user_model": "individual", "batch_size": 4, "micro_batch_size": 4, "n_u
         "lr_lora": 1e-3, "lr_user": 1e-2, "warmup_steps": 0, "log_every": 1, "max_prompt_length": 64,
         "max_length": 160, "diagnostics_every": 0}
 DATA = {"min_pairs": 1, "unseen_fraction": 0.2, "test_fraction": 0.34}
-
-
-@pytest.fixture
-def people(db):
-    return population(people=6, conversations=3)
 
 
 @pytest.fixture

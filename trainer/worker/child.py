@@ -27,14 +27,14 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s rank " + os.environ.get("RANK", "0")
                         + " %(levelname)s %(message)s")
     from trainer.models import TrainingRun
-    from trainer.worker import training
+    from trainer.worker import record, training
 
     run_id, rank = int(argv[0]), int(os.environ.get("RANK", "0"))
     try:
         status = training._train(TrainingRun.objects.get(pk=run_id), rank=rank)
     except Exception as exc:
         if rank == 0:
-            training._finish(run_id, TrainingRun.Status.FAILED, error=training._reason(exc))
+            record.finish(run_id, TrainingRun.Status.FAILED, error=training._reason(exc))
         logging.exception("run %s failed in process %s", run_id, rank)
         return 1
     finally:

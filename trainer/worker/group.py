@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from trainer import devices
 from trainer.models import TrainingRun
-from trainer.worker.folders import journal, run_folder
+from trainer.worker.record import finish, journal, phase, run_folder
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def train_in_group(run: TrainingRun) -> str:
         sink.write(f"\n=== attempt {run.attempts} at {timezone.now():%Y-%m-%d %H:%M:%S} UTC: "
                    f"{' '.join(command)}\n".encode())
         sink.flush()
-        _set_phase(run.pk, f"starting {run.processes} processes")
+        phase(run.pk, f"starting {run.processes} processes")
         proc = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=sink, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
         forced = _watch(run.pk, proc)
@@ -65,13 +65,13 @@ def train_in_group(run: TrainingRun) -> str:
         return run.status
     checkpoint = _last_checkpoint(folder / "checkpoints")
     if forced:
-        _end(run.pk, TrainingRun.Status.CANCELLED,
-             f"Cancelled: the {run.processes} processes did not stop by themselves within {CANCEL_GRACE_SECONDS} s, "
-             f"so they were stopped. Resume continues from {checkpoint}.")
+        finish(run.pk, TrainingRun.Status.CANCELLED, only_running=True,
+               error=f"Cancelled: the {run.processes} processes did not stop by themselves within "
+                     f"{CANCEL_GRACE_SECONDS} s, so they were stopped. Resume continues from {checkpoint}.")
         return TrainingRun.Status.CANCELLED
-    _end(run.pk, TrainingRun.Status.FAILED,
-         f"{failure_reason(out.read_bytes()[-200_000:].decode(errors='replace'), proc.returncode)} "
-         f"Press Resume to continue from {checkpoint}.")
+    reason = failure_reason(out.read_bytes()[-200_000:].decode(errors="replace"), proc.returncode)
+    finish(run.pk, TrainingRun.Status.FAILED, only_running=True,
+           error=f"{reason} Press Resume to continue from {checkpoint}.")
     return TrainingRun.Status.FAILED
 
 
@@ -180,16 +180,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _set_phase(run_id: int, phase: str) -> None:
-    TrainingRun.objects.filter(pk=run_id).update(phase=phase, heartbeat_at=timezone.now())
-
-
-def _end(run_id: int, status: str, error: str) -> None:
-    journal(run_id, f"{status}: {error}")
-    TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
-        status=status, error=error, finished_at=timezone.now(), phase="", cancel_requested=False)
 
 
 def _last_checkpoint(folder: Path) -> str:

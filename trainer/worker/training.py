@@ -21,7 +21,7 @@ from django.utils import timezone
 from trainer import services
 from trainer.core import provision
 from trainer.models import RunLog, TrainingRun
-from trainer.worker.folders import journal, run_folder
+from trainer.worker.record import finish, journal, phase, run_folder
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def execute(run_id: int) -> str:
             return _train(run)
         except Exception as exc:  # every failure ends as a reason a person can act on
             log.exception("run %s failed", run_id)
-            _finish(run_id, TrainingRun.Status.FAILED, error=_reason(exc))
+            finish(run_id, TrainingRun.Status.FAILED, error=_reason(exc))
             return TrainingRun.Status.FAILED
 
 
@@ -105,16 +105,6 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, (TrainingError, DataError, ValueError, provision.ProvisionError)):
         return str(exc)
     return f"{exc.__class__.__name__}: {exc}"
-
-
-def _finish(run_id: int, status: str, **fields) -> None:
-    journal(run_id, f"{status}{': ' + fields['error'] if fields.get('error') else ''}")
-    TrainingRun.objects.filter(pk=run_id).update(status=status, finished_at=timezone.now(), phase="",
-                                                 cancel_requested=False, **fields)
-
-
-def _phase(run_id: int, phase: str) -> None:
-    TrainingRun.objects.filter(pk=run_id).update(phase=phase, heartbeat_at=timezone.now())
 
 
 def _train(run: TrainingRun, rank: int = 0) -> str:
@@ -128,7 +118,7 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
     location = provision.resolve(settings.BASE_MODEL, settings.DATA_DIR)
     main = rank == 0
     if main:
-        _phase(run.pk, "collecting pairs")
+        phase(run.pk, "collecting pairs")
     pairs = gather_pairs(run.data_filter)
     if not pairs:
         raise ValueError("The selected data has no preference pairs: collect ratings first, "
@@ -179,21 +169,21 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
     summary.update(result.data)
     summary["first_step_this_attempt"] = first_step[0] if first_step else None
     if result.status == "cancelled":
-        _finish(run.pk, TrainingRun.Status.CANCELLED, data_summary=summary,
+        finish(run.pk, TrainingRun.Status.CANCELLED, data_summary=summary,
                 error=f"Cancelled at step {result.step}/{result.total_steps}; resume continues from there.")
         return TrainingRun.Status.CANCELLED
 
     steps_done = result.step - (first_step[0] - 1 if first_step else 0)
     summary["pairs_per_second"] = steps_done * config.batch_size / elapsed if elapsed > 0 else None
-    _phase(run.pk, "evaluating on held-out pairs")
+    phase(run.pk, "evaluating on held-out pairs")
     evaluation = _evaluate(result, split)
     services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.EVAL, step=result.step,
                              values=_finite(evaluation.get("metrics", {})))
-    _phase(run.pk, "saving the model")
+    phase(run.pk, "saving the model")
     relative = _publish(result, folder, base_model=location.path,
                         metrics={"history": result.history, "diagnostics": result.diagnostics,
                                  "evaluation": evaluation, "data": summary})
-    _finish(run.pk, TrainingRun.Status.COMPLETED, data_summary=summary, evaluation=evaluation,
+    finish(run.pk, TrainingRun.Status.COMPLETED, data_summary=summary, evaluation=evaluation,
             user_map=_user_map(result), diagnostics=[_finite(d) for d in result.diagnostics], artifacts=relative)
     return TrainingRun.Status.COMPLETED
 
