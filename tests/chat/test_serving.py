@@ -44,7 +44,20 @@ def test_a_user_not_in_training_gets_the_generic_vectors(outsider, active_run):
 
 def test_without_an_active_version_the_base_model_answers(owner):
     reply = answer(queued_reply(owner))
-    assert reply.serving == {"version": None, "vectors": "none", "batch": 1}
+    assert {k: v for k, v in reply.serving.items() if k != "cut"} == {"version": None, "vectors": "none", "batch": 1}
+
+
+def test_a_reply_cut_by_the_token_limit_says_so_and_offers_to_continue(owner, client):
+    from django.urls import reverse
+
+    reply = answer(queued_reply(owner, source="base"))  # 4 tokens at most: the tiny model's text runs on
+    assert reply.token_count == 4 and reply.serving["cut"] is True
+    client.force_login(owner)
+    page = client.get(reverse("chat_detail", args=[reply.turn.conversation_id])).content.decode()
+    assert "This reply was cut at the length limit (4 tokens)." in page and 'class="continue-form"' in page
+    Reply.objects.filter(pk=reply.pk).update(serving={**reply.serving, "cut": False})  # ended by itself
+    page = client.get(reverse("chat_detail", args=[reply.turn.conversation_id])).content.decode()
+    assert "cut at the length limit" not in page and "continue-form" not in page
 
 
 def test_comparison_columns_use_personal_generic_and_no_vectors(owner, active_run):

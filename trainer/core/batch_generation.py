@@ -44,6 +44,7 @@ class GenerationRequest:
     cancelled: bool = False  # set by the caller's thread: cheaper than a callback
     error: BaseException | None = None
     tokens: int = 0  # generated tokens, EOS excluded
+    cut: bool = False  # ended by max_new_tokens rather than by EOS: the text stops mid-way
     batch_size: int = 0  # how many requests shared the forward pass (for the record)
 
     def stream(self, timeout: float | None = None):
@@ -132,9 +133,11 @@ def generate_batch(model, tokenizer, requests: list[GenerationRequest]) -> None:
                         r.deltas.put(delta)
                     if steps[i] >= r.max_new_tokens:
                         alive[i] = False
+                        r.cut = True
                 if not any(alive):
                     break
-                # Finished rows still take a step (their token is padding, masked out); cheaper than reshaping the cache.
+                # Finished rows still take a step (their token is padding, masked out): cheaper than reshaping
+                # the cache.
                 step_mask = torch.tensor(alive, dtype=torch.long, device=device).view(N, 1)  # (N, 1)
                 attention = torch.cat([attention, step_mask], dim=1)  # (N, L + t)
                 positions = positions + 1

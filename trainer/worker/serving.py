@@ -200,7 +200,8 @@ def generate_reply(reply_id: int, worker: str = "") -> str:
         status = Reply.Status.STOPPED if stopped else Reply.Status.DONE
         Reply.objects.filter(pk=reply_id).update(
             status=status, content="".join(parts), token_count=request.tokens, model_name=plan.name[:120],
-            serving={**plan.record, "batch": request.batch_size}, finished_at=timezone.now(), error="",
+            serving={**plan.record, "batch": request.batch_size, "cut": request.cut and not stopped},
+            finished_at=timezone.now(), error="",
         )
         streams.finish(reply, status)
         return status
