@@ -52,6 +52,8 @@ urlpatterns = [
     path("data/<str:name>.jsonl", dataset.data_export, name="data_export"),
     path("staff/dataset/", dataset.dataset, name="dataset"),
     path("staff/dataset/import/", dataset.dataset_import, name="dataset_import"),
+    path("staff/dataset/conversations/", dataset.browse_conversations, name="browse_conversations"),
+    path("staff/dataset/pairs/", dataset.browse_pairs, name="browse_pairs"),
     # training runs and versions (staff)
     path("staff/status/", status.status, name="status"),
     path("staff/queue/", queue.queue, name="queue"),

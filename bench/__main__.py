@@ -31,6 +31,8 @@ class Benchmark:
 BENCHMARKS = {
     "prism_import": Benchmark("bench.prism_import", "PRISM import at full size (1,500 people, 68,371 replies)",
                               "about 1 min", quick=()),
+    "browse": Benchmark("bench.browse", "staff list pages (conversations, pairs) with PRISM's 1,500 people",
+                        "about 2 min", quick=()),
     "run_page": Benchmark("bench.run_page", "server time of a run page with 1,000 logged steps", "10 s",
                           quick=()),
     "stream": Benchmark("bench.stream", "chat reply through the whole web path against in-process generate()",

@@ -127,7 +127,8 @@ def test_no_page_hides_what_must_be_read_and_sliders_can_be_used(browser, asgi_s
         page.context.clear_cookies()
 
         login(page, base, staff.username)
-        for path in ("/staff/dataset/", "/staff/runs/", "/staff/runs/new/", "/staff/status/", "/staff/queue/"):
+        for path in ("/staff/dataset/", "/staff/dataset/conversations/", "/staff/dataset/pairs/", "/staff/runs/",
+                     "/staff/runs/new/", "/staff/status/", "/staff/queue/"):
             page.goto(base + path)
             check(page, f"{path}, {size}")
     finally:

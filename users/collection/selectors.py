@@ -21,11 +21,11 @@ def progress_for(user) -> dict:
 
 
 def conversation_visible_to(user, conversation_id: int) -> Conversation:
-    """Participants see their own conversations; staff see everyone's (read-only)."""
+    """Participants see their own PRISM conversations here; staff see everyone's of every kind (read-only)."""
     qs = Conversation.objects.select_related("user")
     if not user.is_staff:
-        qs = qs.filter(user=user)
-    return get_object_or_404(qs, pk=conversation_id, kind__in=Conversation.PRISM_KINDS)
+        return get_object_or_404(qs, pk=conversation_id, user=user, kind__in=Conversation.PRISM_KINDS)
+    return get_object_or_404(qs, pk=conversation_id)
 
 
 @dataclass

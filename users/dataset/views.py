@@ -9,8 +9,9 @@ from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 
 from users.collection.pairs import pairs_export_lines
-from users.dataset import selectors
+from users.dataset import browse, selectors
 from users.dataset.forms import ImportForm
+from users.models import Conversation
 from users.prism.importer import prism_import
 from users.prism.schema import FILES, PrismImportError
 from users.prism.writer import prism_export_lines
@@ -78,3 +79,19 @@ def dataset_import(request):
             return redirect("dataset")
     return render(request, "dataset/import.html", {"form": form, "error": error},
                   status=422 if error or form.errors else 200)
+
+
+@staff_member_required
+def browse_conversations(request):
+    filters = browse.Filters.from_query(request.GET)
+    page = Paginator(browse.conversations(filters), browse.PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "dataset/browse_conversations.html", {"page": page, "filters": filters,
+                                                                 "kinds": Conversation.Kind.choices})
+
+
+@staff_member_required
+def browse_pairs(request):
+    filters = browse.Filters.from_query(request.GET)
+    page = Paginator(browse.pairs(filters), browse.PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "dataset/browse_pairs.html", {"page": page, "filters": filters,
+                                                         "kinds": Conversation.Kind.choices})
