@@ -32,6 +32,7 @@ urlpatterns = [
     path("chat/<int:conversation_id>/rename/", chat.chat_rename, name="chat_rename"),
     path("chat/<int:conversation_id>/delete/", chat.chat_delete, name="chat_delete"),
     path("replies/<int:reply_id>/rate/", chat.reply_rate, name="reply_rate"),
+    path("replies/<int:reply_id>/regenerate/", chat.reply_regenerate, name="reply_regenerate"),
     path("me/panel/", chat.personal_panel, name="personal_panel"),
     path("compare/", compare.compare_home, name="compare_home"),
     path("compare/new/", compare.compare_start, name="compare_start"),

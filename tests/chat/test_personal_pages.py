@@ -307,3 +307,32 @@ def test_a_chat_is_renamed_and_deleted_by_its_owner_only(client, owner, outsider
     page = client.post(reverse("chat_delete", args=[conversation.pk]), {"confirm": "yes"}, follow=True)
     assert "Deleted “Tea questions”" in page.content.decode()
     assert not Conversation.objects.filter(pk=conversation.pk) and not Reply.objects.filter(pk=reply.pk)
+
+
+def test_the_newest_unrated_chat_reply_can_be_written_again(client, owner, monkeypatch,
+                                                             django_capture_on_commit_callbacks):
+    from users.collection.services import reply_complete
+
+    sent = []
+    monkeypatch.setattr(personal, "reply_enqueue", lambda *, reply_id: sent.append(reply_id) or True)
+    monkeypatch.setattr("users.conversations.services.reply_enqueue",
+                        lambda *, reply_id: sent.append(reply_id) or True)
+    conversation = personal.conversation_create(user=owner)
+    first = personal.chat_send(conversation=conversation, text="Tea?")
+    reply_complete(reply=first, content="Green tea.")
+    client.force_login(owner)
+    page = client.get(reverse("chat_detail", args=[conversation.pk])).content.decode()
+    assert 'class="regenerate-form"' in page
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("reply_regenerate", args=[first.pk]))
+    first.refresh_from_db()
+    assert (first.status, first.content) == (Reply.Status.QUEUED, "") and sent[-1] == first.pk
+    reply_complete(reply=first, content="Black tea.")
+    second = personal.chat_send(conversation=conversation, text="Coffee?")
+    reply_complete(reply=second, content="Espresso.")
+    refused = client.post(reverse("reply_regenerate", args=[first.pk]), headers={"HX-Request": "true"})
+    assert refused.status_code == 409 and "Only the newest reply" in refused.content.decode()
+    Reply.objects.filter(pk=second.pk).update(score=80)
+    refused = client.post(reverse("reply_regenerate", args=[second.pk]), headers={"HX-Request": "true"})
+    assert refused.status_code == 409 and "You rated this reply" in refused.content.decode()
+    assert Reply.objects.get(pk=second.pk).content == "Espresso."

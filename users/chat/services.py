@@ -19,7 +19,7 @@ from alignment_site import dispatch
 from trainer.selectors import active_run
 from users.chat.selectors import COMPARE_SOURCES, new_pairs_since_fit
 from users.collection.services import turn_rate
-from users.conversations.services import generation_budget_take, reply_enqueue, validate_message
+from users.conversations.services import generation_budget_take, reply_enqueue, reply_retry, validate_message
 from users.models import SCORE_MAX, Conversation, Reply, Turn, VectorFit, is_score
 
 FAST_FIT_TASK = "trainer.fast_fit"
@@ -47,6 +47,19 @@ def conversation_delete(*, conversation: Conversation) -> None:
     if Reply.objects.filter(turn__conversation=conversation).exclude(status__in=Reply.FINISHED).exists():
         raise ValidationError("A reply in this chat is still being written: stop it or let it finish, then delete.")
     conversation.delete()
+
+
+def reply_regenerate(*, reply: Reply) -> Reply:
+    """Write the newest reply of a chat again (another sample). Not a rated reply (its rating is training
+    data) and not an earlier one (later turns build on it)."""
+    turn = reply.turn
+    if turn.conversation.kind != Conversation.Kind.CHAT or reply.status != Reply.Status.DONE:
+        raise ValidationError("Only a finished chat reply can be written again.")
+    if reply.score is not None:
+        raise ValidationError("You rated this reply, so it stays: your rating teaches the model.")
+    if turn.conversation.turns.filter(index__gt=turn.index).exists():
+        raise ValidationError("Only the newest reply can be written again: the later messages answer this one.")
+    return reply_retry(reply=reply, from_statuses=(Reply.Status.DONE,))
 
 
 def chat_open_empty(*, user) -> Conversation:

@@ -73,11 +73,12 @@ def reply_enqueue(*, reply_id: int) -> bool:
     return dispatch.enqueue_row(GENERATE_TASK, Reply, reply_id, queue="generate")
 
 
-def reply_retry(*, reply: Reply) -> Reply:
-    """Put a failed or stopped reply back in the queue, from scratch (it counts against the budget)."""
-    if reply.status in (Reply.Status.FAILED, Reply.Status.STOPPED):
+def reply_retry(*, reply: Reply, from_statuses=(Reply.Status.FAILED, Reply.Status.STOPPED)) -> Reply:
+    """Put a reply back in the queue, from scratch (it counts against the budget): a failed or stopped one
+    (Retry), or with ``from_statuses`` a done one (Regenerate, checked by its caller)."""
+    if reply.status in from_statuses:
         generation_budget_take(user=reply.turn.conversation.user)
-    updated = Reply.objects.filter(pk=reply.pk, status__in=[Reply.Status.FAILED, Reply.Status.STOPPED]).update(
+    updated = Reply.objects.filter(pk=reply.pk, status__in=list(from_statuses)).update(
         status=Reply.Status.QUEUED, content="", error="", token_count=0, started_at=None, finished_at=None,
         heartbeat_at=None, worker="")
     if updated:

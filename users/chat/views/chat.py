@@ -3,6 +3,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -64,6 +65,21 @@ def chat_delete(request, conversation_id: int):
         return redirect("chat_detail", conversation_id=conversation.pk)
     messages.success(request, f"Deleted “{conversation}”.")
     return redirect("chat_list")
+
+
+@require_POST
+@login_required
+def reply_regenerate(request, reply_id: int):
+    reply = reply_for(request.user, reply_id)
+    try:
+        reply = services.reply_regenerate(reply=reply)
+    except ValidationError as exc:
+        if request.htmx:
+            return HttpResponse(exc.messages[0], status=409, content_type="text/plain; charset=utf-8")
+        messages.error(request, exc.messages[0])
+    if request.htmx:
+        return render(request, "chat/detail.html#reply", {"reply": reply})
+    return redirect("chat_detail", conversation_id=reply.turn.conversation_id)
 
 
 @require_POST
