@@ -133,3 +133,24 @@ def test_no_page_hides_what_must_be_read_and_sliders_can_be_used(browser, asgi_s
             check(page, f"{path}, {size}")
     finally:
         context.close()
+
+
+def test_failed_htmx_requests_on_staff_pages_say_so(browser, asgi_server, staff):
+    from trainer.models import TrainingRun
+
+    run = TrainingRun.objects.create(name="live", created_by=staff, status=TrainingRun.Status.RUNNING,
+                                     total_steps=10, config={"user_model": "individual", "loss": "dpo"})
+    context = browser.new_context(viewport=SIZES["desktop"], bypass_csp=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        login(page, asgi_server, staff.username)
+        page.route("**/staff/runs/preview/**", lambda route: route.fulfill(status=500, body="<html>x</html>",
+                                                                           content_type="text/html"))
+        page.goto(asgi_server + "/staff/runs/new/")  # the live preview loads, and fails
+        page.wait_for_selector("#run-form + .request-error:has-text('error 500')")
+        page.route(f"**/staff/runs/{run.pk}/progress/**", lambda route: route.abort())
+        page.goto(f"{asgi_server}/staff/runs/{run.pk}/")  # the progress panel polls every 2 s, and cannot
+        page.wait_for_selector("#progress + .request-error:has-text('could not be reached')")
+    finally:
+        context.close()
