@@ -14,9 +14,6 @@ LOSSES = {"dpo": "DPO", "ipo": "IPO", "simpo": "SimPO", "hinge": "Hinge"}
 USER_MODELS = {"individual": "individual user model", "cluster": "cluster user model", "none": "no user model"}
 # The three models a participant compares, named the same before and after the reveal.
 VECTORS = {"own": "Your vectors", "generic": "Generic vectors", "base": "Base model"}
-VECTORS_ABOUT = {"own": "the trained model with your own vectors",
-                 "generic": "the same model with the generic vectors everyone starts with",
-                 "base": "the base model before any training"}
 HYPERPARAMETER_LABELS = {"lora_r": "LoRA rank", "lora_alpha": "LoRA alpha", "lora_dropout": "LoRA dropout",
                          "lr_lora": "LoRA learning rate"}
 
@@ -54,15 +51,9 @@ def version(run) -> str:
     return f"version {run.pk}"
 
 
-def plural(n: int, word: str, words: str | None = None) -> str:
-    return f"{n:,} {word if n == 1 else (words or word + 's')}"
-
-
 register = template.Library()
-register.filter("method", method_of)
 register.filter("method_long", method_long)
 register.filter("version", version)
-register.filter("reply_label", reply_label)
 
 
 @register.filter

@@ -48,35 +48,32 @@ class Filters:
         return urlencode({k: v for k, v in values.items() if v})
 
 
+def _filtered(qs, filters: Filters, conversation: str = ""):
+    """``qs`` narrowed by the filters; ``conversation`` is the path from its rows to their conversation."""
+    if filters.person:
+        qs = qs.filter(**{f"{conversation}user__username__icontains": filters.person})
+    if filters.kind:
+        qs = qs.filter(**{f"{conversation}kind": filters.kind})
+    if filters.since:
+        qs = qs.filter(**{f"{conversation}created_at__date__gte": filters.since})
+    if filters.until:
+        qs = qs.filter(**{f"{conversation}created_at__date__lte": filters.until})
+    return qs
+
+
 def conversations(filters: Filters):
     """Conversations, newest first, with their person, opening message and number of turns."""
-    qs = Conversation.objects.select_related("user")
-    if filters.person:
-        qs = qs.filter(user__username__icontains=filters.person)
-    if filters.kind:
-        qs = qs.filter(kind=filters.kind)
-    if filters.since:
-        qs = qs.filter(created_at__date__gte=filters.since)
-    if filters.until:
-        qs = qs.filter(created_at__date__lte=filters.until)
     opening = Turn.objects.filter(conversation=OuterRef("pk"), index=0).values("user_message")[:1]
-    return (qs.annotate(opening=Subquery(opening), turn_count=Count("turns"))
+    return (_filtered(Conversation.objects.select_related("user"), filters)
+            .annotate(opening=Subquery(opening), turn_count=Count("turns"))
             .order_by("-created_at", "-pk"))
 
 
 def pairs(filters: Filters):
     """Preference pairs (each rejected reply with its turn's chosen one), newest first."""
-    qs = pair_rejected_replies(min_margin=filters.min_margin)
-    if filters.person:
-        qs = qs.filter(turn__conversation__user__username__icontains=filters.person)
-    if filters.kind:
-        qs = qs.filter(turn__conversation__kind=filters.kind)
-    if filters.since:
-        qs = qs.filter(turn__conversation__created_at__date__gte=filters.since)
-    if filters.until:
-        qs = qs.filter(turn__conversation__created_at__date__lte=filters.until)
     chosen = Reply.objects.filter(turn=OuterRef("turn"), chosen=True)
-    return (qs.select_related("turn__conversation__user")
+    return (_filtered(pair_rejected_replies(min_margin=filters.min_margin), filters, "turn__conversation__")
+            .select_related("turn__conversation__user")
             .annotate(chosen_score=Subquery(chosen.values("score")[:1]),
                       chosen_text=Subquery(chosen.values("content")[:1]))
             .order_by("-pk"))

@@ -83,15 +83,15 @@ def dataset_import(request):
 
 @staff_member_required
 def browse_conversations(request):
-    filters = browse.Filters.from_query(request.GET)
-    page = Paginator(browse.conversations(filters), browse.PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "dataset/browse_conversations.html", {"page": page, "filters": filters,
-                                                                 "kinds": Conversation.Kind.choices})
+    return _browse(request, browse.conversations, "dataset/browse_conversations.html")
 
 
 @staff_member_required
 def browse_pairs(request):
+    return _browse(request, browse.pairs, "dataset/browse_pairs.html")
+
+
+def _browse(request, rows, template: str):
     filters = browse.Filters.from_query(request.GET)
-    page = Paginator(browse.pairs(filters), browse.PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "dataset/browse_pairs.html", {"page": page, "filters": filters,
-                                                         "kinds": Conversation.Kind.choices})
+    page = Paginator(rows(filters), browse.PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, template, {"page": page, "filters": filters, "kinds": Conversation.Kind.choices})
