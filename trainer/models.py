@@ -1,7 +1,17 @@
 """Training runs, their logged metrics, and which run serves chat."""
 
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
+
+RUN_LOG = "run.log"  # in a run's folder: what the worker did, a line each (the run page shows the last ones)
+GROUP_LOG = "processes.log"  # in a run's folder: the output of a run's processes, every attempt
+
+
+def run_folder(run_id: int) -> Path:
+    """A run's own folder: checkpoints, logs, and the saved model under ``model/``."""
+    return settings.ARTIFACTS_DIR / "runs" / str(run_id)
 
 
 class TrainingRun(models.Model):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count
 
-from trainer.models import Activation, RunLog, TrainingRun
+from trainer.models import GROUP_LOG, RUN_LOG, Activation, RunLog, TrainingRun, run_folder
 
 
 def _filtered_rejected(data_filter: dict):
@@ -118,17 +118,11 @@ def synthetic_groups(users) -> dict[str, str]:
     return {exported_user_id(p.user, getattr(p.user, "profile", None)): p.group for p in personas if p.group}
 
 
-JOURNALS = ("run.log", "processes.log")  # in the run's folder: the worker's lines, and a group's output
-
-
 def run_log_tail(run: TrainingRun, lines: int = 60) -> list[str]:
     """The last lines the worker (and, for a run over several processes, the group) wrote about the run."""
-    from django.conf import settings
-
-    folder = settings.ARTIFACTS_DIR / "runs" / str(run.pk)
     found = []
-    for name in JOURNALS:
-        path = folder / name
+    for name in (RUN_LOG, GROUP_LOG):
+        path = run_folder(run.pk) / name
         if path.is_file():
             with path.open("rb") as f:
                 f.seek(max(0, path.stat().st_size - 64_000))

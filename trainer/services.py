@@ -11,7 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from alignment_site import dispatch
-from trainer.models import Activation, RunLog, TrainingRun
+from trainer.models import Activation, RunLog, TrainingRun, run_folder
 
 TRAIN_TASK = "trainer.train_run"
 
@@ -194,7 +194,7 @@ def run_delete(*, run: TrainingRun) -> None:
     if Activation.objects.filter(run=run).exists():
         raise RunStateError(f"{run} has served chat as a version: it stays, so the history and a rollback to it "
                             "keep working.")
-    folder = settings.ARTIFACTS_DIR / "runs" / str(run.pk)
+    folder = run_folder(run.pk)
     run.delete()
     shutil.rmtree(folder, ignore_errors=True)
 

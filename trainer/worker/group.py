@@ -30,13 +30,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from trainer import devices
-from trainer.models import TrainingRun
-from trainer.worker.record import finish, journal, phase, run_folder
+from trainer.models import GROUP_LOG, TrainingRun, run_folder
+from trainer.worker.record import finish, journal, phase
 
 log = logging.getLogger(__name__)
 
 CANCEL_GRACE_SECONDS = 60  # the processes stop by themselves between micro-batches; this is the backstop
-LOG_NAME = "processes.log"  # in the run's folder: every attempt's output of the whole group
 # What the loop runs: DDP over torch.distributed. DeepSpeed and FSDP would need the loop to shard its state.
 SUPPORTED_LAUNCHES = {"MULTI_GPU", "MULTI_CPU", "NO"}
 
@@ -50,7 +49,7 @@ def train_in_group(run: TrainingRun) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     command = launch_command(run, offered=devices_offered())
     env = group_environment(run.processes)
-    out = folder / LOG_NAME
+    out = folder / GROUP_LOG
     with out.open("ab") as sink:
         sink.write(f"\n=== attempt {run.attempts} at {timezone.now():%Y-%m-%d %H:%M:%S} UTC: "
                    f"{' '.join(command)}\n".encode())

@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from trainer import services
 from trainer.core import provision
-from trainer.models import RunLog, TrainingRun
-from trainer.worker.record import finish, journal, phase, run_folder
+from trainer.models import RunLog, TrainingRun, run_folder
+from trainer.worker.record import finish, journal, phase
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
     summary["first_step_this_attempt"] = first_step[0] if first_step else None
     if result.status == "cancelled":
         finish(run.pk, TrainingRun.Status.CANCELLED, data_summary=summary,
-                error=f"Cancelled at step {result.step}/{result.total_steps}; resume continues from there.")
+               error=f"Cancelled at step {result.step}/{result.total_steps}; resume continues from there.")
         return TrainingRun.Status.CANCELLED
 
     steps_done = result.step - (first_step[0] - 1 if first_step else 0)
@@ -184,7 +184,7 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
                         metrics={"history": result.history, "diagnostics": result.diagnostics,
                                  "evaluation": evaluation, "data": summary})
     finish(run.pk, TrainingRun.Status.COMPLETED, data_summary=summary, evaluation=evaluation,
-            user_map=_user_map(result), diagnostics=[_finite(d) for d in result.diagnostics], artifacts=relative)
+           user_map=_user_map(result), diagnostics=[_finite(d) for d in result.diagnostics], artifacts=relative)
     return TrainingRun.Status.COMPLETED
 
 
@@ -212,20 +212,20 @@ class PhaseText:
         self.run_id, self.every = run_id, every
         self.shown, self.at = "", 0.0
 
-    def __call__(self, phase: str, done: int, total: int | None) -> None:
+    def __call__(self, name: str, done: int, total: int | None) -> None:
         now = time.monotonic()
-        if phase == self.shown and now - self.at < self.every and (total is None or done < total):
+        if name == self.shown and now - self.at < self.every and (total is None or done < total):
             return
-        if phase != self.shown:
-            journal(self.run_id, phase)
-        self.shown, self.at = phase, now
+        if name != self.shown:
+            journal(self.run_id, name)
+        self.shown, self.at = name, now
         if total is None:
-            text = phase
-        elif phase == "training":
+            text = name
+        elif name == "training":
             text = f"training: {done} of {total} micro-batches"
         else:
-            text = f"{phase}: {done} of {total}"
-        TrainingRun.objects.filter(pk=self.run_id).update(phase=text, heartbeat_at=timezone.now())
+            text = f"{name}: {done} of {total}"
+        phase(self.run_id, text)
 
 
 def _finite(values: dict) -> dict:

@@ -4,11 +4,12 @@ target is reached, and a thank-you follows."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
 
 from users.collection.selectors import progress_for
 from users.models import Profile
@@ -23,6 +24,7 @@ class Step:
     url: str
     done: int = 0
     target: int = 0
+    here: bool = False  # the page being shown is the one the step points to (the pointer is left out there)
 
 
 def consent_given(user) -> bool:
@@ -57,11 +59,16 @@ def next_step(user) -> Step:
 
 
 def next_step_context(request) -> dict:
-    """Template context: the next step of a logged-in participant (not staff), except on the page it points to."""
-    user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated or user.is_staff:
-        return {}
-    step = next_step(user)
-    if step.key == "done":  # the thank-you on the pages about taking part, not on every page for ever
-        return {"next_step": step, "next_step_here": request.path not in (reverse("home"), reverse("collect_home"))}
-    return {"next_step": step, "next_step_here": request.path == step.url}
+    """Template context: the next step of a logged-in participant (not staff), worked out only when a page
+    shows it (not for the htmx fragments that render without the base layout)."""
+
+    def shown() -> Step | None:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated or user.is_staff:
+            return None
+        step = next_step(user)
+        if step.key == "done":  # the thank-you on the pages about taking part, not on every page for ever
+            return replace(step, here=request.path not in (reverse("home"), reverse("collect_home")))
+        return replace(step, here=request.path == step.url)
+
+    return {"next_step": SimpleLazyObject(shown)}
