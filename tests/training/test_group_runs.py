@@ -138,3 +138,15 @@ def test_a_killed_worker_takes_its_processes_with_it(staff, people, workdir, tin
         worker.send_signal(signal.SIGKILL)
         worker.wait()
     wait_for(lambda: not children(run.pk), timeout=30)  # no orphans training behind the reaper's back
+
+
+def test_the_reason_names_the_process_that_failed_first_and_its_error():
+    from trainer.worker.group import failure_reason
+
+    log = ("\n=== attempt 1 ...\nTraceback (most recent call last):\nValueError: The selected data has no preference "
+           "pairs: collect ratings first.\nRuntimeError: Connection closed by peer\nRoot Cause (first observed "
+           "failure):\n[0]:\n  rank      : 1 (local_rank: 1)\n  exitcode  : -9 (pid: 8)\n")
+    assert failure_reason(log, 1) == "Training process 1 was killed by SIGKILL (out of memory, or stopped by hand)."
+    own = log.replace("exitcode  : -9", "exitcode  : 1").replace("RuntimeError: Connection closed by peer\n", "")
+    assert failure_reason(own, 1) == ("Training process 1 exited with code 1: ValueError: The selected data has no "
+                                      "preference pairs: collect ratings first.")

@@ -5,8 +5,10 @@ Every process sets Django up, gathers the same pairs and trains its share of
 each batch (``trainer.worker.training._train`` with its rank); process 0 writes
 progress, metrics and the entanglement reports to the database exactly as a
 one-process run does, then evaluates, saves the model and finishes the run. A
-failure in process 0 is written as the run's reason; a failure elsewhere ends
-the group, and the worker that launched it writes the reason.
+failure in any process ends the group, and the worker that launched it writes
+the reason from the launcher's summary (which process failed first, and how):
+process 0 does not write its own, because when another process dies it fails
+too, on the broken connection, and may get there first.
 """
 
 from __future__ import annotations
@@ -27,14 +29,12 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s rank " + os.environ.get("RANK", "0")
                         + " %(levelname)s %(message)s")
     from trainer.models import TrainingRun
-    from trainer.worker import record, training
+    from trainer.worker import training
 
     run_id, rank = int(argv[0]), int(os.environ.get("RANK", "0"))
     try:
         status = training._train(TrainingRun.objects.get(pk=run_id), rank=rank)
-    except Exception as exc:
-        if rank == 0:
-            record.finish(run_id, TrainingRun.Status.FAILED, error=training._reason(exc))
+    except Exception:
         logging.exception("run %s failed in process %s", run_id, rank)
         return 1
     finally:

@@ -197,15 +197,12 @@ def failure_reason(output: str, returncode: int | None) -> str:
     output = output.rsplit("\n=== attempt ", 1)[-1]
     summary = output.rsplit("Root Cause", 1)[-1] if "Root Cause" in output else output
     found = _FAILED.search(summary)
-    if found:
-        rank, code = int(found.group(1)), int(found.group(2))
-        how = f"was killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() \
-            else f"exited with code {code}"
-        text = f"Training process {rank} {how}"
-        if code == -signal.SIGKILL:
-            text += " (out of memory, or stopped by hand)"
-    else:
-        text = f"The training processes ended with exit code {returncode}"
+    code = int(found.group(2)) if found else returncode
+    if found and code < 0 and -code in signal.valid_signals():  # killed: the others' errors are its echo
+        text = f"Training process {found.group(1)} was killed by {signal.Signals(-code).name}"
+        return text + (" (out of memory, or stopped by hand)." if code == -signal.SIGKILL else ".")
+    text = (f"Training process {found.group(1)} exited with code {code}" if found
+            else f"The training processes ended with exit code {returncode}")
     errors = [line.strip() for line in output.splitlines()
               if re.match(r"^\s*[A-Za-z_.]*(Error|Exception)\b.*:", line) and "ChildFailedError" not in line]
-    return text + (f"; the last error: {errors[-1][:300]}." if errors else ".")
+    return text + (f": {errors[-1][:300]}" if errors else ".")
