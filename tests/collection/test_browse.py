@@ -1,6 +1,8 @@
 """Staff browse conversations and pairs: filtered by person, type, date and score margin, paged, each
 conversation opened as its participant saw it, in a fixed number of queries whatever the data's size."""
 
+import json
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -71,3 +73,23 @@ def test_staff_open_any_conversation_read_only_and_participants_only_their_own(c
     assert "A private chat" in page and "read-only" in page and 'id="rate-form"' not in page
     client.force_login(owner)
     assert client.get(reverse("collect_detail", args=[chat.pk])).status_code == 404  # their chat lives in chat
+
+
+def test_imported_prism_conversations_are_dated_by_when_people_talked_not_by_the_import(client, staff):
+    from tests.collection.test_prism_io import CONVERSATION, SURVEY, jsonl
+    from users.prism.importer import prism_import
+    from users.prism.writer import prism_export_lines
+
+    undated = {**CONVERSATION, "conversation_id": "c8", "generated_datetime": "not a date"}
+    prism_import(files={"survey": jsonl(SURVEY), "conversations": jsonl(CONVERSATION, undated)})
+    talked = Conversation.objects.get(prism_id="c7")
+    assert talked.created_at.isoformat() == "2023-11-23T09:00:00+00:00" and talked.ended_at == talked.created_at
+    assert talked.user.profile.completed_at.isoformat() == "2023-11-22T14:00:00+00:00"
+    assert Conversation.objects.get(prism_id="c8").created_at.year >= 2026  # kept as written, dated on import
+    client.force_login(staff)
+    url = reverse("browse_conversations")
+    that_day = queries_for(client, url + "?since=2023-11-23&until=2023-11-23")[1]
+    assert "1 found" in that_day and "2023-11-23 09:00" in that_day
+    exported = [json.loads(line) for line in prism_export_lines(file="conversations")]
+    assert {c["conversation_id"]: c["generated_datetime"] for c in exported} == {
+        "c7": "2023-11-23 09:00:00", "c8": "not a date"}  # the export still writes what was read

@@ -3,6 +3,7 @@ covers text the page needs read, and every slider's track is at least 120 px wid
 boxes Chromium lays out, at the top of the page and at its end (a chat only at its end, where it opens)."""
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.personas import PASSWORD, login
 from users.chat import services as chat
@@ -135,22 +136,93 @@ def test_no_page_hides_what_must_be_read_and_sliders_can_be_used(browser, asgi_s
         context.close()
 
 
-def test_failed_htmx_requests_on_staff_pages_say_so(browser, asgi_server, staff):
-    from trainer.models import TrainingRun
+# Open every <details>, fill empty required fields, and send each htmx control's request the way a person would
+# (click, submit, change; "load" and "every" ones send by themselves): their names, to be checked afterwards.
+SEND_EVERY_CONTROL = """
+() => {
+  document.querySelectorAll("details").forEach(d => d.open = true);
+  const name = e => e.id || (e.tagName === "BUTTON" ? e.textContent.trim()
+    : [...e.classList].filter(c => !c.startsWith("htmx-")).join(" ") || e.tagName);
+  const controls = [...document.querySelectorAll("[hx-get], [hx-post]")];
+  for (const el of controls) {
+    const trigger = el.getAttribute("hx-trigger") || "";
+    if (/\\b(load|every)\\b/.test(trigger)) continue;
+    if (/from:body/.test(trigger)) { htmx.trigger(document.body, trigger.split(" ")[0]); continue; }
+    if (el.tagName === "FORM") {
+      el.querySelectorAll("textarea[required], input[required]").forEach(f => { if (!f.value) f.value = "x"; });
+      htmx.trigger(el, "submit");
+    } else if (/change/.test(trigger)) htmx.trigger(el, "change");
+    else el.click();
+  }
+  return controls.map(name);
+}
+"""
+# The controls whose failed request left no message after them (after the form they are in, as site.js puts it).
+SILENT_CONTROLS = """
+() => [...document.querySelectorAll("[hx-get], [hx-post]")].filter(el => {
+  const anchor = el.closest("form") || el;
+  const box = anchor.nextElementSibling;
+  return !(box && box.classList.contains("request-error") && box.textContent.includes("error 500"));
+}).map(e => e.id || e.outerHTML.slice(0, 80))
+"""
 
+
+def test_every_htmx_control_on_every_page_says_when_its_request_fails(browser, asgi_server, owner, staff, pages):
+    """Every page a participant or staff uses, with every request htmx sends answered by a server error: each
+    control that sent one shows the message beside it. Pages without htmx controls are plain forms and links,
+    whose failures are whole pages."""
+    from django.contrib.auth import get_user_model
+
+    from trainer.models import TrainingRun
+    from users.models import Conversation, Reply
+
+    rater = get_user_model().objects.get(username="rater")
+    talk = Conversation.objects.get(pk=pages["chat"])
+    cut = Reply.objects.filter(turn__conversation=talk).order_by("-pk").first()
+    Reply.objects.filter(pk=cut.pk).update(source="personal", serving={"cut": True})
+    more = chat.conversation_create(user=rater)  # a failed reply (Retry) and one being written (Stop)
+    failed = chat.chat_send(conversation=more, text="First question")
+    Reply.objects.filter(pk=failed.pk).update(status=Reply.Status.FAILED, error="The worker stopped.")
+    chat.chat_send(conversation=more, text="Second question")
     run = TrainingRun.objects.create(name="live", created_by=staff, status=TrainingRun.Status.RUNNING,
                                      total_steps=10, config={"user_model": "individual", "loss": "dpo"})
+    participant = {"/survey/": 0, f"/collect/{pages['rating']}/": 0, f"/collect/{pages['ending']}/": 0,
+                   f"/chat/{pages['chat']}/": 5, f"/chat/{more.pk}/": 3, "/me/panel/": 1, "/compare/": 0}
+    staff_pages = {"/staff/dataset/": 0, "/staff/dataset/conversations/": 0, "/staff/dataset/pairs/": 0,
+                   "/staff/runs/": 0, "/staff/runs/new/": 1, f"/staff/runs/{run.pk}/": 1}
     context = browser.new_context(viewport=SIZES["desktop"], bypass_csp=True)
     page = context.new_page()
     page.set_default_timeout(30_000)
+
+    def fail_htmx(route):
+        if route.request.headers.get("hx-request"):
+            route.fulfill(status=500, body="<html><body>boom</body></html>", content_type="text/html")
+        else:
+            route.continue_()
+
+    sent = {}
     try:
-        login(page, asgi_server, staff.username)
-        page.route("**/staff/runs/preview/**", lambda route: route.fulfill(status=500, body="<html>x</html>",
-                                                                           content_type="text/html"))
-        page.goto(asgi_server + "/staff/runs/new/")  # the live preview loads, and fails
-        page.wait_for_selector("#run-form + .request-error:has-text('error 500')")
-        page.route(f"**/staff/runs/{run.pk}/progress/**", lambda route: route.abort())
-        page.goto(f"{asgi_server}/staff/runs/{run.pk}/")  # the progress panel polls every 2 s, and cannot
-        page.wait_for_selector("#progress + .request-error:has-text('could not be reached')")
+        for who, paths in ((rater.username, participant), (staff.username, staff_pages)):
+            page.context.clear_cookies()
+            page.unroute("**/*")
+            login(page, asgi_server, who)
+            page.route("**/*", fail_htmx)
+            for path, least in paths.items():
+                page.goto(asgi_server + path)
+                page.wait_for_load_state("networkidle")
+                controls = page.evaluate(SEND_EVERY_CONTROL)
+                sent[path] = controls
+                assert len(controls) >= least, f"{path}: expected {least} htmx controls, found {controls}"
+                if controls:
+                    try:
+                        page.wait_for_function(f"({SILENT_CONTROLS})().length === 0", timeout=15_000)
+                    except PlaywrightTimeout:
+                        pass
+                    silent = page.evaluate(SILENT_CONTROLS)
+                    assert not silent, f"{path}: requests failed with no message beside them: {silent}"
     finally:
         context.close()
+    # The chat's composer, its Continue, rating, Write it again, Retry and Stop, and the panel were all tried.
+    chat_controls = " ".join(sent[f"/chat/{pages['chat']}/"] + sent[f"/chat/{more.pk}/"])
+    for kind in ("composer", "continue-form", "rate-form", "regenerate-form", "personal", "Retry", "Stop"):
+        assert kind in chat_controls, (kind, chat_controls)

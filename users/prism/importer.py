@@ -10,6 +10,7 @@ batches.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from typing import IO, Callable
@@ -121,7 +122,7 @@ def _import_survey(batch: list[tuple[int, dict]], file: str, report: ImportRepor
         for key in SURVEY_DERIVED:  # absent means null, not "work it out"
             extra.setdefault(key, None)
         profile.extra = extra
-        profile.completed_at = profile.completed_at or now
+        profile.completed_at = prism_datetime(record.get("generated_datetime")) or profile.completed_at or now
         (update if profile.pk else create).append(profile)
     if update:  # replace rather than bulk_update: its CASE expressions are slow for 24 columns
         Profile.objects.filter(pk__in=[p.pk for p in update]).delete()
@@ -131,6 +132,22 @@ def _import_survey(batch: list[tuple[int, dict]], file: str, report: ImportRepor
     report.records += len(rows)
     report.created += len(create)
     report.replaced += len(update)
+
+
+def prism_datetime(value) -> dt.datetime | None:
+    """PRISM's ``generated_datetime`` ("2023-11-22 14:00:00", UTC) as an aware datetime; None when absent or
+    not a date (such a value is still kept as written in ``extra``)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _parse_history(history, file: str, line: int) -> list[tuple[dict, list[dict]]]:
@@ -209,9 +226,18 @@ def _import_conversations(batch: list[tuple[int, dict]], file: str, report: Impo
         conv.extra = extra
         first = _turns[0][0]["content"] if _turns else ""
         conv.title = (conv.opening_prompt if isinstance(conv.opening_prompt, str) else first)[:80]
-        conv.ended_at = timezone.now()
         conversations.append(conv)
     Conversation.objects.bulk_create(conversations)
+    # Dated by PRISM's own time when it has one (browsing by date means when people talked, not when we imported);
+    # bulk_create stamps creation with now, so the dates are written after it.
+    now = timezone.now()
+    for conv, (_line, _cid, _uid, record, _turns) in zip(conversations, parsed):
+        when = prism_datetime(record.get("generated_datetime"))
+        seconds = record.get("timing_duration_s")
+        conv.created_at = when or conv.created_at
+        lasted = dt.timedelta(seconds=seconds) if when and _number(seconds) and 0 <= seconds < 1e7 else None
+        conv.ended_at = when + lasted if lasted is not None else (when or now)
+    Conversation.objects.bulk_update(conversations, ["created_at", "ended_at"], batch_size=2000)
 
     turns, reply_specs = [], []
     for conv, (_line, cid, _uid, _record, parsed_turns) in zip(conversations, parsed):
