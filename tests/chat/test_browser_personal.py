@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 
+from tests.collection.conftest import sources  # noqa: F401  (fixture)
 from tests.personas import login
 from tests.services import free_port, http_ready, running, service_env, worker_ready
 from users.models import Reply, VectorFit
@@ -45,7 +46,8 @@ def stack(active_run, artifacts_dir, tiny_model_path, tmp_path):
     base = f"http://127.0.0.1:{port}"
     gen, train = "generate-personal@localhost", "train-personal@localhost"
     with running([sys.executable, "-m", "uvicorn", "alignment_site.asgi:application", "--host", "127.0.0.1",
-                  "--port", str(port), "--log-level", "warning"], env, tmp_path / "asgi.log", http_ready(base + "/login/")), \
+                  "--port", str(port), "--log-level", "warning"], env, tmp_path / "asgi.log",
+                 http_ready(base + "/login/")), \
             running(worker_cmd("generate", gen, ["-P", "threads", "-c", "8"]), env, tmp_path / "gen.log",
                     worker_ready(tmp_path / "gen.log", gen)), \
             running(worker_cmd("train", train, ["-P", "solo", "-c", "1"]), env, tmp_path / "train.log",
@@ -95,3 +97,67 @@ def test_chat_compare_rate_and_see_the_refit_arrive(owner, page, stack, active_r
                            timeout=60_000)
     latest = Reply.objects.filter(turn__conversation__user=owner, source="personal").order_by("-pk").first()
     assert latest.serving["vectors"] == "fitted" and latest.serving["fit"] == fit.pk
+
+
+def test_a_new_participant_finds_their_way_from_sign_up_to_compare_by_the_pages_alone(page, stack, sources):  # noqa: F811
+    """As a newcomer on a fresh site would, without the README: the home page's Sign up, the study and consent,
+    the survey, then each of the six conversations by following the next-step pointer from the home page, the
+    thank-you, a chat whose reply is rendered from Markdown, and a blind comparison with its reveal."""
+    from tests.collection.test_browser_collect import rate_current_turn, wait_for_replies
+    from users.conversations.markdown import render
+    from users.models import ReplySource
+
+    ReplySource.objects.update(max_new_tokens=8)  # the tiny model's text is noise: keep it short
+    page.set_default_timeout(30_000)
+    page.goto(stack + "/")
+    page.click("header >> text=Sign up")
+    page.fill("#id_username", "walker")
+    page.fill("#id_password1", "a-long-pass-phrase")
+    page.fill("#id_password2", "a-long-pass-phrase")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/study/")
+    page.check("input[name=agree]")
+    page.click("text=Agree and continue")
+    page.wait_for_url("**/survey/**")
+    page.select_option("#id_lm_familiarity", "Somewhat familiar")
+    page.fill("#id_self_description", "Short, plain answers suit me.")
+    page.click("text=Save my profile")
+    page.wait_for_url(stack + "/collect/")
+
+    kinds = ["unguided", "values guided", "controversy guided"]
+    for n in range(6):
+        page.goto(stack + "/")
+        assert f"Hold conversation {n + 1} of 6" in page.inner_text("#next-step")
+        page.click("#next-step a")
+        page.wait_for_url(stack + "/collect/")
+        page.select_option("#id_kind", kinds[n % 3])
+        page.fill("#id_message", f"Question number {n + 1}?")
+        page.click("button:has-text('Start')")
+        wait_for_replies(page, 0, 4)
+        rate_current_turn(page, [10 + n, 80, 30, 50])
+        page.click("summary:has-text('End this conversation')")
+        page.click("text=Finish conversation")
+        page.wait_for_url(stack + "/collect/")
+    page.goto(stack + "/")
+    assert "Thank you: you have finished all 6 conversations" in page.inner_text("#next-step")
+
+    page.click("nav >> text=Chat")
+    page.click("text=New chat")
+    page.fill("#message", "Tell me about **tea** in a list.")
+    page.press("#message", "Enter")
+    page.wait_for_selector('.bubble.model[data-status="done"]', timeout=60_000)
+    reply = Reply.objects.get(turn__conversation__user__username="walker", turn__conversation__kind="chat")
+    shown = page.inner_html('.bubble.model[data-status="done"] .reply-text')
+    assert shown.strip() == str(render(reply.content)).strip() and reply.serving["vectors"] == "generic"
+
+    page.click("nav >> text=Compare")
+    page.fill("#id_message", "How should I cook rice?")
+    page.click("button:has-text('Compare')")
+    page.wait_for_url("**/compare/*/")
+    page.wait_for_function("document.querySelectorAll('.candidate .bubble.model[data-status=done]').length === 3",
+                           timeout=60_000)
+    for i, value in enumerate(("70", "40", "20")):
+        page.locator("input[type=range]").nth(i).fill(value)
+    page.click("#rate-submit")
+    page.wait_for_selector(".reveal")
+    assert sorted(page.locator(".reveal").all_inner_texts()) == ["Base model", "Generic vectors", "Your vectors"]
