@@ -12,8 +12,9 @@ from django import template
 # Training methods: (loss, personalized) -> name. "P-" marks the personalized variant (P-RLHF's user model).
 LOSSES = {"dpo": "DPO", "ipo": "IPO", "simpo": "SimPO", "hinge": "Hinge"}
 USER_MODELS = {"individual": "individual user model", "cluster": "cluster user model", "none": "no user model"}
-# The three models a participant compares, named the same before and after the reveal.
-VECTORS = {"own": "Your vectors", "generic": "Generic vectors", "base": "Base model"}
+# The models a participant compares, named the same before and after the reveal (the plain-DPO model only in the
+# comparisons a personalization evaluation leaves for them).
+VECTORS = {"own": "Your vectors", "generic": "Generic vectors", "base": "Base model", "baseline": "Plain DPO"}
 HYPERPARAMETER_LABELS = {"lora_r": "LoRA rank", "lora_alpha": "LoRA alpha", "lora_dropout": "LoRA dropout",
                          "lr_lora": "LoRA learning rate"}
 

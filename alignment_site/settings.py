@@ -171,6 +171,7 @@ CELERY_TASK_ROUTES = {
     "trainer.generate_reply": {"queue": "generate"},
     "trainer.train_run": {"queue": "train"},
     "trainer.fast_fit": {"queue": "train"},
+    "trainer.evaluate_version": {"queue": "train"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "generate"
 # Longer than the longest training run, so Redis does not hand a running task

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from trainer.views import queue, runs, status
+from trainer.views import personalization, queue, runs, status
 from users.accounts import views as accounts
 from users.accounts.forms import AdminLoginForm, LoginForm
 from users.chat.views import chat, compare
@@ -70,6 +70,13 @@ urlpatterns = [
     path("staff/runs/<int:run_id>/activate/", runs.run_activate, name="run_activate"),
     path("staff/runs/<int:run_id>/delete/", runs.run_delete, name="run_delete"),
     path("staff/runs/<int:run_id>/notes/", runs.run_notes, name="run_notes"),
+    path("staff/runs/<int:run_id>/evaluate/", personalization.run_evaluate, name="run_evaluate"),
+    path("staff/runs/<int:run_id>/personalization.<str:fmt>", personalization.run_report_export,
+         name="run_report_export"),
+    path("staff/evaluations/<int:evaluation_id>/cancel/", personalization.evaluation_cancel,
+         name="evaluation_cancel"),
+    path("staff/evaluations/<int:evaluation_id>/progress/", personalization.evaluation_progress,
+         name="evaluation_progress"),
     path("staff/versions/rollback/", runs.version_rollback, name="version_rollback"),
     path("admin/", admin.site.urls),
 ]

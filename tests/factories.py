@@ -11,11 +11,13 @@ PROMPTS = ["How can I sleep better?", "How do I start running?", "Tips for learn
            "How do I save money?", "How do I focus at work?", "How should I cook rice?"]
 
 
-def person(username: str, *, group: str | None = None):
+def person(username: str, *, group: str | None = None, prefs: dict | None = None):
+    """A participant; with a ``group``, a simulated one whose hidden rule weighs ``prefs`` (dimension -> weight)."""
     user = get_user_model().objects.create_user(username=username, password="pw-" + username + "-123")
     Profile.objects.update_or_create(user=user, defaults={"completed_at": user.date_joined})
     if group:
-        SyntheticPersona.objects.create(user=user, population="tests", seed=0, group=group, hidden_profile={})
+        SyntheticPersona.objects.create(user=user, population="tests", seed=0, group=group,
+                                        hidden_profile={"group": group, "prefs": prefs or {}, "noise": 0.0})
     return user
 
 
@@ -33,7 +35,7 @@ def population(*, people: int = 6, conversations: int = 3) -> list:
     users = []
     for i in range(people):
         minority = i % 3 == 2
-        user = person(f"sim{i}", group="B" if minority else "A")
+        user = person(f"sim{i}", group="B" if minority else "A", prefs={"length": 1.0 if minority else -1.0})
         rated_conversations(user, n=conversations, prefers_short=not minority)
         users.append(user)
     return users

@@ -42,6 +42,9 @@ class TrainingRun(models.Model):
     # The plain-DPO run trained on the same data for comparison, when asked for.
     baseline = models.OneToOneField("self", null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="baseline_of")
+    # A repeat of another run with the next seed (the start form's "repeat with N seeds"): the personalization
+    # report pools a run with its repeats and shows each seed's figure.
+    repeat_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="repeats")
     # Progress, written by the worker on every optimizer step.
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
@@ -132,3 +135,74 @@ class Activation(models.Model):
 
     class Meta:
         ordering = ["-activated_at", "-pk"]
+
+
+class PersonalEvaluation(models.Model):
+    """"Does it personalize?": replies to held-out prompts from a person's own vectors, the generic vectors, the
+    plain-DPO baseline and the base model, judged per person (by the hidden rule of a simulated person, by the
+    person themself in blind comparisons otherwise). Written by a task on the train queue."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="personal_evaluations")
+    baseline = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # Sampling and sizes (tokens, temperature, top_p, prompts per person, people, blind comparisons per person).
+    settings = models.JSONField(default=dict)
+    phase = models.CharField(max_length=80, blank=True)
+    done = models.PositiveIntegerField(default=0)  # replies written so far
+    total = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    summary = models.JSONField(default=dict, blank=True)  # people, prompts, seconds, where the prompts came from
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"personalization evaluation {self.pk} of {self.run}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done / self.total) if self.total else 0
+
+
+class EvaluationItem(models.Model):
+    """One held-out prompt of one person: the four replies (same sampling seed) and how they were judged."""
+
+    class Judge(models.TextChoices):
+        RULE = "rule", "Hidden rule"  # a simulated person's own rule, without noise
+        PERSON = "person", "The person"  # a blind comparison on their compare page
+
+    evaluation = models.ForeignKey(PersonalEvaluation, on_delete=models.CASCADE, related_name="items")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    person = models.CharField(max_length=120)  # the exported user id the version knows them by
+    seen = models.BooleanField(default=True)  # trained on (own vectors) or not (generic vectors stand in)
+    prompt = models.JSONField()  # the messages the four replies answer
+    seed = models.BigIntegerField()
+    replies = models.JSONField()  # {"own": text, "generic": text, "baseline": text, "base": text}
+    judge = models.CharField(max_length=8, choices=Judge.choices)
+    # {"baseline": 1 | 0.5 | 0, "generic": ..., "base": ...}: own vectors against each; null until judged.
+    outcomes = models.JSONField(null=True, blank=True)
+    conversation = models.OneToOneField("users.Conversation", null=True, blank=True, on_delete=models.SET_NULL,
+                                        related_name="evaluation_item")
+
+    class Meta:
+        ordering = ["evaluation", "person", "pk"]

@@ -84,8 +84,8 @@ def run_series(run: TrainingRun) -> dict:
     return series
 
 
-def user_attributes(exported_ids: list[str]) -> dict[str, dict]:
-    """Survey attributes (and the hidden group of simulated people) by exported user id."""
+def profiles_by_exported_id(exported_ids) -> dict:
+    """The profiles (with their user and any hidden persona) of the people training data names by exported id."""
     from django.db.models import Q
 
     from users.models import Profile
@@ -95,11 +95,14 @@ def user_attributes(exported_ids: list[str]) -> dict[str, dict]:
     usernames = [name for name in map(web_username, wanted) if name]
     profiles = (Profile.objects.filter(Q(prism_user_id__in=wanted) | Q(user__username__in=usernames))
                 .select_related("user", "user__synthetic"))
+    # an imported person whose username happens to match is not the web account named
+    return {key: p for p in profiles if (key := exported_user_id(p.user, p)) in wanted}
+
+
+def user_attributes(exported_ids: list[str]) -> dict[str, dict]:
+    """Survey attributes (and the hidden group of simulated people) by exported user id."""
     found = {}
-    for p in profiles:
-        key = exported_user_id(p.user, p)
-        if key not in wanted:  # an imported person whose username happens to match
-            continue
+    for key, p in profiles_by_exported_id(exported_ids).items():
         persona = getattr(p.user, "synthetic", None)
         found[key] = {
             "group": persona.group if persona else None, "gender": p.gender, "age": p.age, "education": p.education,

@@ -43,6 +43,14 @@ def fast_fit(fit_id: int) -> str:
     return refit.vectors_refit(fit_id)
 
 
+@shared_task(name="trainer.evaluate_version", acks_late=True)
+def evaluate_version(evaluation_id: int) -> str:
+    # "Does it personalize?": the claim on the evaluation row makes a redelivery a no-op.
+    from trainer.worker import personalization
+
+    return personalization.execute(evaluation_id)
+
+
 @worker_ready.connect
 def start_bookkeeping(sender=None, **_kwargs) -> None:
     from users.conversations.services import replies_reap_orphans
@@ -84,6 +92,7 @@ def _keep_books(hostname: str = "", queues: list[str] = ()) -> None:
     from django.conf import settings
     from django.db import close_old_connections
 
+    from trainer.personalization.services import evaluations_reap_stale
     from trainer.services import runs_reap_stale
     from users.conversations.services import replies_reap_orphans
 
@@ -92,9 +101,10 @@ def _keep_books(hostname: str = "", queues: list[str] = ()) -> None:
         time.sleep(settings.BOOKKEEPING_SECONDS)
         _report_device(hostname, list(queues))
         try:
-            replies, runs = replies_reap_orphans(), runs_reap_stale()
-            if replies or runs:
-                log.warning("bookkeeping: failed %d orphaned replies and %d silent runs", replies, runs)
+            replies, runs, evaluations = replies_reap_orphans(), runs_reap_stale(), evaluations_reap_stale()
+            if replies or runs or evaluations:
+                log.warning("bookkeeping: failed %d orphaned replies, %d silent runs and %d silent evaluations",
+                            replies, runs, evaluations)
         except Exception:  # a database or Redis hiccup: try again next round
             log.exception("bookkeeping round failed")
         finally:

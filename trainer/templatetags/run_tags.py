@@ -20,3 +20,19 @@ def duration(seconds):
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+@register.filter
+def percent(value):
+    """0.783 -> "78 %"; "–" when there is no figure."""
+    if value is None or value == "":
+        return "–"
+    return f"{float(value) * 100:.0f} %"
+
+
+@register.filter
+def interval(rate: dict):
+    """A win-rate's 95 % interval: "[70, 85]"."""
+    if not rate or rate.get("low") is None:
+        return ""
+    return f"[{rate['low'] * 100:.0f}, {rate['high'] * 100:.0f}]"

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 from trainer import preflight, selectors, services
 from trainer.forms import RunForm
 from trainer.models import TrainingRun
+from trainer.views.personalization import personalization_context
 from trainer.views.presenters import run_context
 
 
@@ -85,6 +86,8 @@ def run_detail(request, run_id: int):
     services.runs_reap_stale()
     run = get_object_or_404(TrainingRun.objects.select_related("baseline", "created_by"), pk=run_id)
     context = run_context(run, color_by=request.GET.get("color", "group"))
+    if run.status == TrainingRun.Status.COMPLETED:
+        context.update(personalization_context(run, group_by=request.GET.get("by", "group")))
     return render(request, "trainer/run_detail.html", context)
 
 
@@ -192,5 +195,7 @@ def run_compare(request):
     config_rows = [(k, a.config.get(k), b.config.get(k)) for k in keys]
     return render(request, "trainer/run_compare.html", {
         "a": a, "b": b, "config_rows": config_rows,
+        "personalization": [{"run": r, **personalization_context(r, group_by=request.GET.get("by", "group"))}
+                            for r in (a, b)],
         "series": {"a": selectors.run_series(a), "b": selectors.run_series(b)},
     })

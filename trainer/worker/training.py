@@ -27,10 +27,11 @@ log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Touch the run's heartbeat from a thread, so a long step does not look like a dead worker."""
+    """Touch the run's heartbeat from a thread, so a long step does not look like a dead worker (``model``: any
+    row with a status and a heartbeat_at, e.g. a personalization evaluation)."""
 
-    def __init__(self, run_id: int):
-        self.run_id = run_id
+    def __init__(self, run_id: int, model=TrainingRun):
+        self.run_id, self.model = run_id, model
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
 
@@ -39,7 +40,7 @@ class Heartbeat:
 
         try:
             while not self._stop.wait(settings.TRAIN_HEARTBEAT_SECONDS):
-                TrainingRun.objects.filter(pk=self.run_id, status=TrainingRun.Status.RUNNING).update(
+                self.model.objects.filter(pk=self.run_id, status=self.model.Status.RUNNING).update(
                     heartbeat_at=timezone.now())
         finally:
             connection.close()
@@ -185,6 +186,12 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
                                  "evaluation": evaluation, "data": summary})
     finish(run.pk, TrainingRun.Status.COMPLETED, data_summary=summary, evaluation=evaluation,
            user_map=_user_map(result), diagnostics=[_finite(d) for d in result.diagnostics], artifacts=relative)
+    try:  # a personalized run and its baseline both done: "does it personalize?" is asked at once
+        from trainer.personalization.services import evaluation_start_after_training
+
+        evaluation_start_after_training(run_id=run.pk)
+    except Exception:  # the run itself is done and saved; the evaluation can be started by hand
+        log.exception("could not start the personalization evaluation after run %s", run.pk)
     return TrainingRun.Status.COMPLETED
 
 

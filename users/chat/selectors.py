@@ -19,7 +19,7 @@ from users.prism.ids import exported_user_id
 # The prefix keeps them apart from chat replies (which get the quick rating); the worker drops it.
 COMPARE_SOURCES = ("compare-personal", "compare-generic", "compare-base")
 COMPARE_LABELS = {"compare-personal": glossary.VECTORS["own"], "compare-generic": glossary.VECTORS["generic"],
-                  "compare-base": glossary.VECTORS["base"]}
+                  "compare-base": glossary.VECTORS["base"], "compare-baseline": glossary.VECTORS["baseline"]}
 
 
 @lru_cache(maxsize=16)
@@ -79,7 +79,7 @@ def personal_panel(user) -> dict:
     panel = {"status": status, "user_id": user_id, "pairs": user_pair_count(user), "accuracy": None,
              "me": None, "neighbours": [], "points": [],
              "stated": sorted((profile.stated_prefs or {}).items()) if profile and profile.stated_prefs else [],
-             "style": {}}
+             "style": {}, "evaluation": None}
     if run is not None:
         panel["accuracy"] = next((row for row in (run.evaluation or {}).get("per_user", [])
                                   if row.get("user_id") == user_id), None)
@@ -88,6 +88,9 @@ def personal_panel(user) -> dict:
         if not user.is_staff:  # where others sit is theirs: a participant learns distances, never names
             neighbours = [{"distance": n["distance"]} for n in neighbours]
         panel.update(me=me, neighbours=neighbours, points=points)
+        from trainer.personalization.report import person_row
+
+        panel["evaluation"] = person_row(run=run, person=user_id)  # their own row only, never others
     replies = (Reply.objects.filter(turn__conversation__user=user, status=Reply.Status.DONE)
                .exclude(source="rewrite").values_list("serving", "content"))
     by_kind: dict[str, list[str]] = {}
@@ -104,7 +107,15 @@ def personal_panel(user) -> dict:
 
 
 def compares_for(user):
-    return Conversation.objects.filter(user=user, kind=Conversation.Kind.COMPARE).order_by("-created_at")
+    """The person's comparisons, newest first; ``waiting``: one a personalization evaluation left for them to
+    judge that they have not rated yet."""
+    from django.db.models import Exists, OuterRef
+
+    from trainer.models import EvaluationItem
+
+    return (Conversation.objects.filter(user=user, kind=Conversation.Kind.COMPARE)
+            .annotate(waiting=Exists(EvaluationItem.objects.filter(conversation=OuterRef("pk"), outcomes__isnull=True)))
+            .order_by("-waiting", "-created_at"))
 
 
 def compare_reveal(turn) -> list[dict]:

@@ -120,7 +120,11 @@ def compare_rate(*, turn: Turn, scores: dict[int, int], pick: int | None = None)
     """Store the blind 1–100 ratings (the best reply becomes chosen: pairs as in collection); maybe refit."""
     if turn.conversation.kind != Conversation.Kind.COMPARE:
         raise ValidationError("Only comparisons are rated here.")
-    turn_rate(turn=turn, scores=scores, pick=pick)
+    from trainer.personalization.services import evaluation_items_judge
+
+    with transaction.atomic():
+        turn_rate(turn=turn, scores=scores, pick=pick)
+        evaluation_items_judge(conversation=turn.conversation)  # one left by an evaluation: the report counts it
     return fastfit_maybe_enqueue(user=turn.conversation.user)
 
 

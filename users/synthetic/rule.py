@@ -111,3 +111,10 @@ def judge_prefers(persona: Persona, a: str, b: str, *, length_words: tuple[float
     For judged win-rates; an exact tie (both replies saturate a feature) is not a preference.
     """
     return agreement(persona, a, length_words=length_words) > agreement(persona, b, length_words=length_words)
+
+
+def judge_outcome(persona: Persona, ours: str, theirs: str) -> float:
+    """The hidden rule (no noise) as a judge: 1 when it rates ``ours`` above ``theirs``, 0.5 when it rates them
+    the same (both replies saturate the features it weighs), 0 when below. For win-rates with ties as half."""
+    a, b = agreement(persona, ours), agreement(persona, theirs)
+    return 1.0 if a > b else 0.5 if a == b else 0.0

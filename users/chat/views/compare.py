@@ -21,8 +21,10 @@ def compare_home(request):
 
 
 def _home(request, form, status=200):
+    compares = list(selectors.compares_for(request.user)[:60])
     return render(request, "chat/compare_home.html", {
-        "form": form, "compares": list(selectors.compares_for(request.user)[:30]),
+        "form": form, "waiting": [c for c in compares if c.waiting],
+        "compares": [c for c in compares if not c.waiting][:30],
         "stats": selectors.compare_stats(request.user),
         "panel": selectors.personal_panel(request.user)}, status=status)
 

@@ -1,0 +1,73 @@
+"""The "Does it personalize?" part of a run's page: start or cancel the evaluation, its live progress, and the
+report's exports. Staff only; a participant sees their own row in their side panel."""
+
+import json
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from trainer.models import PersonalEvaluation, TrainingRun
+from trainer.personalization import report, services
+
+
+def personalization_context(run: TrainingRun, *, group_by: str = "group") -> dict:
+    """What the run page (and the compare page, for each run) shows of the evaluation."""
+    services.evaluations_reap_stale()
+    return {"job": run.personal_evaluations.first(), "report": report.personalization_report(run, group_by=group_by),
+            "groupings": report.GROUPINGS, "personalized": (run.config or {}).get("user_model", "none") != "none"}
+
+
+@require_POST
+@staff_member_required
+def run_evaluate(request, run_id: int):
+    run = get_object_or_404(TrainingRun.objects.select_related("baseline"), pk=run_id)
+    try:
+        services.evaluation_start(run=run, created_by=request.user)
+    except services.EvaluationStateError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Evaluation queued: a train worker writes the replies and judges them.")
+    return redirect("run_detail", run_id=run.pk)
+
+
+@require_POST
+@staff_member_required
+def evaluation_cancel(request, evaluation_id: int):
+    evaluation = get_object_or_404(PersonalEvaluation, pk=evaluation_id)
+    try:
+        services.evaluation_cancel(evaluation=evaluation)
+    except services.EvaluationStateError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Cancel requested: it stops after the current batch of replies; nothing is kept.")
+    return redirect("run_detail", run_id=evaluation.run_id)
+
+
+@staff_member_required
+def evaluation_progress(request, evaluation_id: int):
+    """The live progress line, polled while the evaluation is queued or running; the page reloads when it ends."""
+    services.evaluations_reap_stale()
+    job = get_object_or_404(PersonalEvaluation, pk=evaluation_id)
+    response = render(request, "trainer/_personalization.html#job", {"job": job})
+    if not job.is_active and request.headers.get("HX-Request"):
+        response["HX-Refresh"] = "true"
+    return response
+
+
+@staff_member_required
+def run_report_export(request, run_id: int, fmt: str):
+    if fmt not in ("json", "csv"):
+        raise Http404("The report is exported as .json or .csv.")
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    found = report.personalization_report(run, group_by=request.GET.get("by", "group"))
+    if found is None:
+        raise Http404("This run has no completed personalization evaluation yet.")
+    if fmt == "csv":
+        response = HttpResponse(report.report_csv(found), content_type="text/csv; charset=utf-8")
+    else:
+        response = HttpResponse(json.dumps(found, indent=1), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-personalization.{fmt}"'
+    return response
