@@ -36,6 +36,8 @@ class RunForm(forms.Form):
     n_user_tokens = forms.IntegerField(min_value=1, max_value=64, initial=10, label="User vectors T_u")
     with_baseline = forms.BooleanField(required=False, initial=True,
                                        label="Also train plain DPO on the same data, for comparison")
+    repeats = forms.IntegerField(min_value=1, max_value=10, initial=1, required=False,
+                                 label="Repeat with this many seeds (seed, seed + 1, ...; the report pools them)")
     # --- hyperparameters ---
     beta = forms.FloatField(min_value=0.001, max_value=100, initial=0.5)
     alpha = forms.FloatField(min_value=0.0, max_value=1.0, initial=0.5, label="alpha (weight of the personal term)")
@@ -73,6 +75,7 @@ class RunForm(forms.Form):
         if self.errors:
             return data
         data["processes"] = data.get("processes") or 1  # left empty: one process
+        data["repeats"] = data.get("repeats") or 1
         if data["batch_size"] % data["micro_batch_size"]:
             self.add_error("micro_batch_size", "The batch size must be a whole multiple of the micro-batch size.")
         elif data["batch_size"] % (data["processes"] * data["micro_batch_size"]):

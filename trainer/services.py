@@ -89,8 +89,9 @@ class RunDoesNotFit(ValueError):
 
 
 def run_create(*, created_by, name: str, config: dict, data_filter: dict, with_baseline: bool,
-               processes: int = 1, launch_config: str = "", check_fit: bool = True) -> TrainingRun:
-    """Create the run (and its plain-DPO baseline on the same data) and queue both after commit.
+               processes: int = 1, launch_config: str = "", check_fit: bool = True, repeats: int = 1) -> TrainingRun:
+    """Create the run (and its plain-DPO baseline on the same data) and queue both after commit; ``repeats`` > 1
+    also creates that many runs in all with the next seeds (each with its baseline), repeats of the first.
 
     ``processes`` > 1 trains it under ``accelerate launch`` (``launch_config``: an accelerate config file on
     the worker). A run that will not fit in the memory of the train workers listening now, or asks for more
@@ -108,20 +109,28 @@ def run_create(*, created_by, name: str, config: dict, data_filter: dict, with_b
         if not fit.fits:
             raise RunDoesNotFit(fit)
     launch = {"processes": processes, "launch_config": launch_config.strip()}
+    if not 1 <= repeats <= 10:
+        raise ValueError("Repeat a run with 1 to 10 seeds.")
+    queued = []
     with transaction.atomic():
-        run = TrainingRun.objects.create(name=name, created_by=created_by, config=config,
-                                         data_filter=data_filter, **launch)
-        queued = [run.pk]
-        if with_baseline and config.get("user_model") != "none":
-            baseline_config = {**config, "user_model": "none", "loss": "dpo", "alpha": 0.0}
-            baseline = TrainingRun.objects.create(name=f"{run} · plain DPO baseline", created_by=created_by,
-                                                  config=baseline_config, data_filter=data_filter, **launch)
-            run.baseline = baseline
-            run.save(update_fields=["baseline"])
-            queued.append(baseline.pk)
+        first = None
+        for i in range(repeats):
+            seeded = {**config, "seed": config["seed"] + i}
+            label = name if repeats == 1 else f"{name or 'run'} · seed {seeded['seed']}"
+            run = TrainingRun.objects.create(name=label, created_by=created_by, config=seeded,
+                                             data_filter=data_filter, repeat_of=first, **launch)
+            first = first or run
+            queued.append(run.pk)
+            if with_baseline and config.get("user_model") != "none":
+                baseline_config = {**seeded, "user_model": "none", "loss": "dpo", "alpha": 0.0}
+                baseline = TrainingRun.objects.create(name=f"{run} · plain DPO baseline", created_by=created_by,
+                                                      config=baseline_config, data_filter=data_filter, **launch)
+                run.baseline = baseline
+                run.save(update_fields=["baseline"])
+                queued.append(baseline.pk)
         for pk in queued:
             transaction.on_commit(lambda pk=pk: run_enqueue(run_id=pk))
-    return run
+    return first
 
 
 def run_enqueue(*, run_id: int) -> bool:

@@ -45,7 +45,8 @@ def run_new(request):
             config = form.validated_config()
             run = services.run_create(created_by=request.user, name=form.cleaned_data["name"], config=config,
                                       data_filter=form.data_filter(),
-                                      with_baseline=form.cleaned_data["with_baseline"], **form.launch())
+                                      with_baseline=form.cleaned_data["with_baseline"],
+                                      repeats=form.cleaned_data["repeats"], **form.launch())
         except services.RunDoesNotFit as refused:
             form.add_error(None, str(refused))
             fix = _fix_button(refused.fit.change)
