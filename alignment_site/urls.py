@@ -75,8 +75,8 @@ urlpatterns = [
          name="run_report_export"),
     path("staff/evaluations/<int:evaluation_id>/cancel/", personalization.evaluation_cancel,
          name="evaluation_cancel"),
-    path("staff/evaluations/<int:evaluation_id>/progress/", personalization.evaluation_progress,
-         name="evaluation_progress"),
+    path("staff/runs/<int:run_id>/personalization/", personalization.personalization_progress,
+         name="personalization_progress"),
     path("staff/versions/rollback/", runs.version_rollback, name="version_rollback"),
     path("admin/", admin.site.urls),
 ]

@@ -55,3 +55,55 @@ def test_staff_start_watch_and_activate_a_run(staff, page, asgi_server, tiny_mod
     page.click("text=Activate for chat")
     page.wait_for_selector("text=Activated: chat now uses this version.")
     assert Activation.objects.get().run == run
+
+
+def test_the_evaluation_follows_a_run_and_its_baseline_and_a_participant_s_ratings_count(
+        staff, owner, page, browser, asgi_server, tiny_model_path, tmp_path):
+    """Staff start a run with its plain-DPO baseline on simulated people and one real participant; the run page
+    waits for the baseline, then follows the evaluation to its per-group table with intervals. The participant
+    finds the blind comparison left for them, rates it, and the table's count of judged prompts grows."""
+    from tests.factories import rated_conversations
+    from trainer.models import PersonalEvaluation
+
+    population_synthesize(population="demo", n_people=6, conversations_per_person=3, turns_per_conversation=1)
+    rated_conversations(owner, n=3)
+    with train_worker(tiny_model_path, tmp_path, "train-evaluate@localhost"):
+        login(page, asgi_server, staff.username)
+        page.goto(asgi_server + "/staff/runs/new/")
+        page.fill("#id_name", "judged")
+        page.check("#id_with_baseline")
+        page.click("summary:has-text('Hyperparameters')")
+        for name, value in {**SMALL, "epochs": "1", "diagnostics_every": "0", "unseen_fraction": "0"}.items():
+            page.fill(f"#id_{name}", value)
+        page.click("text=Start training")
+        page.wait_for_selector("#progress[data-status=running]", timeout=60_000)
+        # The run ends, the page waits for its baseline, then follows the evaluation until its report shows.
+        page.wait_for_selector("[data-part=personalization-groups] tbody tr", timeout=240_000)
+    evaluation = PersonalEvaluation.objects.get()
+    assert evaluation.status == PersonalEvaluation.Status.COMPLETED, evaluation.error
+    groups = page.locator("[data-part=personalization-groups] tbody tr")
+    assert groups.count() == 3  # the two hidden groups and the participant, who has none
+    first_row = groups.nth(0).inner_text()
+    assert "%" in first_row and "[" in first_row and "n=" in first_row  # a win-rate with its interval
+    judged_before = page.inner_text("[data-part=judged]")
+    assert "2 blind comparisons still wait for their person" in judged_before  # two of their prompts
+
+    other = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    other.set_default_timeout(30_000)
+    login(other, asgi_server, owner.username)
+    other.goto(asgi_server + "/compare/")
+    assert other.locator("#waiting li").count() == 2
+    other.locator("#waiting a").first.click()
+    sliders = other.locator("input[type=range]")
+    assert sliders.count() == 4  # own vectors, plain DPO, generic vectors, base model, unlabelled
+    for i, value in enumerate(("90", "30", "60", "20")):
+        sliders.nth(i).fill(value)
+    other.click("#rate-submit")
+    other.wait_for_selector(".reveal")
+    assert "Plain DPO" in other.locator(".reveal").all_inner_texts()
+    other.context.close()
+
+    page.reload()
+    judged = int(page.inner_text("[data-part=judged]").split()[0])
+    assert judged == int(judged_before.split()[0]) + 1
+    assert "1 blind comparison still waits" in page.inner_text("[data-part=judged]")

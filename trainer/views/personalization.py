@@ -16,8 +16,13 @@ from trainer.personalization import report, services
 def personalization_context(run: TrainingRun, *, group_by: str = "group") -> dict:
     """What the run page (and the compare page, for each run) shows of the evaluation."""
     services.evaluations_reap_stale()
-    return {"job": run.personal_evaluations.first(), "report": report.personalization_report(run, group_by=group_by),
-            "groupings": report.GROUPINGS, "personalized": (run.config or {}).get("user_model", "none") != "none"}
+    job = run.personal_evaluations.first()
+    personalized = (run.config or {}).get("user_model", "none") != "none"
+    waiting = job is None and personalized and run.baseline_id is not None and run.baseline.is_active
+    return {"job": job, "report": report.personalization_report(run, group_by=group_by),
+            "groupings": report.GROUPINGS, "personalized": personalized, "waiting_for_baseline": waiting,
+            "job_state": job.status if job else "waiting" if waiting else "none",
+            "job_polls": bool(job and job.is_active or waiting)}
 
 
 @require_POST
@@ -47,12 +52,13 @@ def evaluation_cancel(request, evaluation_id: int):
 
 
 @staff_member_required
-def evaluation_progress(request, evaluation_id: int):
-    """The live progress line, polled while the evaluation is queued or running; the page reloads when it ends."""
-    services.evaluations_reap_stale()
-    job = get_object_or_404(PersonalEvaluation, pk=evaluation_id)
-    response = render(request, "trainer/_personalization.html#job", {"job": job})
-    if not job.is_active and request.headers.get("HX-Request"):
+def personalization_progress(request, run_id: int):
+    """The evaluation's live line, polled while it is queued or running, or while the baseline it waits for
+    trains; the page reloads when that changes (the evaluation starts or ends)."""
+    run = get_object_or_404(TrainingRun.objects.select_related("baseline"), pk=run_id)
+    context = {"run": run, **personalization_context(run)}
+    response = render(request, "trainer/_personalization.html#job", context)
+    if request.headers.get("HX-Request") and request.GET.get("shown") != context["job_state"]:
         response["HX-Refresh"] = "true"
     return response
 
