@@ -6,8 +6,8 @@ from django.urls import reverse
 
 from trainer.models import TrainingRun
 
-PAGES = ["run_list", "run_new", "queue", "run_detail", "run_progress", "run_metrics"]
-ACTIONS = ["run_cancel", "run_resume", "run_activate"]
+PAGES = ["run_list", "run_new", "queue", "run_detail", "run_progress", "run_metrics", "personalization_progress"]
+ACTIONS = ["run_cancel", "run_resume", "run_activate", "run_evaluate"]
 
 
 @pytest.fixture
@@ -17,7 +17,9 @@ def run(staff):
 
 
 def url(name, run):
-    return reverse(name, args=[run.pk]) if name.startswith("run_") and name not in ("run_list", "run_new") else reverse(name)
+    if name in ("run_list", "run_new", "queue"):
+        return reverse(name)
+    return reverse(name, args=[run.pk])
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -74,3 +76,19 @@ def test_activating_an_unfinished_run_is_refused_with_a_reason(client, staff, ru
     response = client.post(reverse("run_activate", args=[run.pk]), follow=True)
     assert "has not completed" in response.content.decode()
     assert not run.activations.exists()
+
+
+def test_only_staff_cancel_an_evaluation_and_never_by_get(client, owner, staff, run):
+    from trainer.models import PersonalEvaluation
+
+    evaluation = PersonalEvaluation.objects.create(run=run)
+    target = reverse("evaluation_cancel", args=[evaluation.pk])
+    client.force_login(owner)
+    assert client.post(target).status_code == 302
+    client.force_login(staff)
+    assert client.get(target).status_code == 405
+    evaluation.refresh_from_db()
+    assert evaluation.status == PersonalEvaluation.Status.QUEUED
+    client.post(target)
+    evaluation.refresh_from_db()
+    assert evaluation.status == PersonalEvaluation.Status.CANCELLED

@@ -20,8 +20,9 @@ from trainer.core.winrate import win_rate
 from trainer.models import EvaluationItem, PersonalEvaluation, TrainingRun
 from users.synthetic.rule import features
 
-OPPONENTS = {"baseline": "plain DPO", "generic": glossary.VECTORS["generic"].lower(),
-             "base": glossary.VECTORS["base"].lower()}
+# What own vectors are judged against, named as the compare page names them (in lower case inside a sentence).
+OPPONENTS = {kind: glossary.VECTORS[kind][0].lower() + glossary.VECTORS[kind][1:]
+             for kind in ("baseline", "generic", "base")}
 SOURCES = ("own", "baseline", "generic", "base")
 GROUPINGS = ("group", "gender", "age", "education", "employment_status", "english_proficiency", "lm_familiarity",
              "country")
