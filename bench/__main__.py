@@ -46,8 +46,9 @@ BENCHMARKS = {
     "personalization": Benchmark("bench.personalization",
                                  "held-out accuracy per group: P-DPO against plain DPO; a newcomer's fast fit",
                                  "about 50 min"),
-    "quality": Benchmark("bench.quality", "generated replies judged by each synthetic person's hidden rule",
-                         "20 min per seed"),
+    "personalize": Benchmark("bench.personalize", "does it personalize? P-DPO against plain DPO through the "
+                             "dashboard's evaluation: win-rates per group with intervals, pooled over seeds",
+                             "about 25 min per seed"),
     "researcher_path": Benchmark("bench.researcher_path",
                                  "the README's command-line path: PRISM files to a trained, evaluated, fitted model",
                                  "about 25 min"),

@@ -15,6 +15,20 @@ def test_population_has_exact_opposing_group_sizes():
     assert sample_population(10, seed=1) == sample_population(10, seed=1)
 
 
+def test_a_population_can_be_opposed_on_two_dimensions_at_once():
+    from users.synthetic.replies import contrasting_styles
+
+    people = sample_population(10, dimension="format+length", majority_share=0.7, seed=3)
+    groups = [p.group for p in people]
+    assert groups.count("format:lists+length:detailed") == 7 and groups.count("format:prose+length:concise") == 3
+    minority = next(p for p in people if p.group.startswith("format:prose"))
+    assert minority.prefs == {"format": -1.0, "length": -1.0}
+    styles = contrasting_styles(random.Random(0), "format+length", 4)
+    assert {(s["format"], s["length"]) for s in styles} == {("prose", "concise"), ("lists", "concise"),
+                                                             ("prose", "detailed"), ("lists", "detailed")}
+    assert sample_population(10, seed=1) == sample_population(10, dimension="length", seed=1)
+
+
 def test_generated_styles_are_measurable_at_both_poles():
     rng = random.Random(0)
     for dim in DIMENSIONS.values():

@@ -13,21 +13,30 @@ def sample_population(n_users: int, *, dimension: str = "length", majority_pole:
                       seed: int = 0, prefix: str = "user") -> list[Persona]:
     """Two opposing groups on ``dimension``: round(majority_share * n) prefer ``majority_pole``, the rest the other.
 
-    Other dimensions get random per-person weights of size ``side_weight``
-    (0 = people only care about the contested dimension).
+    ``dimension`` may name several joined by "+" ("format+length"): the groups are then opposed on each at once,
+    weighed equally (the majority at each one's second pole unless ``majority_pole`` names one of the first).
+    Other dimensions get random per-person weights of size ``side_weight`` (0 = people only care about the
+    contested ones).
     """
-    dim = DIMENSIONS[dimension]
-    majority_pole = majority_pole or dim.poles[1]
-    minority_pole = dim.poles[1 - dim.poles.index(majority_pole)]
+    contested = dimension.split("+")
+    majority = {}
+    for name in contested:
+        poles = DIMENSIONS[name].poles
+        majority[name] = majority_pole if majority_pole in poles else poles[1]
     rng = random.Random(seed)
     n_major = int(round(majority_share * n_users))
-    poles = [majority_pole] * n_major + [minority_pole] * (n_users - n_major)
-    rng.shuffle(poles)
+    sides = [True] * n_major + [False] * (n_users - n_major)
+    rng.shuffle(sides)
     people = []
-    for i, pole in enumerate(poles):
-        prefs = {dimension: 1.0 if dim.poles.index(pole) == 1 else -1.0}
+    for i, in_majority in enumerate(sides):
+        prefs, group = {}, []
+        for name in contested:
+            poles = DIMENSIONS[name].poles
+            pole = majority[name] if in_majority else poles[1 - poles.index(majority[name])]
+            prefs[name] = 1.0 if poles.index(pole) == 1 else -1.0
+            group.append(f"{name}:{pole}")
         for other in DIMENSIONS:
-            if other != dimension and side_weight:
+            if other not in contested and side_weight:
                 prefs[other] = rng.uniform(-side_weight, side_weight)
-        people.append(Persona(f"{prefix}{i + 1}", f"{dimension}:{pole}", prefs, noise))
+        people.append(Persona(f"{prefix}{i + 1}", "+".join(group), prefs, noise))
     return people

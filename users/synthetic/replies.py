@@ -51,13 +51,14 @@ def generate_reply(prompt: str, style: dict[str, str], rng: random.Random, *,
 
 
 def contrasting_styles(rng: random.Random, contested: str, n: int) -> list[dict[str, str]]:
-    """n distinct styles (a pole per dimension); both poles of the contested dimension appear, as evenly as n allows."""
+    """n distinct styles (a pole per dimension); both poles of each contested dimension ("length", or several
+    joined by "+") appear, as evenly as n allows: with two contested and four styles, each combination once."""
     combos = [dict(zip(DIMENSIONS, poles))
               for poles in itertools.product(*(d.poles for d in DIMENSIONS.values()))]
-    poles = DIMENSIONS[contested].poles
+    names = contested.split("+")
     picked = []
     for i in range(n):
-        wanted = poles[i % 2]
-        options = [c for c in combos if c[contested] == wanted and c not in picked]
+        wanted = {name: DIMENSIONS[name].poles[(i >> k) % 2] for k, name in enumerate(names)}
+        options = [c for c in combos if all(c[d] == p for d, p in wanted.items()) and c not in picked]
         picked.append(rng.choice(options))
     return picked

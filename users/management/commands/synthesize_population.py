@@ -16,8 +16,9 @@ class Command(BaseCommand):
         parser.add_argument("--population", default="synth", help="name; also the username prefix")
         parser.add_argument("--conversations", type=int, default=3, help="per person")
         parser.add_argument("--turns", type=int, default=2, help="per conversation (4 candidates, then 2 per turn)")
-        parser.add_argument("--dimension", choices=sorted(DIMENSIONS), default="length",
-                            help="the style dimension the two groups disagree on")
+        parser.add_argument("--dimension", type=contested, default="length",
+                            help=f"the style dimension the two groups disagree on ({', '.join(sorted(DIMENSIONS))}), "
+                                 "or several at once joined by + (format+length)")
         parser.add_argument("--majority-share", type=float, default=0.7)
         parser.add_argument("--side-weight", type=float, default=0.0,
                             help="random weight of the other dimensions (0: only the contested one matters)")
@@ -42,3 +43,14 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         self.stdout.write(f"population {o['population']!r}: {report.people} people, {report.conversations} "
                           f"conversations, {report.replies} rated replies in {time.perf_counter() - started:.1f} s")
+
+
+def contested(value: str) -> str:
+    """A dimension, or several joined by "+", each one of DIMENSIONS."""
+    import argparse
+
+    unknown = [name for name in value.split("+") if name not in DIMENSIONS]
+    if unknown or len(set(value.split("+"))) != len(value.split("+")):
+        raise argparse.ArgumentTypeError(f"{value!r}: name dimensions from {', '.join(sorted(DIMENSIONS))}, "
+                                         "each once, joined by +")
+    return value
