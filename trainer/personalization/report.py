@@ -55,7 +55,8 @@ def personalization_report(run: TrainingRun, *, group_by: str = "group") -> dict
         "evaluation_id", "person", "judge", "outcomes", "replies"))
     attributes = selectors.user_attributes(sorted({i["person"] for i in items}))
     label = lambda person: (attributes.get(person, {}).get(group_by) or "(no answer)")  # noqa: E731
-    seed_of = {e.pk: runs_by_id(runs)[e.run_id].config.get("seed", 0) for e in evaluations.values()}
+    by_id = {r.pk: r for r in runs}
+    seed_of = {e.pk: by_id[e.run_id].config.get("seed", 0) for e in evaluations.values()}
 
     by_group, by_person, by_seed = defaultdict(_outcome_lists), defaultdict(_outcome_lists), defaultdict(
         lambda: defaultdict(_outcome_lists))
@@ -96,10 +97,6 @@ def personalization_report(run: TrainingRun, *, group_by: str = "group") -> dict
         "accuracy": _accuracy(runs, group_by), "verdicts": [_verdict(g) for g in groups],
         "baseline_missing": any(e.baseline_id is None for e in evaluations.values()),
     }
-
-
-def runs_by_id(runs: list[TrainingRun]) -> dict[int, TrainingRun]:
-    return {r.pk: r for r in runs}
 
 
 def _outcome_lists():

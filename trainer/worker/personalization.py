@@ -134,7 +134,10 @@ def plan(run: TrainingRun, chosen: dict) -> tuple[list[Planned], dict]:
         persona = Persona(person, hidden.group, prefs, 0.0) if prefs else None  # no rule: they judge themself
         wanted = chosen["prompts_per_person"] if persona else min(chosen["prompts_per_person"],
                                                                   chosen["blind_per_person"])
-        prompts = held_out.get(person, [])[:wanted]
+        prompts = held_out.get(person, [])
+        if persona is None:  # a person reads the question they judge: only opening questions stand alone
+            prompts = [p for p in prompts if len(p) == 1]
+        prompts = prompts[:wanted]
         origins["held-out conversations"] += len(prompts)
         while len(prompts) < wanted:
             opener = [{"role": "user", "content": rng.choice(openers)}]
