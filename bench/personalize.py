@@ -42,6 +42,10 @@ def main(argv=None) -> list[Figure]:
     ap.add_argument("--seeds", type=int, default=3, help="repeats of the run with seeds 0, 1, ...")
     ap.add_argument("--prompts-per-person", type=int, default=4, help="held-out prompts each person judges")
     ap.add_argument("--tokens", type=int, default=96, help="new tokens per evaluated reply")
+    ap.add_argument("--min-margin", type=int, default=15,
+                    help="the start form's minimum score margin of a pair: 15 keeps the pairs whose two replies "
+                         "differ on the contested dimension (margins 19 to 60 here) and drops most of those "
+                         "between two replies at the same pole (0 to 26, median 5: decided by the rating noise)")
     ap.add_argument("--model", default=os.environ.get("BASE_MODEL", "bundled"), help="base model (default: bundled)")
     ap.add_argument("--keep", type=Path, help="use this folder and keep it (default: a temporary one)")
     args = ap.parse_args(argv)
@@ -68,12 +72,13 @@ def main(argv=None) -> list[Figure]:
                                  turns_per_conversation=1, dimension=args.dimension, majority_share=0.7, seed=0)
     staff = get_user_model().objects.create_user("bench-staff", is_staff=True)
     config = {**SETTINGS, "max_steps": args.steps, "seed": 0, "bf16": precision_for("auto") == "bf16"}
-    data = {"min_pairs": 1, "unseen_fraction": 0.0, "test_fraction": 0.25}
+    data = {"min_pairs": 1, "min_margin": args.min_margin, "unseen_fraction": 0.0, "test_fraction": 0.25}
     first = services.run_create(created_by=staff, name=f"{args.dimension} P-DPO", config=config, data_filter=data,
                                 with_baseline=True, check_fit=False, repeats=args.seeds)
     print(f"{made.people} people ({args.dimension}, 70 % / 30 %), {made.conversations} rated conversations; "
           f"{args.seeds} seeds x (P-DPO + plain DPO), {args.steps} steps of {config['batch_size']} pairs each; "
-          f"evaluated on {args.prompts_per_person} held-out prompts per person, {args.tokens} new tokens", flush=True)
+          f"pairs with a score margin of {args.min_margin} or more; evaluated on {args.prompts_per_person} held-out "
+          f"prompts per person, {args.tokens} new tokens", flush=True)
     overrides = {"prompts_per_person": args.prompts_per_person, "max_new_tokens": args.tokens}
     evaluation_services.DEFAULTS.update(overrides)  # what the evaluation started after each pair of runs uses
     for run in report.series_of(first):

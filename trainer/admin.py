@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from trainer import services
-from trainer.models import Activation, RunLog, TrainingRun
+from trainer.models import Activation, EvaluationItem, PersonalEvaluation, RunLog, TrainingRun
 
 
 @admin.action(description="Start a new run with the same settings and data")
@@ -30,3 +30,26 @@ class RunLogAdmin(admin.ModelAdmin):
 @admin.register(Activation)
 class ActivationAdmin(admin.ModelAdmin):
     list_display = ("run", "activated_by", "activated_at")
+
+
+@admin.register(PersonalEvaluation)
+class PersonalEvaluationAdmin(admin.ModelAdmin):
+    """Read only: an evaluation is written by its task; the run page starts and cancels them."""
+
+    list_display = ("id", "run", "baseline", "status", "done", "total", "created_at", "worker")
+    list_filter = ("status",)
+    readonly_fields = [f.name for f in PersonalEvaluation._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(EvaluationItem)
+class EvaluationItemAdmin(admin.ModelAdmin):
+    list_display = ("evaluation", "person", "judge", "outcomes")
+    list_filter = ("judge",)
+    search_fields = ("person",)
+    readonly_fields = [f.name for f in EvaluationItem._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

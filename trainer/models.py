@@ -142,14 +142,8 @@ class PersonalEvaluation(models.Model):
     plain-DPO baseline and the base model, judged per person (by the hidden rule of a simulated person, by the
     person themself in blind comparisons otherwise). Written by a task on the train queue."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        COMPLETED = "completed", "Completed"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
-
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    Status = TrainingRun.Status  # the same life as a run's: queued, running, then completed, failed or cancelled
+    ACTIVE = TrainingRun.ACTIVE
 
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="personal_evaluations")
     baseline = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

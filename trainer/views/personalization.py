@@ -29,26 +29,26 @@ def personalization_context(run: TrainingRun, *, group_by: str = "group") -> dic
 @staff_member_required
 def run_evaluate(request, run_id: int):
     run = get_object_or_404(TrainingRun.objects.select_related("baseline"), pk=run_id)
-    try:
-        services.evaluation_start(run=run, created_by=request.user)
-    except services.EvaluationStateError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, "Evaluation queued: a train worker writes the replies and judges them.")
-    return redirect("run_detail", run_id=run.pk)
+    return _act(request, run.pk, lambda: services.evaluation_start(run=run, created_by=request.user),
+                "Evaluation queued: a train worker writes the replies and judges them.")
 
 
 @require_POST
 @staff_member_required
 def evaluation_cancel(request, evaluation_id: int):
     evaluation = get_object_or_404(PersonalEvaluation, pk=evaluation_id)
+    return _act(request, evaluation.run_id, lambda: services.evaluation_cancel(evaluation=evaluation),
+                "Cancel requested: it stops after the current batch of replies; nothing is kept.")
+
+
+def _act(request, run_id: int, action, success: str):
     try:
-        services.evaluation_cancel(evaluation=evaluation)
+        action()
     except services.EvaluationStateError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, "Cancel requested: it stops after the current batch of replies; nothing is kept.")
-    return redirect("run_detail", run_id=evaluation.run_id)
+        messages.success(request, success)
+    return redirect("run_detail", run_id=run_id)
 
 
 @staff_member_required
