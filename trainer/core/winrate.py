@@ -86,7 +86,3 @@ def _power(law: np.ndarray, n: int) -> np.ndarray:
             law = np.convolve(law, law)
     return result
 
-
-def pooled(groups: dict[str, list[float]]) -> dict[str, WinRate]:
-    """``win_rate`` of each list of outcomes."""
-    return {name: win_rate(values) for name, values in groups.items()}

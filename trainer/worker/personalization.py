@@ -101,18 +101,14 @@ def plan(run: TrainingRun, chosen: dict) -> tuple[list[Planned], dict]:
     PRISM opening prompts when they have fewer; a real person gets only ``blind_per_person`` of them (they
     judge each one themself)."""
     from trainer import selectors
-    from trainer.core.config import TrainConfig
-    from trainer.core.data import split_pairs
-    from trainer.worker.training import gather_pairs
+    from trainer.worker.training import gather_pairs, run_split
     from users.synthetic.prompts import PRISM_PROMPTS, prompts_or_default
     from users.synthetic.rule import Persona
 
-    config = TrainConfig.from_dict(run.config)
     pairs = gather_pairs(run.data_filter)
     if not pairs:
         return [], {}
-    split = split_pairs(pairs, unseen_fraction=float(run.data_filter.get("unseen_fraction", 0.1)),
-                        test_fraction=float(run.data_filter.get("test_fraction", 0.2)), seed=config.seed)
+    split = run_split(run, pairs)
     rng = random.Random(chosen["seed"])
     people = sorted(split.seen_users)
     rng.shuffle(people)

@@ -75,6 +75,17 @@ def gather_pairs(data_filter: dict) -> list:
     return pairs
 
 
+def run_split(run: TrainingRun, pairs: list):
+    """The run's seen/unseen and train/held-out split of ``pairs``, as its training made it (seeded): the
+    evaluation after it judges the same held-out conversations."""
+    from trainer.core.config import TrainConfig
+    from trainer.core.data import split_pairs
+
+    return split_pairs(pairs, unseen_fraction=float(run.data_filter.get("unseen_fraction", 0.1)),
+                       test_fraction=float(run.data_filter.get("test_fraction", 0.2)),
+                       seed=TrainConfig.from_dict(run.config).seed)
+
+
 def execute(run_id: int) -> str:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     services.runs_reap_stale()
@@ -112,7 +123,6 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
     """Train, evaluate and publish ``run``. Under ``accelerate launch`` every process runs this with its
     rank: all train their share; only process 0 writes to the database and evaluates and saves."""
     from trainer.core.config import TrainConfig
-    from trainer.core.data import split_pairs
     from trainer.core.loop import train
 
     config = TrainConfig.from_dict(run.config)
@@ -124,8 +134,7 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
     if not pairs:
         raise ValueError("The selected data has no preference pairs: collect ratings first, "
                          "or lower the minimum number of pairs per person.")
-    split = split_pairs(pairs, unseen_fraction=float(run.data_filter.get("unseen_fraction", 0.1)),
-                        test_fraction=float(run.data_filter.get("test_fraction", 0.2)), seed=config.seed)
+    split = run_split(run, pairs)
     folder = run_folder(run.pk)
     checkpoints = folder / "checkpoints"
     from trainer.core.checkpoint import latest_checkpoint
