@@ -31,6 +31,23 @@ ensure_venv() {  # $1: requirements file
   . "$VENV/bin/activate"
 }
 
+VLLM_VENV="${VLLM_VENV:-$ROOT/.venv-vllm}"
+
+ensure_vllm() {  # vLLM's own environment (requirements-vllm.txt); skipped when its stamp is there
+  local stamp="$VLLM_VENV/.installed-$(sha256sum requirements-vllm.txt | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
+  say "Setting up vLLM's environment in $VLLM_VENV (about 2 minutes and 3.5 GB, once)"
+  [ -x "$VLLM_VENV/bin/python" ] || "$PY" -m venv "$VLLM_VENV" || die "could not create $VLLM_VENV."
+  "$VLLM_VENV/bin/pip" install -q --upgrade pip
+  "$VLLM_VENV/bin/pip" install -q "$(grep -E '^torch==' requirements-vllm.txt)"
+  "$VLLM_VENV/bin/pip" install -q -r requirements-vllm.txt || die "installing vLLM failed (see above)."
+  # Pulled in by vLLM, built for another torch: importing them breaks vLLM's start; nothing here needs them.
+  "$VLLM_VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+  "$VLLM_VENV/bin/python" -c "import vllm.entrypoints.openai.api_server" 2>/dev/null \
+    || die "vLLM is installed in $VLLM_VENV but does not import; run $VLLM_VENV/bin/python -c 'import vllm' to see why."
+  touch "$stamp"
+}
+
 redis_url() { echo "${REDIS_URL:-redis://127.0.0.1:6379/0}"; }
 
 ensure_redis() {

@@ -24,6 +24,22 @@ def env_str(name: str, default: str) -> str:
     return _raw(name) or default
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (_raw(name) or default).lower()
+    if value not in choices:
+        raise ImproperlyConfiguredEnv(f"{name}={value!r} is not one of: {', '.join(choices)}.")
+    return value
+
+
+def env_urls(name: str) -> list[str]:
+    """A comma-separated list of http(s) base URLs, trailing slashes removed."""
+    urls = [u.strip().rstrip("/") for u in (_raw(name) or "").split(",") if u.strip()]
+    for url in urls:
+        if urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc:
+            raise ImproperlyConfiguredEnv(f"{name}: {url!r} is not an http(s) URL such as http://10.0.0.5:8000.")
+    return urls
+
+
 def env_bool(name: str, default: bool) -> bool:
     value = _raw(name)
     if value is None:

@@ -5,10 +5,12 @@ from pathlib import Path
 from alignment_site.env import (
     database_from_url,
     env_bool,
+    env_choice,
     env_float,
     env_int,
     env_path,
     env_str,
+    env_urls,
     secret_key,
 )
 
@@ -60,6 +62,20 @@ CHAT_MAX_PROMPT_TOKENS = env_int("CHAT_MAX_PROMPT_TOKENS", 1024, minimum=16)
 # pass, waiting at most this long for a batch to fill.
 GENERATE_BATCH_SIZE = env_int("GENERATE_BATCH_SIZE", 8, minimum=1, maximum=64)
 GENERATE_BATCH_WAIT_MS = env_int("GENERATE_BATCH_WAIT_MS", 20, minimum=0, maximum=5000)
+# The Celery queue replies are generated on (a deployment may give vLLM-backed workers their own).
+GENERATE_QUEUE = env_str("GENERATE_QUEUE", "generate")
+# Who generates chat replies: "hf" (transformers in the generate worker, the CPU default) or "vllm" (a vLLM
+# server fed each person's prompt embeddings; see trainer/worker/vllm.py). With vllm, VLLM_URL lists servers
+# run elsewhere (comma-separated); empty, the generate worker starts them itself from VLLM_PYTHON's environment.
+SERVING_BACKEND = env_choice("SERVING_BACKEND", "hf", ("hf", "vllm"))
+VLLM_URL = env_urls("VLLM_URL")
+VLLM_PYTHON = env_path("VLLM_PYTHON", BASE_DIR / ".venv-vllm" / "bin" / "python")
+# On a CPU vLLM must be told its KV-cache size (its GPU-memory share means nothing there); eager mode skips
+# minutes of graph compilation at each start. On a GPU use e.g. "--dtype bfloat16 --gpu-memory-utilization 0.8".
+VLLM_ARGS = env_str("VLLM_ARGS", "--dtype float32 --enforce-eager --kv-cache-memory-bytes 1073741824 "
+                                 "--max-model-len 2048")
+VLLM_START_SECONDS = env_int("VLLM_START_SECONDS", 300, minimum=10)
+VLLM_MAX_SERVERS = env_int("VLLM_MAX_SERVERS", 2, minimum=1)  # each holds a whole model: about 4 GB here
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -168,12 +184,13 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ROUTES = {
-    "trainer.generate_reply": {"queue": "generate"},
+    "trainer.generate_reply": {"queue": GENERATE_QUEUE},
+    "trainer.prepare_version": {"queue": GENERATE_QUEUE},
     "trainer.train_run": {"queue": "train"},
     "trainer.fast_fit": {"queue": "train"},
     "trainer.evaluate_version": {"queue": "train"},
 }
-CELERY_TASK_DEFAULT_QUEUE = "generate"
+CELERY_TASK_DEFAULT_QUEUE = GENERATE_QUEUE
 # Longer than the longest training run, so Redis does not hand a running task
 # to a second worker.
 CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -1,5 +1,6 @@
 """Checks behind the staff status page: each returns (ok, detail, fix)."""
 
+import socket
 from dataclasses import dataclass
 
 import redis
@@ -9,7 +10,10 @@ from django.db import connection
 from alignment_site.celery import app
 from trainer.core import provision
 
-QUEUES = ("generate", "train")
+
+
+def queue_names() -> tuple[str, str]:
+    return (settings.GENERATE_QUEUE, "train")
 
 
 @dataclass
@@ -44,7 +48,7 @@ def check_redis() -> Check:
 
 def workers_by_queue(timeout: float = 1.0) -> dict[str, list[str]]:
     """Worker names listening on each queue; empty lists when none answer."""
-    found: dict[str, list[str]] = {q: [] for q in QUEUES}
+    found: dict[str, list[str]] = {q: [] for q in queue_names()}
     replies = app.control.inspect(timeout=timeout).active_queues() or {}
     for worker, queues in replies.items():
         for queue in queues:
@@ -64,19 +68,20 @@ def busy_training() -> list[str]:
 
 def check_workers(redis_ok: bool) -> list[Check]:
     if not redis_ok:
-        return [Check(f"Workers on `{q}`", False, "unknown: Redis is down", "Start Redis first.") for q in QUEUES]
+        return [Check(f"Workers on `{q}`", False, "unknown: Redis is down", "Start Redis first.") for q in queue_names()]
     try:
         found = workers_by_queue()
     except Exception as exc:
         return [Check("Workers", False, str(exc), "Check REDIS_URL.")]
     commands = {
-        "generate": "celery -A alignment_site worker -Q generate -c 1 -n generate@%h",
+        settings.GENERATE_QUEUE: f"celery -A alignment_site worker -Q {settings.GENERATE_QUEUE} -c 8 --pool threads "
+                                 "-n generate@%h",
         "train": "celery -A alignment_site worker -Q train -c 1 -n train@%h",
     }
     return [
         Check(f"Workers on `{q}`", bool(found.get(q)), ", ".join(found.get(q, [])) or "none listening",
               "" if found.get(q) else f"Start one: `{commands[q]}` (run.sh starts both).")
-        for q in QUEUES
+        for q in queue_names()
     ]
 
 
@@ -88,6 +93,47 @@ def check_model() -> Check:
     return Check("Base model", True, f"{location.name} at {location.path}")
 
 
+def check_vllm(redis_ok: bool) -> list[Check]:
+    """With SERVING_BACKEND=vllm: the servers in VLLM_URL answer; or, when the generate worker starts its own,
+    its environment exists and no server it started has failed."""
+    from trainer.worker import vllm
+
+    if settings.SERVING_BACKEND != "vllm":
+        return []
+    if settings.VLLM_URL:
+        checks = []
+        for url in settings.VLLM_URL:
+            ok = vllm.healthy(url)
+            checks.append(Check(f"vLLM server {url}", ok, "answers" if ok else "does not answer",
+                                "" if ok else "Start it on its machine (`vllm serve <model folder> --served-model-name "
+                                "<name> --enable-prompt-embeds`; names are on the replies that failed) or fix "
+                                "VLLM_URL."))
+        return checks
+    if not settings.VLLM_PYTHON.is_file():
+        return [Check("vLLM environment", False, f"{settings.VLLM_PYTHON} is missing",
+                      "Start the product with SERVING_BACKEND=vllm ./run.sh (it sets vLLM up, about 2 minutes "
+                      "once), or set VLLM_PYTHON or VLLM_URL.")]
+    checks = [Check("vLLM environment", True, str(settings.VLLM_PYTHON))]
+    if not redis_ok:
+        return checks
+    for name, state in sorted(vllm.states().items()):
+        detail = f"{state.get('state')} at {state.get('url', '?')} (on {state.get('host', '?')})"
+        if state.get("state") == "failed":
+            checks.append(Check(f"vLLM server for {name}", False, state.get("error", detail),
+                                f"Read its log ({state.get('log', 'DATA_DIR/logs')}), fix the cause (memory: "
+                                "VLLM_ARGS' --kv-cache-memory-bytes; a missing environment: ./run.sh), then send a "
+                                "message: the generate worker starts it again."))
+        elif (state.get("state") == "ready" and state.get("host") == socket.gethostname() and state.get("url")
+              and not vllm.healthy(state["url"])):
+            checks.append(Check(f"vLLM server for {name}", False, f"{detail}: no longer answers",
+                                "Its generate worker starts it again on the next reply; if that fails, see "
+                                f"{state.get('log', 'its log')}."))
+        else:
+            checks.append(Check(f"vLLM server for {name}", True, detail))
+    return checks
+
+
 def all_checks() -> list[Check]:
     redis_check = check_redis()
-    return [check_database(), redis_check, *check_workers(redis_check.ok), check_model()]
+    return [check_database(), redis_check, *check_workers(redis_check.ok), check_model(),
+            *check_vllm(redis_check.ok)]

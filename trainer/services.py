@@ -14,6 +14,7 @@ from alignment_site import dispatch
 from trainer.models import Activation, RunLog, TrainingRun, run_folder
 
 TRAIN_TASK = "trainer.train_run"
+PREPARE_TASK = "trainer.prepare_version"
 
 # Before any run of a model has been measured: pair passes per second of the bundled 135M model on a 2-core
 # CPU with the cpu preset (0.44 measured by ``python -m bench first_run``, model load included), scaled by
@@ -191,7 +192,22 @@ def run_activate(*, run: TrainingRun, user, confirmed: bool = False) -> Activati
         raise RunStateError(f"{run} has not completed, so it has no model to serve.")
     if run.chance_note and not confirmed:
         raise NeedsConfirmation(f"{run.chance_note} Activate it anyway?")
-    return Activation.objects.create(run=run, activated_by=user)
+    return _activate(run, user)
+
+
+def _activate(run: TrainingRun, user) -> Activation:
+    """The activation row; on vLLM, the generate worker prepares the version (merged folder, server) at once."""
+    activation = Activation.objects.create(run=run, activated_by=user)
+    if settings.SERVING_BACKEND == "vllm":
+        transaction.on_commit(lambda: _prepare_version(run.pk))
+    return activation
+
+
+def _prepare_version(run_id: int) -> None:
+    try:
+        dispatch.send(PREPARE_TASK, run_id, queue=settings.GENERATE_QUEUE)
+    except dispatch.BrokerUnavailable:  # the first reply prepares it instead
+        pass
 
 
 def run_delete(*, run: TrainingRun) -> None:
@@ -219,7 +235,7 @@ def run_rollback(*, user) -> Activation:
     history = list(Activation.objects.select_related("run")[:2])
     if len(history) < 2:
         raise RunStateError("There is no earlier version to roll back to.")
-    return Activation.objects.create(run=history[1].run, activated_by=user)
+    return _activate(history[1].run, user)
 
 
 def runs_reap_stale() -> int:

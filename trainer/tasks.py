@@ -25,6 +25,14 @@ def generate_reply(self, reply_id: int) -> str:
     return serving.generate_reply(reply_id, worker=self.request.hostname or "")
 
 
+@shared_task(name="trainer.prepare_version", acks_late=False)
+def prepare_version(run_id: int | None) -> str:
+    # SERVING_BACKEND=vllm: an activated version's merged folder and server, ready before its first reply.
+    from trainer.worker import serving
+
+    return serving.prepare_version(run_id)
+
+
 @shared_task(name="trainer.train_run", acks_late=True)
 def train_run(run_id: int) -> str:
     # acks_late: a worker killed mid-run leaves the message to be redelivered;
@@ -62,13 +70,38 @@ def start_bookkeeping(sender=None, **_kwargs) -> None:
             log.warning("failed %d replies that this worker's previous process (%s) was writing", reaped, hostname)
     queues = sorted(getattr(getattr(sender, "app", None) and sender.app.amqp.queues, "consume_from", None) or [])
     threading.Thread(target=_keep_books, args=(hostname, queues), name="bookkeeping", daemon=True).start()
+    from django.conf import settings
+
+    if settings.SERVING_BACKEND == "vllm" and settings.GENERATE_QUEUE in queues:
+        threading.Thread(target=_warm_serving, name="warm-serving", daemon=True).start()
+
+
+def _warm_serving() -> None:
+    """On vLLM a model server takes a while to start: start the active version's (or the base model's) now,
+    not when the first person waits for a reply."""
+    from django.db import close_old_connections
+
+    from trainer.selectors import active_version
+    from trainer.worker import serving
+
+    try:
+        active = active_version()
+        log.info("serving warm-up: %s", serving.prepare_version(active[0] if active else None))
+    except Exception:  # the first reply tries again, and fails with the reason if it still cannot
+        log.exception("could not prepare serving at start-up")
+    finally:
+        close_old_connections()
 
 
 @worker_shutdown.connect
 def withdraw_device_report(sender=None, **_kwargs) -> None:
-    """A worker that stops takes its device report with it (a killed one's expires after three rounds)."""
+    """A worker that stops takes its device report with it (a killed one's expires after three rounds), and
+    stops its vLLM servers."""
     from trainer import devices
 
+    from trainer.worker import vllm
+
+    vllm.stop_all()  # the model servers this worker started (none unless SERVING_BACKEND=vllm)
     hostname = getattr(sender, "hostname", "") or ""
     if hostname:
         try:

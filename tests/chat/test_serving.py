@@ -44,7 +44,8 @@ def test_a_user_not_in_training_gets_the_generic_vectors(outsider, active_run):
 
 def test_without_an_active_version_the_base_model_answers(owner):
     reply = answer(queued_reply(owner))
-    assert {k: v for k, v in reply.serving.items() if k != "cut"} == {"version": None, "vectors": "none", "batch": 1}
+    assert {k: v for k, v in reply.serving.items() if k != "cut"} == {"version": None, "vectors": "none", "batch": 1,
+                                                                      "backend": "hf"}
 
 
 def test_a_reply_cut_by_the_token_limit_says_so_and_offers_to_continue(owner, client):
@@ -73,9 +74,9 @@ def test_each_user_is_served_their_own_vectors_and_never_anothers(owner, outside
     served = serving.served_run(active_run.pk, active_run.artifacts)
     plans = {u.username: serving.reply_plan(Reply.objects.select_related("turn__conversation__user").get(
         pk=queued_reply(u).pk)) for u in (owner, sim, outsider)}
-    torch.testing.assert_close(plans["alice"].soft_prompt, served.loaded.soft_prompt("web-alice"))
-    torch.testing.assert_close(plans["sim-a"].soft_prompt, served.loaded.soft_prompt("web-sim-a"))
-    torch.testing.assert_close(plans["mallory"].soft_prompt, served.loaded.soft_prompt(None))
+    torch.testing.assert_close(plans["alice"].soft_prompt, served.soft_prompt("web-alice"))
+    torch.testing.assert_close(plans["sim-a"].soft_prompt, served.soft_prompt("web-sim-a"))
+    torch.testing.assert_close(plans["mallory"].soft_prompt, served.soft_prompt(None))
     assert not torch.equal(plans["alice"].soft_prompt, plans["sim-a"].soft_prompt)
 
 
@@ -100,7 +101,7 @@ def test_a_refit_saves_the_users_vectors_and_the_next_reply_uses_them(owner, act
     reply = answer(queued_reply(owner))
     assert reply.serving["vectors"] == "fitted" and reply.serving["fit"] == fit.pk
     served = serving.served_run(active_run.pk, active_run.artifacts)
-    assert not torch.equal(served.fitted[fit.pk], served.loaded.soft_prompt("web-alice"))
+    assert not torch.equal(served.fitted[fit.pk], served.soft_prompt("web-alice"))
 
 
 def test_a_refit_without_pairs_fails_with_a_reason(owner, active_run):

@@ -7,6 +7,9 @@
       config.json            the TrainConfig of the run
       metrics.json           training history, diagnostics, evaluation, anything the caller adds
       run.json               base model path, user-model kind and sizes
+      merged/                the LoRA folded into the base weights, with the tokenizer: a plain
+                             transformers folder for an engine that cannot take our adapter
+                             (vLLM); written on first need by ``write_merged``, kept with the run
 
 Written to a temporary folder next to OUT and renamed into place, so OUT is
 either the complete previous version or the complete new one.
@@ -14,6 +17,7 @@ either the complete previous version or the complete new one.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -66,6 +70,9 @@ def save_run(out: Path, core: PreferenceModel, user_index: UserIndex, config: Tr
     return out
 
 
+MERGED = "merged"
+
+
 @dataclass
 class LoadedRun:
     model: PreferenceModel  # eval mode; model.lm is the LM to generate with (peft-wrapped unless merged)
@@ -75,13 +82,38 @@ class LoadedRun:
     metrics: dict
     path: Path
 
-    @torch.no_grad()
     def soft_prompt(self, user_id: str | None) -> torch.Tensor | None:
         """(T_u, H) vectors for generation: the user's own, the generic ones for an unknown user, None for plain."""
-        if self.model.user_model is None:
-            return None
-        row = torch.tensor([self.user_index.row(user_id)], device=next(self.model.parameters()).device)
-        return self.model.user_model(row)[0]
+        return soft_prompt(self.model.user_model, self.user_index, user_id)
+
+
+@torch.no_grad()
+def soft_prompt(user_model, user_index: UserIndex, user_id: str | None) -> torch.Tensor | None:
+    """(T_u, H) vectors of ``user_id`` (the generic row for one the model does not know); None without a user
+    model (plain DPO)."""
+    if user_model is None:
+        return None
+    row = torch.tensor([user_index.row(user_id)], device=next(user_model.parameters()).device)
+    return user_model(row)[0]
+
+
+def load_user_model(path: Path):
+    """The saved run's user model (eval mode, no gradients), or None for a plain-DPO run."""
+    spec = json.loads((Path(path) / "run.json").read_text())["user_model"]
+    if not spec:
+        return None
+    if spec["kind"] == "cluster":
+        user_model = ClusterUserModel(spec["n_users"], spec["n_tokens"], spec["hidden"], n_clusters=spec["n_clusters"])
+    else:
+        user_model = IndividualUserModel(spec["n_users"], spec["n_tokens"], spec["hidden"])
+    user_model.load_state_dict(load_file(Path(path) / "user_model.safetensors"))
+    for p in user_model.parameters():
+        p.requires_grad_(False)
+    return user_model.eval()
+
+
+def load_user_index(path: Path) -> UserIndex:
+    return UserIndex.from_json(json.loads((Path(path) / "users.json").read_text()))
 
 
 def load_run(path: Path, *, base_model: str | None = None, device="cpu", merge: bool = False) -> LoadedRun:
@@ -93,21 +125,55 @@ def load_run(path: Path, *, base_model: str | None = None, device="cpu", merge: 
     lm = PeftModel.from_pretrained(lm, path / "adapter")
     if merge:
         lm = lm.merge_and_unload()
-    user_model = None
-    if info["user_model"]:
-        spec = info["user_model"]
-        if spec["kind"] == "cluster":
-            user_model = ClusterUserModel(spec["n_users"], spec["n_tokens"], spec["hidden"],
-                                          n_clusters=spec["n_clusters"])
-        else:
-            user_model = IndividualUserModel(spec["n_users"], spec["n_tokens"], spec["hidden"])
-        user_model.load_state_dict(load_file(path / "user_model.safetensors"))
-    core = PreferenceModel(lm, user_model, tokenizer).to(device).eval()
+    core = PreferenceModel(lm, load_user_model(path), tokenizer).to(device).eval()
     for p in core.parameters():
         p.requires_grad_(False)
-    index = UserIndex.from_json(json.loads((path / "users.json").read_text()))
     metrics = json.loads((path / "metrics.json").read_text())
-    return LoadedRun(core, tokenizer, index, config, metrics, path)
+    return LoadedRun(core, tokenizer, load_user_index(path), config, metrics, path)
+
+
+def write_merged(path: Path, base_model: str) -> Path:
+    """The run's ``merged/`` folder (base weights with the LoRA folded in, and the tokenizer), written once.
+
+    Written into a temporary folder and renamed into place, under a file lock, so any number of processes may
+    ask at once: one writes, the others wait and find it; a process killed half-way leaves no ``merged/``.
+    """
+    path = Path(path)
+    target = path / MERGED
+    if (target / "config.json").is_file():
+        return target
+    with open(path / ".merged.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "config.json").is_file():  # another process wrote it while this one waited
+            return target
+        lm, tokenizer = load_base(base_model)
+        lm = PeftModel.from_pretrained(lm, path / "adapter").merge_and_unload()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{MERGED}-", dir=path))
+        try:
+            lm.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            shutil.rmtree(target, ignore_errors=True)  # a folder without config.json: never complete
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def input_embedding(folder: Path) -> torch.Tensor:
+    """(V, H) input embedding matrix of a transformers model folder, read from its safetensors files alone
+    (a few hundred MB, not the whole model); loads the model only when no such tensor is found."""
+    folder = Path(folder)
+    from safetensors import safe_open
+
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(file, framework="pt") as handle:
+            for key in handle.keys():
+                if key.endswith("embed_tokens.weight") or key.endswith("wte.weight"):
+                    return handle.get_tensor(key)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    return model.get_input_embeddings().weight.detach().clone()
 
 
 def save_vectors(target: Path, core: PreferenceModel, row: int, metadata: dict[str, str]) -> Path:

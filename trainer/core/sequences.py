@@ -163,7 +163,15 @@ def collate(items: list[tuple[list[int], list[int]]], *, prefix: list[int], n_sl
 
 def embed_inputs(model, batch: SequenceBatch, soft_prompt: torch.Tensor | None) -> torch.Tensor:
     """Token embeddings with the slots replaced by ``soft_prompt`` (N, T_u, H); returns (N, L, H)."""
-    embeds = model.get_input_embeddings()(batch.input_ids)  # (N, L, H)
+    return place_vectors(model.get_input_embeddings()(batch.input_ids), batch, soft_prompt)
+
+
+def place_vectors(embeds: torch.Tensor, batch: SequenceBatch, soft_prompt: torch.Tensor | None) -> torch.Tensor:
+    """``embeds`` (N, L, H) of ``batch.input_ids`` with the slots replaced by ``soft_prompt`` (N, T_u, H).
+
+    The one placement of a person's vectors: training, evaluation, the HF
+    generation path and the embeddings sent to vLLM all go through here.
+    """
     if batch.n_slots == 0:
         return embeds
     if soft_prompt is None or soft_prompt.shape[:2] != (batch.input_ids.shape[0], batch.n_slots):
@@ -171,6 +179,19 @@ def embed_inputs(model, batch: SequenceBatch, soft_prompt: torch.Tensor | None) 
     # masked_scatter fills slots in row-major order, i.e. row n gets soft_prompt[n] in slot order,
     # and stays differentiable with respect to the user vectors.
     return embeds.masked_scatter(batch.slot_mask.unsqueeze(-1), soft_prompt.to(embeds.dtype))
+
+
+def prompt_embeddings(embedding: torch.Tensor, tokenizer, prompt_ids: list[int],
+                      soft_prompt: torch.Tensor | None) -> torch.Tensor:
+    """(L, H) input embeddings of one prompt laid out as for training: BOS, the (T_u, H) vectors (none for the
+    plain model), the templated prompt. ``embedding`` is the model's (V, H) input embedding matrix: this is
+    what an engine that takes prompt embeddings (vLLM) is sent in place of token ids."""
+    n_slots = 0 if soft_prompt is None else soft_prompt.shape[0]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    batch = collate([(prompt_ids, [])], prefix=prefix_ids(tokenizer), n_slots=n_slots, pad_id=pad_id)
+    embeds = torch.nn.functional.embedding(batch.input_ids, embedding)  # (1, L, H), no padding in one row
+    soft = None if soft_prompt is None else soft_prompt.unsqueeze(0)  # (1, T, H)
+    return place_vectors(embeds, batch, soft)[0]
 
 
 def reply_logps(model, batch: SequenceBatch, soft_prompt: torch.Tensor | None) -> torch.Tensor:

@@ -14,7 +14,7 @@ def queue(request):
     workers = health.workers_by_queue() if redis_check.ok else {}
     runs = list(TrainingRun.objects.filter(status__in=TrainingRun.ACTIVE).order_by("created_at"))
     return render(request, "trainer/queue.html", {
-        "redis": redis_check, "workers": workers, "queues": health.QUEUES,
+        "redis": redis_check, "workers": workers, "queues": health.queue_names(),
         "running": [r for r in runs if r.status == TrainingRun.Status.RUNNING],
         "queued": [r for r in runs if r.status == TrainingRun.Status.QUEUED],
         "train_worker_missing": redis_check.ok and not workers.get("train"),

@@ -16,6 +16,10 @@ takes effect on the next reply without a restart. Each loaded model has a
 ``BatchScheduler`` thread: with a threads pool (``-P threads -c 8``) replies
 of different people that arrive together share one forward pass; with the
 solo pool every batch has one request and chat works as before.
+
+With ``SERVING_BACKEND=vllm`` the same plan answers through a vLLM server
+instead (``trainer.core.vllm``): the version's merged model there, the
+person's vectors sent with each request as prompt embeddings.
 """
 
 from __future__ import annotations
@@ -39,9 +43,9 @@ from users.models import Reply
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_loaded: dict[str, object] = {}
-_bases: dict[str, tuple] = {}  # model path -> (model, tokenizer, name, scheduler)
-_runs: dict[int, "ServedRun"] = {}  # run id -> merged model and its vectors
+_bases: dict[tuple[str, str], tuple] = {}  # (model path, backend) -> (tokenizer, name, scheduler)
+_hf_bases: dict[str, tuple] = {}  # model path -> (model, tokenizer, name)
+_runs: dict[int, "ServedRun"] = {}  # run id -> its served model and vectors
 KEEP_RUNS = 2  # versions kept in memory: the active one and the one before (rollback is instant)
 STOP_POLL_SECONDS = 0.25
 HEARTBEAT_SECONDS = 5  # well inside REPLY_STALL_SECONDS (15 s at least, 120 by default)
@@ -50,16 +54,22 @@ HEARTBEAT_SECONDS = 5  # well inside REPLY_STALL_SECONDS (15 s at least, 120 by 
 @dataclass
 class ServedRun:
     run_id: int
-    loaded: object  # trainer.core.artifacts.LoadedRun, merged
     name: str
-    scheduler: object
+    tokenizer: object
+    scheduler: object  # BatchScheduler (hf) or VLLMEngine (vllm): submit(request), deltas
+    user_model: object  # None for a plain-DPO version
+    user_index: object
     fitted: dict[int, object] = field(default_factory=dict)  # VectorFit id -> (T, H) tensor
+
+    def soft_prompt(self, user_id: str | None):
+        """(T, H) vectors of a person in training (the generic ones for anyone else); None for plain DPO."""
+        from trainer.core.artifacts import soft_prompt
+
+        return soft_prompt(self.user_model, self.user_index, user_id)
 
 
 @dataclass
 class Plan:
-    model: object
-    tokenizer: object
     scheduler: object
     name: str
     soft_prompt: object  # (T, H) tensor or None
@@ -73,11 +83,38 @@ def _scheduler(model, tokenizer, name: str):
                           max_wait=settings.GENERATE_BATCH_WAIT_MS / 1000, name=f"batcher-{name}")
 
 
+def _vllm_engine(folder: Path, model_name: str, label: str):
+    """A VLLMEngine for the model in ``folder``, served as ``model_name`` (started on first request)."""
+    from functools import partial
+
+    from transformers import AutoTokenizer
+
+    from trainer.core.artifacts import input_embedding
+    from trainer.core.vllm import VLLMEngine
+    from trainer.worker import vllm
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    engine = VLLMEngine(partial(vllm.locate, folder=folder), model_name, tokenizer, input_embedding(folder),
+                        name=label)
+    return tokenizer, engine
+
+
 def load_base_model():
-    """(model, tokenizer, name) of BASE_MODEL, loaded on first use and kept for the process."""
+    """(model, tokenizer, name) of BASE_MODEL in transformers, loaded on first use and kept for the process
+    (the collection's simulated people and anything else that needs the model itself, whatever the backend)."""
     location = provision.resolve(settings.BASE_MODEL, settings.DATA_DIR)
-    model, tokenizer, name, _ = _base(str(location.path), location.name)
-    return model, tokenizer, name
+    path = str(location.path)
+    with _lock:
+        if path not in _hf_bases:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            started = time.perf_counter()
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+            _hf_bases[path] = (model, tokenizer, location.name)
+            log.info("loaded %s in %.1f s", location.name, time.perf_counter() - started)
+    return _hf_bases[path]
 
 
 def local_base_model() -> str:
@@ -85,39 +122,80 @@ def local_base_model() -> str:
     return str(provision.resolve(settings.BASE_MODEL, settings.DATA_DIR).path)
 
 
-def _base(path: str, name: str | None = None) -> tuple:
-    with _lock:
-        if path not in _bases:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+def served_base() -> tuple:
+    """(tokenizer, name, scheduler) answering with the base model on the configured backend."""
+    location = provision.resolve(settings.BASE_MODEL, settings.DATA_DIR)
+    key = (str(location.path), settings.SERVING_BACKEND)
+    if key not in _bases:
+        if settings.SERVING_BACKEND == "vllm":
+            from trainer.worker import vllm
 
-            started = time.perf_counter()
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-            label = name or Path(path).name
-            _bases[path] = (model, tokenizer, label, _scheduler(model, tokenizer, "base"))
-            _loaded.update(model=model, tokenizer=tokenizer, name=label)
-            log.info("loaded %s in %.1f s", label, time.perf_counter() - started)
-    return _bases[path]
+            with _lock:
+                if key not in _bases:
+                    tokenizer, engine = _vllm_engine(location.path, vllm.base_name(location.path), "vllm-base")
+                    _bases[key] = (tokenizer, location.name, engine)
+        else:
+            model, tokenizer, name = load_base_model()
+            with _lock:
+                if key not in _bases:
+                    _bases[key] = (tokenizer, name, _scheduler(model, tokenizer, "base"))
+    return _bases[key]
 
 
 def served_run(run_id: int, artifacts: str) -> ServedRun:
-    """The version's merged model, loaded once per process; older versions beyond KEEP_RUNS are dropped."""
+    """The version's served model, loaded once per process; older versions beyond KEEP_RUNS are dropped."""
     with _lock:
         if run_id not in _runs:
-            from trainer.core.artifacts import base_model_here, load_run
+            from trainer.core.artifacts import base_model_here
 
             path = settings.ARTIFACTS_DIR / artifacts
             base = base_model_here(path, local_base_model)  # trained on another machine: this one's BASE_MODEL
             started = time.perf_counter()
-            loaded = load_run(path, base_model=base, merge=True)
-            name = f"run {run_id} ({Path(base).name})"
-            _runs[run_id] = ServedRun(run_id, loaded, name, _scheduler(loaded.model.lm, loaded.tokenizer,
-                                                                       f"run{run_id}"))
+            served = (_served_by_vllm if settings.SERVING_BACKEND == "vllm" else _served_here)(run_id, path, base)
+            _runs[run_id] = served
             log.info("loaded version %s in %.1f s", run_id, time.perf_counter() - started)
             for old in [r for r in _runs if r != run_id][:max(0, len(_runs) - KEEP_RUNS)]:
                 _runs.pop(old).scheduler.close()
         return _runs[run_id]
+
+
+def _served_here(run_id: int, path: Path, base: str) -> ServedRun:
+    from trainer.core.artifacts import load_run
+
+    loaded = load_run(path, base_model=base, merge=True)
+    return ServedRun(run_id, f"run {run_id} ({Path(base).name})", loaded.tokenizer,
+                     _scheduler(loaded.model.lm, loaded.tokenizer, f"run{run_id}"), loaded.model.user_model,
+                     loaded.user_index)
+
+
+def _served_by_vllm(run_id: int, path: Path, base: str) -> ServedRun:
+    """The version's merged folder (written now if activation did not already) on a vLLM server; its vectors
+    stay here and travel with each request."""
+    from trainer.core.artifacts import load_user_index, load_user_model, write_merged
+    from trainer.worker import vllm
+
+    merged = write_merged(path, base)
+    tokenizer, engine = _vllm_engine(merged, vllm.version_name(run_id), f"vllm-run{run_id}")
+    return ServedRun(run_id, f"run {run_id} ({Path(base).name}, vLLM)", tokenizer, engine, load_user_model(path),
+                     load_user_index(path))
+
+
+def prepare_version(run_id: int | None) -> str:
+    """Get a version (or, for None, the base model) ready to answer on this worker's backend before the first
+    reply needs it: on vLLM, write its merged folder and start (or find) its server."""
+    from trainer.models import TrainingRun
+
+    if run_id is None:
+        _, name, scheduler = served_base()
+    else:
+        run = TrainingRun.objects.filter(pk=run_id).only("artifacts").first()
+        if run is None or not run.artifacts:
+            return "no such version"
+        served = served_run(run_id, run.artifacts)
+        name, scheduler = served.name, served.scheduler
+    if settings.SERVING_BACKEND == "vllm":
+        scheduler.locate(scheduler.model)
+    return f"ready: {name}"
 
 
 def fitted_vectors(served: ServedRun, user_pk: int):
@@ -142,17 +220,17 @@ def reply_plan(reply: Reply) -> Plan:
 
     source = reply.source.removeprefix("compare-")  # comparison columns answer like chat
     active = active_version() if source in ("personal", "generic") else None
+    backend = {"backend": settings.SERVING_BACKEND}
     if active is None:
-        model, tokenizer, name, scheduler = load_base_model_with_scheduler()
-        return Plan(model, tokenizer, scheduler, name, None, {"version": None, "vectors": "none"})
+        _, name, scheduler = served_base()
+        return Plan(scheduler, name, None, {"version": None, "vectors": "none", **backend})
     served = served_run(*active)
-    run = served.loaded
-    record = {"version": served.run_id}
+    record = {"version": served.run_id, **backend}
     soft = None
-    if run.model.user_model is None:  # a plain-DPO version has no vectors at all
+    if served.user_model is None:  # a plain-DPO version has no vectors at all
         record["vectors"] = "none"
     elif source == "generic":
-        soft, record["vectors"] = run.soft_prompt(None), "generic"
+        soft, record["vectors"] = served.soft_prompt(None), "generic"
     else:
         user = reply.turn.conversation.user
         fitted = fitted_vectors(served, user.pk)
@@ -160,16 +238,11 @@ def reply_plan(reply: Reply) -> Plan:
         if fitted is not None:
             record["fit"], soft = fitted
             record["vectors"] = "fitted"
-        elif user_id in run.user_index:
-            soft, record["vectors"] = run.soft_prompt(user_id), "personal"
+        elif user_id in served.user_index:
+            soft, record["vectors"] = served.soft_prompt(user_id), "personal"
         else:
-            soft, record["vectors"] = run.soft_prompt(None), "generic"
-    return Plan(run.model.lm, run.tokenizer, served.scheduler, served.name, soft, record)
-
-
-def load_base_model_with_scheduler() -> tuple:
-    location = provision.resolve(settings.BASE_MODEL, settings.DATA_DIR)
-    return _base(str(location.path), location.name)
+            soft, record["vectors"] = served.soft_prompt(None), "generic"
+    return Plan(served.scheduler, served.name, soft, record)
 
 
 def generate_reply(reply_id: int, worker: str = "") -> str:
@@ -220,10 +293,15 @@ def failure_message(exc: BaseException) -> str:
     """What a person reads when their reply could not be finished: what happened and what to do."""
     import redis
 
+    from trainer.core.vllm import VLLMUnavailable
+
     if isinstance(exc, redis.RedisError):
         happened = "the model worker lost contact with Redis, which carries replies to your browser"
     elif isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
         happened = "the model worker ran out of memory"
+    elif isinstance(exc, VLLMUnavailable):
+        happened = ("the model server (vLLM) could not be reached, so nothing was generated; staff find the "
+                    "fix on the status page")
     else:
         happened = f"the model worker hit an error ({exc.__class__.__name__}; staff find it in the worker's log)"
     return f"This reply could not be finished: {happened}. What was written so far is kept. Press Retry."

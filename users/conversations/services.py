@@ -70,7 +70,7 @@ def validate_message(text: str) -> str:
 
 
 def reply_enqueue(*, reply_id: int) -> bool:
-    return dispatch.enqueue_row(GENERATE_TASK, Reply, reply_id, queue="generate")
+    return dispatch.enqueue_row(GENERATE_TASK, Reply, reply_id, queue=settings.GENERATE_QUEUE)
 
 
 def reply_retry(*, reply: Reply, from_statuses=(Reply.Status.FAILED, Reply.Status.STOPPED)) -> Reply:

@@ -1,0 +1,142 @@
+"""Generation through a vLLM server: each request's prompt goes as input embeddings, the reply comes back as a
+stream.
+
+The server (``vllm serve MODEL --enable-prompt-embeds``) holds one model: the base model, or a version's
+merged folder (its LoRA folded in). A person's vectors are not in the model; they travel with each request:
+the worker builds the prompt's embeddings exactly as training placed them (``sequences.prompt_embeddings``:
+BOS, the vectors, the templated prompt), ``torch.save``s them, and posts them base64-encoded to the
+OpenAI-compatible completions endpoint with ``stream=true``. vLLM batches concurrent requests itself
+(continuous batching), so different people's replies share the model's forward passes without our batcher.
+
+``VLLMEngine`` has the ``BatchScheduler``'s interface (``submit`` a ``GenerationRequest``, read its
+``deltas``), so the generate worker relays either the same way. Pure Python, torch and ``requests``: no
+Django, so it can be benchmarked alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from typing import Callable
+
+import torch
+
+from trainer.core.batch_generation import END, GenerationRequest, encoded
+from trainer.core.sequences import prompt_embeddings
+
+CONNECT_SECONDS = 5
+READ_SECONDS = 300  # between two chunks of a stream: a busy server may queue a request this long
+
+
+class VLLMUnavailable(RuntimeError):
+    """No vLLM server answers for this model; ``reason`` says why and what to do."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"vLLM at {url or '(none)'}: {reason}")
+        self.url, self.reason = url, reason
+
+
+def encode_embeddings(embeds: torch.Tensor) -> str:
+    """What vLLM's ``prompt_embeds`` field takes: a base64 ``torch.save`` of an (L, H) tensor."""
+    buffer = io.BytesIO()
+    torch.save(embeds.detach().cpu().contiguous(), buffer)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def served_models(url: str, timeout: float = 3.0) -> list[str]:
+    """The model names a server at ``url`` serves; raises VLLMUnavailable when it does not answer."""
+    import requests
+
+    try:
+        response = requests.get(f"{url}/v1/models", timeout=timeout)
+        response.raise_for_status()
+        return [m["id"] for m in response.json().get("data", [])]
+    except (requests.RequestException, ValueError, KeyError) as exc:
+        raise VLLMUnavailable(url, f"does not answer ({exc.__class__.__name__}: {exc})") from exc
+
+
+class VLLMEngine:
+    """Streams requests through a vLLM server serving ``model``; one thread per request while it streams.
+
+    ``locate(model)`` returns the base URL of a server serving it (starting one if that is its job); it is
+    called for every request, in the request's thread, so a server that moved or restarted is found again.
+    ``embedding`` is the served model's (V, H) input embedding matrix.
+    """
+
+    def __init__(self, locate: Callable[[str], str], model: str, tokenizer, embedding: torch.Tensor,
+                 name: str = "vllm"):
+        self.locate, self.model, self.tokenizer, self.embedding, self.name = locate, model, tokenizer, embedding, name
+        self.hidden = embedding.shape[1]
+
+    def submit(self, request: GenerationRequest) -> GenerationRequest:
+        encoded(self.tokenizer, request)  # templated and cut here, like the batcher
+        if request.soft_prompt is not None and request.soft_prompt.shape[-1] != self.hidden:
+            raise ValueError(f"vectors of width {request.soft_prompt.shape[-1]} for a model of width {self.hidden}")
+        threading.Thread(target=self._run, args=(request,), name=f"{self.name}-request", daemon=True).start()
+        return request
+
+    def close(self) -> None:
+        """Nothing to release here: the server's life is its owner's (``trainer.worker.vllm``)."""
+
+    def payload(self, request: GenerationRequest) -> dict:
+        embeds = prompt_embeddings(self.embedding, self.tokenizer, request.prompt_ids, request.soft_prompt)
+        body = {"model": self.model, "prompt_embeds": encode_embeddings(embeds), "max_tokens": request.max_new_tokens,
+                "temperature": max(request.temperature, 0.0), "top_p": request.top_p if request.temperature > 0 else 1.0,
+                "stream": True, "stream_options": {"include_usage": True}}
+        if request.seed is not None and request.temperature > 0:
+            body["seed"] = request.seed
+        return body
+
+    def _run(self, request: GenerationRequest) -> None:
+        import requests
+
+        request.batch_size = 0  # vLLM batches continuously: no fixed batch to record
+        url = ""
+        try:
+            url = self.locate(self.model)
+            with requests.post(f"{url}/v1/completions", json=self.payload(request), stream=True,
+                               timeout=(CONNECT_SECONDS, READ_SECONDS)) as response:
+                if response.status_code >= 400:
+                    raise _http_error(url, response)
+                self._relay(request, response)
+        except requests.RequestException as exc:
+            request.error = VLLMUnavailable(url, f"the request failed ({exc.__class__.__name__}: {exc})")
+        except BaseException as exc:  # every waiting caller must hear about it
+            request.error = exc
+        finally:
+            request.deltas.put(END)
+
+    def _relay(self, request: GenerationRequest, response) -> None:
+        """Server-sent events → text deltas; returns on the last one or when the request is cancelled (closing
+        the connection makes vLLM abort the request)."""
+        for line in response.iter_lines(decode_unicode=True):
+            if request.cancelled or (request.should_stop is not None and request.should_stop()):
+                return
+            if not line or not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            chunk = json.loads(data)
+            if "error" in chunk:
+                raise RuntimeError(f"vLLM: {chunk['error'].get('message', chunk['error'])}")
+            for choice in chunk.get("choices") or ():
+                if choice.get("text"):
+                    request.deltas.put(choice["text"])
+                if choice.get("finish_reason") == "length":
+                    request.cut = True
+            usage = chunk.get("usage")
+            if usage:
+                request.tokens = usage.get("completion_tokens", request.tokens)
+
+
+def _http_error(url: str, response) -> Exception:
+    try:
+        message = response.json().get("error", {}).get("message") or response.text
+    except ValueError:
+        message = response.text
+    if response.status_code == 404:  # the server runs, but not this model: it was restarted with another
+        return VLLMUnavailable(url, f"does not serve this model ({message[:300]})")
+    return RuntimeError(f"vLLM at {url} answered {response.status_code}: {message[:500]}")

@@ -1,0 +1,270 @@
+"""Where the generate worker finds a vLLM server for a model (SERVING_BACKEND=vllm).
+
+Two modes:
+
+- ``VLLM_URL`` set: servers someone else runs (another machine, tensor-parallel across its GPUs). The
+  worker asks each for its models (``/v1/models``) and uses the first that serves the name it needs; when none
+  does, the reply fails with the command that starts one.
+- ``VLLM_URL`` empty: the worker starts servers itself, on 127.0.0.1, from vLLM's own environment
+  (``VLLM_PYTHON``), one per model (the base model, or a version's merged folder), at most
+  ``VLLM_MAX_SERVERS`` at once (the least recently used one stops first). Each server's log is
+  ``DATA_DIR/logs/vllm-<name>.log`` and its pid file ``DATA_DIR/run/vllm-<name>.pid`` (``<worker pid>
+  <server pid>``): a worker that was killed leaves its servers running, and the next one stops them.
+
+Either way the state of each server is published in Redis (hash ``vllm:servers``), which the status page
+reads. Only this module starts or stops servers; the browser never reaches them. Imported by the web
+process for ``states`` too, so torch is imported only where a server is used.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "vllm:servers"
+_lock = threading.Lock()
+_name_locks: dict[str, threading.Lock] = {}
+_servers: dict[str, "LocalServer"] = {}
+
+
+@dataclass
+class LocalServer:
+    name: str
+    folder: str
+    proc: subprocess.Popen
+    url: str
+    log_path: Path
+    used: float = field(default_factory=time.monotonic)
+
+
+def base_name(folder: str | Path) -> str:
+    return f"base-{Path(folder).name}"
+
+
+def version_name(run_id: int) -> str:
+    return f"version-{run_id}"
+
+
+def serve_command(folder: str | Path, name: str, port: int) -> list[str]:
+    return [str(settings.VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
+            "--served-model-name", name, "--enable-prompt-embeds", "--host", "127.0.0.1", "--port", str(port),
+            *shlex.split(settings.VLLM_ARGS)]
+
+
+def serve_hint(folder: str | Path, name: str) -> str:
+    return f"vllm serve {folder} --served-model-name {name} --enable-prompt-embeds"
+
+
+def locate(name: str, folder: str | Path) -> str:
+    """The base URL of a server serving ``name`` (the model in ``folder``); raises VLLMUnavailable."""
+    return _external(name, folder) if settings.VLLM_URL else _local(name, folder)
+
+
+def _external(name: str, folder) -> str:
+    from trainer.core.vllm import VLLMUnavailable, served_models
+
+    problems = []
+    for url in settings.VLLM_URL:
+        try:
+            if name in served_models(url):
+                _publish(name, state="ready", url=url, external=True)
+                return url
+            problems.append(f"{url} serves other models")
+        except VLLMUnavailable as exc:
+            problems.append(f"{url} {exc.reason}")
+    reason = (f"no server serves the model {name!r} ({'; '.join(problems)}). Start one where the GPUs are, "
+              f"with that folder copied there: `{serve_hint(folder, name)}`")
+    _publish(name, state="failed", url=", ".join(settings.VLLM_URL), error=reason, external=True)
+    raise VLLMUnavailable(", ".join(settings.VLLM_URL), reason)
+
+
+def _local(name: str, folder) -> str:
+    with _lock:
+        gate = _name_locks.setdefault(name, threading.Lock())
+    with gate:  # one start per model, however many replies ask at once
+        server = _servers.get(name)
+        if server is not None and server.proc.poll() is None:
+            server.used = time.monotonic()
+            return server.url
+        if server is not None:
+            _servers.pop(name, None)
+            log.warning("vLLM server for %s exited with %s; starting it again", name, server.proc.returncode)
+        _make_room()
+        server = _start(name, folder)
+        with _lock:
+            _servers[name] = server
+        return server.url
+
+
+def _make_room() -> None:
+    """Stop the least recently used servers beyond VLLM_MAX_SERVERS - 1 (each holds a whole model and its cache;
+    a reply still streaming from an evicted one is cut and fails with the message)."""
+    with _lock:
+        running = sorted(_servers.values(), key=lambda s: s.used)
+        evict = running[:max(0, len(running) - settings.VLLM_MAX_SERVERS + 1)]
+        for server in evict:
+            _servers.pop(server.name, None)
+    for server in evict:
+        log.info("stopping the vLLM server for %s to make room (VLLM_MAX_SERVERS=%s)", server.name,
+                 settings.VLLM_MAX_SERVERS)
+        _stop(server.name, server.proc)
+
+
+def _paths(name: str) -> tuple[Path, Path]:
+    data = Path(settings.DATA_DIR)
+    (data / "logs").mkdir(parents=True, exist_ok=True)
+    (data / "run").mkdir(parents=True, exist_ok=True)
+    return data / "logs" / f"vllm-{name}.log", data / "run" / f"vllm-{name}.pid"
+
+
+def _start(name: str, folder) -> LocalServer:
+    from trainer.core.vllm import VLLMUnavailable
+
+    python = Path(settings.VLLM_PYTHON)
+    log_path, pid_path = _paths(name)
+    if not python.is_file():
+        reason = (f"vLLM's environment is not set up ({python} is missing). Start the product with "
+                  "SERVING_BACKEND=vllm ./run.sh (it sets it up), or set VLLM_PYTHON, or VLLM_URL for a server "
+                  "elsewhere.")
+        _publish(name, state="failed", error=reason, log=str(log_path))
+        raise VLLMUnavailable("", reason)
+    _stop_orphan(pid_path)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    _publish(name, state="starting", url=url, log=str(log_path))
+    log.info("starting a vLLM server for %s on %s (log %s)", name, url, log_path)
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(serve_command(folder, name, port), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env={**os.environ, "VLLM_LOGGING_LEVEL": "INFO"})
+    pid_path.write_text(f"{os.getpid()} {proc.pid}\n")
+    deadline = time.monotonic() + settings.VLLM_START_SECONDS
+    while not healthy(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            what = (f"exited with {proc.returncode}" if proc.poll() is not None
+                    else f"was not ready after {settings.VLLM_START_SECONDS} s (VLLM_START_SECONDS)")
+            _stop(name, proc)
+            reason = f"the server for {name} {what}; its log: {log_path}"
+            _publish(name, state="failed", url=url, error=reason, log=str(log_path), tail=_tail(log_path))
+            raise VLLMUnavailable(url, reason)
+        time.sleep(0.5)
+    _publish(name, state="ready", url=url, log=str(log_path), pid=proc.pid)
+    return LocalServer(name, str(folder), proc, url, log_path)
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    import requests
+
+    try:
+        return requests.get(f"{url}/health", timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop_orphan(pid_path: Path) -> None:
+    """A server started by a worker that is gone: stop it before starting its replacement."""
+    try:
+        owner, server = (int(x) for x in pid_path.read_text().split())
+    except (OSError, ValueError):
+        return
+    if owner != os.getpid() and not _alive(owner) and _alive(server):
+        log.warning("stopping vLLM server pid %s left by worker pid %s", server, owner)
+        _kill_group(server)
+    pid_path.unlink(missing_ok=True)
+
+
+def _kill_group(pid: int, wait: float = 20.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _stop(name: str, proc: subprocess.Popen) -> None:
+    _kill_group(proc.pid)
+    try:
+        proc.wait(timeout=5)  # reaped, not left a zombie
+    except subprocess.TimeoutExpired:
+        pass
+    _, pid_path = _paths(name)
+    pid_path.unlink(missing_ok=True)
+    _publish(name, state="stopped")
+
+
+def stop_all() -> None:
+    """Stop every server this process started (the worker's shutdown, and at exit)."""
+    with _lock:
+        servers = list(_servers.values())
+        _servers.clear()
+    for server in servers:
+        _stop(server.name, server.proc)
+
+
+atexit.register(stop_all)
+
+
+def _publish(name: str, **state) -> None:
+    from alignment_site.redis_client import client
+
+    state.update(host=socket.gethostname(), worker_pid=os.getpid(), at=time.time())
+    try:
+        if state.get("state") == "stopped":
+            client().hdel(STATE_KEY, name)
+        else:
+            client().hset(STATE_KEY, name, json.dumps(state))
+    except Exception:  # Redis down: the status page says so on its own
+        log.exception("could not publish the state of vLLM server %s", name)
+
+
+def states() -> dict[str, dict]:
+    """Model name → its server's last published state (``starting``, ``ready``, ``failed``)."""
+    from alignment_site.redis_client import client
+
+    return {k.decode(): json.loads(v) for k, v in client().hgetall(STATE_KEY).items()}
