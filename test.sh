@@ -33,6 +33,7 @@ ensure_postgres() {
 
 ensure_system_packages
 ensure_venv requirements-dev.txt
+ensure_vllm  # tests/chat/test_vllm.py serves through vLLM's CPU build (about 2 minutes once, then skipped)
 ensure_postgres
 ensure_redis
 python -m pytest "$@"

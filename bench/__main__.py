@@ -43,6 +43,8 @@ BENCHMARKS = {
                       "4 min", quick=()),
     "serving_speed": Benchmark("bench.serving_speed", "personalized serving: tokens/s, 8 users batched, refit time",
                                "5 min", quick=("--repeats", "3")),
+    "vllm_serving": Benchmark("bench.vllm_serving", "serving on vLLM against the HF path: 1, 8, 32 people with "
+                              "different vectors, aggregate tokens/s and time to first token", "about 6 min"),
     "personalization": Benchmark("bench.personalization",
                                  "held-out accuracy per group: P-DPO against plain DPO; a newcomer's fast fit",
                                  "about 50 min"),

@@ -11,7 +11,6 @@ from alignment_site.celery import app
 from trainer.core import provision
 
 
-
 def queue_names() -> tuple[str, str]:
     return (settings.GENERATE_QUEUE, "train")
 
@@ -68,7 +67,8 @@ def busy_training() -> list[str]:
 
 def check_workers(redis_ok: bool) -> list[Check]:
     if not redis_ok:
-        return [Check(f"Workers on `{q}`", False, "unknown: Redis is down", "Start Redis first.") for q in queue_names()]
+        return [Check(f"Workers on `{q}`", False, "unknown: Redis is down", "Start Redis first.")
+                for q in queue_names()]
     try:
         found = workers_by_queue()
     except Exception as exc:

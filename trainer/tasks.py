@@ -98,7 +98,6 @@ def withdraw_device_report(sender=None, **_kwargs) -> None:
     """A worker that stops takes its device report with it (a killed one's expires after three rounds), and
     stops its vLLM servers."""
     from trainer import devices
-
     from trainer.worker import vllm
 
     vllm.stop_all()  # the model servers this worker started (none unless SERVING_BACKEND=vllm)

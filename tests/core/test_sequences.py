@@ -10,6 +10,7 @@ from trainer.core.sequences import (
     encode_prompt,
     encode_reply,
     prefix_ids,
+    prompt_embeddings,
     reply_logps,
 )
 
@@ -34,6 +35,24 @@ def test_soft_prompt_vectors_land_in_the_slots_and_nowhere_else(tiny):
     table = model.get_input_embeddings().weight
     assert_close(e[1, 1], table[1])  # BOS
     assert_close(e[0, 3], table[5])  # first prompt token
+
+
+def test_the_embeddings_sent_to_vllm_are_the_rows_training_builds(tiny):
+    """One placement for training, the HF path and vLLM: a prompt's embeddings for vLLM equal its row in a
+    training batch (BOS, the vectors, the prompt; no padding), with and without vectors."""
+    model, tokenizer = tiny
+    table = model.get_input_embeddings().weight  # (V, H)
+    short, long = (encode_prompt(tokenizer, [{"role": "user", "content": t}]).ids
+                   for t in ("Hi", "Tell me about the history of tea in three sentences."))
+    soft = torch.randn(2, 4, 64)  # (N, T, H)
+    batch = collate([(long, []), (short, [])], prefix=prefix_ids(tokenizer), n_slots=4, pad_id=0)
+    rows = embed_inputs(model, batch, soft)  # (2, L, H), the short row left-padded
+    assert_close(prompt_embeddings(table, tokenizer, long, soft[0]), rows[0])
+    real = batch.attention_mask[1].bool()
+    assert_close(prompt_embeddings(table, tokenizer, short, soft[1]), rows[1][real])
+    plain = prompt_embeddings(table, tokenizer, short, None)
+    assert plain.shape == (1 + len(short), 64)
+    assert_close(plain, table[torch.tensor(prefix_ids(tokenizer) + short)])
 
 
 def test_reply_logps_do_not_depend_on_padding_or_batch_neighbours(tiny):

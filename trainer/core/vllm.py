@@ -38,6 +38,12 @@ class VLLMUnavailable(RuntimeError):
         self.url, self.reason = url, reason
 
 
+def server_command(python: str, folder, name: str, port: int, args: list[str]) -> list[str]:
+    """The command that serves ``folder`` as ``name`` on 127.0.0.1:``port``, taking prompt embeddings."""
+    return [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder), "--served-model-name",
+            name, "--enable-prompt-embeds", "--host", "127.0.0.1", "--port", str(port), *args]
+
+
 def encode_embeddings(embeds: torch.Tensor) -> str:
     """What vLLM's ``prompt_embeds`` field takes: a base64 ``torch.save`` of an (L, H) tensor."""
     buffer = io.BytesIO()
@@ -66,9 +72,10 @@ class VLLMEngine:
     """
 
     def __init__(self, locate: Callable[[str], str], model: str, tokenizer, embedding: torch.Tensor,
-                 name: str = "vllm"):
+                 name: str = "vllm", extra: dict | None = None):
         self.locate, self.model, self.tokenizer, self.embedding, self.name = locate, model, tokenizer, embedding, name
         self.hidden = embedding.shape[1]
+        self.extra = extra or {}  # more request fields (the benchmark's ignore_eos)
 
     def submit(self, request: GenerationRequest) -> GenerationRequest:
         encoded(self.tokenizer, request)  # templated and cut here, like the batcher
@@ -82,12 +89,13 @@ class VLLMEngine:
 
     def payload(self, request: GenerationRequest) -> dict:
         embeds = prompt_embeddings(self.embedding, self.tokenizer, request.prompt_ids, request.soft_prompt)
+        greedy = request.temperature <= 0
         body = {"model": self.model, "prompt_embeds": encode_embeddings(embeds), "max_tokens": request.max_new_tokens,
-                "temperature": max(request.temperature, 0.0), "top_p": request.top_p if request.temperature > 0 else 1.0,
+                "temperature": 0.0 if greedy else request.temperature, "top_p": 1.0 if greedy else request.top_p,
                 "stream": True, "stream_options": {"include_usage": True}}
         if request.seed is not None and request.temperature > 0:
             body["seed"] = request.seed
-        return body
+        return {**body, **self.extra}
 
     def _run(self, request: GenerationRequest) -> None:
         import requests

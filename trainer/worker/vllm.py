@@ -60,9 +60,9 @@ def version_name(run_id: int) -> str:
 
 
 def serve_command(folder: str | Path, name: str, port: int) -> list[str]:
-    return [str(settings.VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
-            "--served-model-name", name, "--enable-prompt-embeds", "--host", "127.0.0.1", "--port", str(port),
-            *shlex.split(settings.VLLM_ARGS)]
+    from trainer.core.vllm import server_command
+
+    return server_command(settings.VLLM_PYTHON, folder, name, port, shlex.split(settings.VLLM_ARGS))
 
 
 def serve_hint(folder: str | Path, name: str) -> str:
@@ -103,7 +103,6 @@ def _local(name: str, folder) -> str:
         if server is not None:
             _servers.pop(name, None)
             log.warning("vLLM server for %s exited with %s; starting it again", name, server.proc.returncode)
-        _make_room()
         server = _start(name, folder)
         with _lock:
             _servers[name] = server
@@ -142,6 +141,7 @@ def _start(name: str, folder) -> LocalServer:
                   "elsewhere.")
         _publish(name, state="failed", error=reason, log=str(log_path))
         raise VLLMUnavailable("", reason)
+    _make_room()
     _stop_orphan(pid_path)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
