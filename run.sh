@@ -29,7 +29,7 @@ mkdir -p "$LOGS" "$DATA/run"
 # Each process, exec'd so that its pid is the one supervised.
 # Threads, not solo, for `generate`: concurrent replies of different people share one forward pass
 # (trainer/worker/serving.py batches them; GENERATE_BATCH_SIZE, GENERATE_BATCH_WAIT_MS).
-cmd_generate() { exec celery -A alignment_site worker -Q generate -c "${GENERATE_CONCURRENCY:-8}" --pool threads \
+cmd_generate() { exec celery -A alignment_site worker -Q "${GENERATE_QUEUE:-generate}" -c "${GENERATE_CONCURRENCY:-8}" --pool threads \
   -n generate@%h -l info; }
 cmd_train() { exec celery -A alignment_site worker -Q train -c 1 --pool solo -n train@%h -l info; }
 cmd_web() { exec uvicorn alignment_site.asgi:application --host 127.0.0.1 --port "${PORT:-8000}"; }

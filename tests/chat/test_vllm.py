@@ -18,7 +18,9 @@ from tests.chat.conftest import TRAINED_USERS
 from tests.services import celery_worker_cmd, running, service_env, worker_ready
 from tests.sse import events
 
-pytestmark = pytest.mark.slow
+# Transactional, all of them: pytest-django runs tests in three groups (plain db, transactional, no db), and
+# the module's servers (minutes to start) must start once, so its tests stay together in one group.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 SMALL_SERVER = "--dtype float32 --enforce-eager --kv-cache-memory-bytes 268435456 --max-model-len 2048"
 PROMPTS = [
@@ -212,7 +214,6 @@ def _hf_reply_text(setup, seed: int, reply, person: str) -> str:
     return texts[0]
 
 
-@pytest.mark.django_db(transaction=True)
 def test_a_chat_reply_streams_through_the_web_path_on_vllm_and_a_version_switch_changes_the_next_one(
         vllm_setup, vllm_worker, owner, staff, asgi_server):
     from trainer import services as trainer_services
@@ -238,7 +239,6 @@ def test_a_chat_reply_streams_through_the_web_path_on_vllm_and_a_version_switch_
     assert "trainer.prepare_version" in log and "ready: run 970002" in log  # activation prepared it
 
 
-@pytest.mark.django_db(transaction=True)
 def test_when_vllm_cannot_be_reached_the_reply_fails_with_a_message_and_nothing_is_lost(
         vllm_setup, owner, staff, settings, test_redis):
     from tests.services import free_port
@@ -272,7 +272,7 @@ def test_when_vllm_cannot_be_reached_the_reply_fails_with_a_message_and_nothing_
 
 
 def test_a_local_server_that_cannot_start_fails_the_reply_and_turns_the_status_page_red(
-        vllm_setup, settings, tmp_path, test_redis, db):
+        vllm_setup, settings, tmp_path, test_redis):
     from trainer import health
     from trainer.core.vllm import VLLMUnavailable
     from trainer.worker import vllm
