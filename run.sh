@@ -9,7 +9,9 @@ SETUP_ONLY=0
 [ "${1:-}" = "--setup" ] && SETUP_ONLY=1
 ensure_venv requirements.txt
 # SERVING_BACKEND=vllm without VLLM_URL: the generate worker starts vLLM servers from their own environment.
-if [ "${SERVING_BACKEND:-hf}" = vllm ] && [ -z "${VLLM_URL:-}" ]; then ensure_vllm; fi
+# (Not when VLLM_PYTHON names an environment of one's own.)
+backend="${SERVING_BACKEND:-hf}"
+if [ "${backend,,}" = vllm ] && [ -z "${VLLM_URL:-}" ] && [ -z "${VLLM_PYTHON:-}" ]; then ensure_vllm; fi
 [ "$SETUP_ONLY" = 1 ] || ensure_redis
 say "Preparing the model (the first time converts the bundled SmolLM2, about 30 s)"
 python manage.py provision_model

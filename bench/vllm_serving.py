@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -84,14 +85,27 @@ def start_server(python: str, folder: Path, args: str, log: Path) -> tuple[subpr
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     while True:
-        if proc.poll() is not None:
-            sys.exit(f"the vLLM server exited with {proc.returncode}; its log:\n{log.read_text()[-3000:]}")
+        if proc.poll() is not None or time.perf_counter() - started > 900:
+            stop_server(proc)
+            sys.exit(f"the vLLM server exited ({proc.returncode}) or was not ready in 15 min; its log:\n"
+                     f"{log.read_text()[-3000:]}")
         try:
             if requests.get(f"{url}/health", timeout=1).status_code == 200:
                 return proc, url, time.perf_counter() - started
         except requests.RequestException:
             pass
         time.sleep(0.5)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
 
 
 def main(argv=None) -> list[Figure]:
@@ -147,9 +161,8 @@ def main(argv=None) -> list[Figure]:
             results["vllm"][n] = timed(engine, softs[:n], args.tokens)
             print(f"vLLM, {n} people: {results['vllm'][n][0]:.1f} tokens/s", flush=True)
         memory = max(memory, server_rss(proc.pid))
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=60)
+    finally:  # also on Ctrl+C: the server runs in its own session and would outlive this process
+        stop_server(proc)
 
     print("\n| concurrent people | HF tokens/s | vLLM tokens/s | vLLM / HF | HF first token (median, max) | "
           "vLLM first token (median, max) |")

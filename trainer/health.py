@@ -117,6 +117,8 @@ def check_vllm(redis_ok: bool) -> list[Check]:
     if not redis_ok:
         return checks
     for name, state in sorted(vllm.states().items()):
+        if _stale(state):
+            continue
         detail = f"{state.get('state')} at {state.get('url', '?')} (on {state.get('host', '?')})"
         if state.get("state") == "failed":
             checks.append(Check(f"vLLM server for {name}", False, state.get("error", detail),
@@ -131,6 +133,25 @@ def check_vllm(redis_ok: bool) -> list[Check]:
         else:
             checks.append(Check(f"vLLM server for {name}", True, detail))
     return checks
+
+
+def _stale(state: dict) -> bool:
+    """A server state nobody stands behind: its worker on this machine is gone, or a failure long past (a
+    model that is asked for again publishes afresh)."""
+    import os
+    import time
+
+    if state.get("state") == "failed" and time.time() - state.get("at", 0) > 15 * 60:
+        return True
+    pid = state.get("worker_pid")
+    if state.get("host") == socket.gethostname() and pid:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+    return False
 
 
 def all_checks() -> list[Check]:

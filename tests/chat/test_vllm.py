@@ -68,16 +68,19 @@ def vllm_setup(bundled_model_path, tmp_path_factory, django_db_setup, test_redis
     with override_settings(**overrides):
         from trainer.core.artifacts import write_merged
 
-        urls = {"base": vllm.locate(vllm.base_name(bundled_model_path), bundled_model_path)}
-        for seed, folder in folders.items():
-            urls[seed] = vllm.locate(vllm.version_name(RUN_IDS[seed]), write_merged(folder, str(bundled_model_path)))
-        pid_files = sorted(p.name for p in (root / "run").glob("vllm-*.pid"))
-        states = vllm.states()
-        yield {"root": root, "artifacts": artifacts, "folders": folders, "urls": urls, "pid_files": pid_files,
-               "states": states, "overrides": overrides}
-        vllm.stop_all()
-    serving._runs.clear()
-    serving._bases.clear()
+        try:
+            urls = {"base": vllm.locate(vllm.base_name(bundled_model_path), bundled_model_path)}
+            for seed, folder in folders.items():
+                urls[seed] = vllm.locate(vllm.version_name(RUN_IDS[seed]),
+                                         write_merged(folder, str(bundled_model_path)))
+            pid_files = sorted(p.name for p in (root / "run").glob("vllm-*.pid"))  # vllm-<name>.<worker pid>.pid
+            states = vllm.states()
+            yield {"root": root, "artifacts": artifacts, "folders": folders, "urls": urls, "pid_files": pid_files,
+                   "states": states, "overrides": overrides}
+        finally:
+            vllm.stop_all()
+            serving._runs.clear()
+            serving._bases.clear()
 
 
 def _hf_texts(folder, soft_of, prompts):
@@ -92,11 +95,11 @@ def _hf_texts(folder, soft_of, prompts):
 
 def test_the_worker_starts_one_server_per_model_and_says_so(vllm_setup):
     names = ["base-SmolLM2-135M-Instruct", "version-970001", "version-970002"]
-    assert vllm_setup["pid_files"] == [f"vllm-{n}.pid" for n in names]
+    assert vllm_setup["pid_files"] == [f"vllm-{n}.{os.getpid()}.pid" for n in names]
     assert {k: v["state"] for k, v in vllm_setup["states"].items()} == dict.fromkeys(names, "ready")
     from trainer.core.vllm import served_models
 
-    assert served_models(vllm_setup["urls"][1]) == ["version-970001"]
+    assert served_models(vllm_setup["urls"][1]) == {"version-970001": 2048}
 
 
 @pytest.mark.parametrize("vectors", ["base", "own", "generic"])
@@ -151,6 +154,38 @@ def test_own_and_generic_vectors_give_different_replies_on_vllm(vllm_setup):
                                                   max_new_tokens=TOKENS, temperature=0.0))
         texts[person] = "".join(request.stream(timeout=120))
     assert len(set(texts.values())) == 3, texts
+
+
+def test_stop_closes_the_request_and_the_server_drops_it(vllm_setup):
+    import requests
+
+    from trainer.core.artifacts import input_embedding
+    from trainer.core.batch_generation import GenerationRequest
+    from trainer.core.loop import load_base
+    from trainer.core.vllm import VLLMEngine
+
+    base = vllm_setup["overrides"]["BASE_MODEL"]
+    _, tokenizer = load_base(base)
+    url = vllm_setup["urls"]["base"]
+    engine = VLLMEngine(lambda _n: url, "base-SmolLM2-135M-Instruct", tokenizer, input_embedding(base),
+                        extra={"ignore_eos": True})
+    request = engine.submit(GenerationRequest(PROMPTS[0], None, max_new_tokens=1500, temperature=0.0))
+    pieces = []
+    for piece in request.stream(timeout=120):
+        pieces.append(piece)
+        if len(pieces) == 3:
+            request.cancelled = True  # what the worker's relay does on Stop
+    assert 3 <= request.tokens < 100 and not request.cut
+
+    def running() -> float:
+        metrics = requests.get(f"{url}/metrics", timeout=5).text
+        lines = [line for line in metrics.splitlines() if line.startswith("vllm:num_requests_running")]
+        assert lines, "vLLM's metrics no longer report vllm:num_requests_running"
+        return sum(float(line.split()[-1]) for line in lines)
+
+    from tests.services import wait_until
+
+    wait_until(lambda: running() == 0, timeout=5)  # aborted at once, not writing 1,500 tokens (a minute) to no one
 
 
 def _version_row(setup, seed: int, staff):
@@ -235,8 +270,9 @@ def test_a_chat_reply_streams_through_the_web_path_on_vllm_and_a_version_switch_
     assert again.serving["version"] == second.pk
     assert again.content == _hf_reply_text(vllm_setup, 2, again, "web-alice")
     assert again.content != reply.content
-    log = vllm_worker["log"].read_text()
-    assert "trainer.prepare_version" in log and "ready: run 970002" in log  # activation prepared it
+    from tests.services import wait_until
+
+    wait_until(lambda: "ready: run 970002" in vllm_worker["log"].read_text(), timeout=60)  # activation prepared it
 
 
 def test_when_vllm_cannot_be_reached_the_reply_fails_with_a_message_and_nothing_is_lost(

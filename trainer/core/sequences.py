@@ -178,7 +178,7 @@ def place_vectors(embeds: torch.Tensor, batch: SequenceBatch, soft_prompt: torch
         raise ValueError(f"soft_prompt must be (N={batch.input_ids.shape[0]}, T={batch.n_slots}, H)")
     # masked_scatter fills slots in row-major order, i.e. row n gets soft_prompt[n] in slot order,
     # and stays differentiable with respect to the user vectors.
-    return embeds.masked_scatter(batch.slot_mask.unsqueeze(-1), soft_prompt.to(embeds.dtype))
+    return embeds.masked_scatter(batch.slot_mask.unsqueeze(-1), soft_prompt.to(embeds.device, embeds.dtype))
 
 
 def prompt_embeddings(embedding: torch.Tensor, tokenizer, prompt_ids: list[int],

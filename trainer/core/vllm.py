@@ -51,14 +51,15 @@ def encode_embeddings(embeds: torch.Tensor) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def served_models(url: str, timeout: float = 3.0) -> list[str]:
-    """The model names a server at ``url`` serves; raises VLLMUnavailable when it does not answer."""
+def served_models(url: str, timeout: float = 3.0) -> dict[str, int | None]:
+    """The model names a server at ``url`` serves, each with its longest sequence (prompt and reply, tokens);
+    raises VLLMUnavailable when it does not answer."""
     import requests
 
     try:
         response = requests.get(f"{url}/v1/models", timeout=timeout)
         response.raise_for_status()
-        return [m["id"] for m in response.json().get("data", [])]
+        return {m["id"]: m.get("max_model_len") for m in response.json().get("data", [])}
     except (requests.RequestException, ValueError, KeyError) as exc:
         raise VLLMUnavailable(url, f"does not answer ({exc.__class__.__name__}: {exc})") from exc
 
@@ -76,6 +77,7 @@ class VLLMEngine:
         self.locate, self.model, self.tokenizer, self.embedding, self.name = locate, model, tokenizer, embedding, name
         self.hidden = embedding.shape[1]
         self.extra = extra or {}  # more request fields (the benchmark's ignore_eos)
+        self._longest: dict[str, int | None] = {}  # server URL -> its max_model_len for this model
 
     def submit(self, request: GenerationRequest) -> GenerationRequest:
         encoded(self.tokenizer, request)  # templated and cut here, like the batcher
@@ -87,10 +89,18 @@ class VLLMEngine:
     def close(self) -> None:
         """Nothing to release here: the server's life is its owner's (``trainer.worker.vllm``)."""
 
-    def payload(self, request: GenerationRequest) -> dict:
+    def payload(self, request: GenerationRequest, longest: int | None = None) -> dict:
+        """The completion request; ``longest`` (the server's max_model_len) caps the reply so that prompt and
+        reply fit, as the HF path's cache has no such limit."""
         embeds = prompt_embeddings(self.embedding, self.tokenizer, request.prompt_ids, request.soft_prompt)
+        max_tokens = request.max_new_tokens
+        if longest is not None:
+            if embeds.shape[0] >= longest:
+                raise ValueError(f"the prompt has {embeds.shape[0]} positions and the vLLM server takes at most "
+                                 f"{longest}: lower CHAT_MAX_PROMPT_TOKENS or raise --max-model-len (VLLM_ARGS)")
+            max_tokens = min(max_tokens, longest - embeds.shape[0])
         greedy = request.temperature <= 0
-        body = {"model": self.model, "prompt_embeds": encode_embeddings(embeds), "max_tokens": request.max_new_tokens,
+        body = {"model": self.model, "prompt_embeds": encode_embeddings(embeds), "max_tokens": max_tokens,
                 "temperature": 0.0 if greedy else request.temperature, "top_p": 1.0 if greedy else request.top_p,
                 "stream": True, "stream_options": {"include_usage": True}}
         if request.seed is not None and request.temperature > 0:
@@ -103,12 +113,18 @@ class VLLMEngine:
         request.batch_size = 0  # vLLM batches continuously: no fixed batch to record
         url = ""
         try:
-            url = self.locate(self.model)
-            with requests.post(f"{url}/v1/completions", json=self.payload(request), stream=True,
+            url = self.locate(self.model)  # may wait for a server to start
+            if request.cancelled:  # stopped while it waited
+                return
+            if url not in self._longest:
+                self._longest[url] = served_models(url).get(self.model)
+            with requests.post(f"{url}/v1/completions", json=self.payload(request, self._longest[url]), stream=True,
                                timeout=(CONNECT_SECONDS, READ_SECONDS)) as response:
                 if response.status_code >= 400:
                     raise _http_error(url, response)
-                self._relay(request, response)
+                if not self._relay(request, response) and not request.cancelled:
+                    raise VLLMUnavailable(url, "the server stopped in the middle of the reply (stopped, restarted "
+                                               "or out of memory; see its log)")
         except requests.RequestException as exc:
             request.error = VLLMUnavailable(url, f"the request failed ({exc.__class__.__name__}: {exc})")
         except BaseException as exc:  # every waiting caller must hear about it
@@ -116,25 +132,33 @@ class VLLMEngine:
         finally:
             request.deltas.put(END)
 
-    def _relay(self, request: GenerationRequest, response) -> None:
-        """Server-sent events → text deltas; returns on the last one or when the request is cancelled (closing
-        the connection makes vLLM abort the request)."""
+    def _relay(self, request: GenerationRequest, response) -> bool:
+        """Server-sent events → text deltas. Returns True when the reply ended (a finish reason and the stream's
+        end), False when the stream broke off or the request was cancelled (closing the connection makes vLLM
+        abort the request)."""
+        finished = False
         for line in response.iter_lines(decode_unicode=True):
             if request.cancelled or (request.should_stop is not None and request.should_stop()):
-                return
+                request.cancelled = True
+                return False
             if not line or not line.startswith("data:"):
                 continue
             data = line[5:].strip()
             if data == "[DONE]":
-                return
+                return finished
             chunk = json.loads(data)
             if "error" in chunk:
                 raise RuntimeError(f"vLLM: {chunk['error'].get('message', chunk['error'])}")
             for choice in chunk.get("choices") or ():
+                request.tokens += 1  # a chunk per generated token; the usage at the end has the exact count
                 if choice.get("text"):
                     request.deltas.put(choice["text"])
-                if choice.get("finish_reason") == "length":
-                    request.cut = True
+                reason = choice.get("finish_reason")
+                if reason == "abort":
+                    raise VLLMUnavailable(response.url, "the server aborted the reply (stopping or out of memory)")
+                if reason is not None:
+                    finished = True
+                    request.cut = reason == "length"
             usage = chunk.get("usage")
             if usage:
                 request.tokens = usage.get("completion_tokens", request.tokens)

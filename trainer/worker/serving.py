@@ -300,8 +300,8 @@ def failure_message(exc: BaseException) -> str:
     elif isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
         happened = "the model worker ran out of memory"
     elif isinstance(exc, VLLMUnavailable):
-        happened = ("the model server (vLLM) could not be reached, so nothing was generated; staff find the "
-                    "fix on the status page")
+        happened = ("the model server (vLLM) could not be reached or stopped answering; staff find the fix on "
+                    "the status page")
     else:
         happened = f"the model worker hit an error ({exc.__class__.__name__}; staff find it in the worker's log)"
     return f"This reply could not be finished: {happened}. What was written so far is kept. Press Retry."

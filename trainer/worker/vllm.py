@@ -39,6 +39,11 @@ STATE_KEY = "vllm:servers"
 _lock = threading.Lock()
 _name_locks: dict[str, threading.Lock] = {}
 _servers: dict[str, "LocalServer"] = {}
+_starting: dict[str, subprocess.Popen] = {}  # servers not yet ready: stop_all stops them too
+_failures: dict[str, tuple[float, Exception]] = {}  # model name -> (when, why) its last start failed
+_found: dict[str, tuple[float, str]] = {}  # VLLM_URL mode: model name -> (when, which URL serves it)
+FAILURE_HOLD_SECONDS = 30  # replies waiting on a start that failed fail at once, not one start each
+FOUND_SECONDS = 10  # how long a VLLM_URL lookup is trusted before asking the servers again
 
 
 @dataclass
@@ -77,17 +82,23 @@ def locate(name: str, folder: str | Path) -> str:
 def _external(name: str, folder) -> str:
     from trainer.core.vllm import VLLMUnavailable, served_models
 
+    known = _found.get(name)
+    if known is not None and time.monotonic() - known[0] < FOUND_SECONDS and known[1] in settings.VLLM_URL:
+        return known[1]
     problems = []
     for url in settings.VLLM_URL:
         try:
             if name in served_models(url):
-                _publish(name, state="ready", url=url, external=True)
+                if known is None or known[1] != url:
+                    _publish(name, state="ready", url=url, external=True)
+                _found[name] = (time.monotonic(), url)
                 return url
             problems.append(f"{url} serves other models")
         except VLLMUnavailable as exc:
             problems.append(f"{url} {exc.reason}")
     reason = (f"no server serves the model {name!r} ({'; '.join(problems)}). Start one where the GPUs are, "
               f"with that folder copied there: `{serve_hint(folder, name)}`")
+    _found.pop(name, None)
     _publish(name, state="failed", url=", ".join(settings.VLLM_URL), error=reason, external=True)
     raise VLLMUnavailable(", ".join(settings.VLLM_URL), reason)
 
@@ -103,7 +114,16 @@ def _local(name: str, folder) -> str:
         if server is not None:
             _servers.pop(name, None)
             log.warning("vLLM server for %s exited with %s; starting it again", name, server.proc.returncode)
-        server = _start(name, folder)
+            _stop(name, server.proc)  # its engine's processes may have outlived it
+        failed = _failures.get(name)
+        if failed is not None and time.monotonic() - failed[0] < FAILURE_HOLD_SECONDS:
+            raise failed[1]
+        try:
+            server = _start(name, folder)
+        except Exception as exc:
+            _failures[name] = (time.monotonic(), exc)
+            raise
+        _failures.pop(name, None)
         with _lock:
             _servers[name] = server
         return server.url
@@ -127,7 +147,7 @@ def _paths(name: str) -> tuple[Path, Path]:
     data = Path(settings.DATA_DIR)
     (data / "logs").mkdir(parents=True, exist_ok=True)
     (data / "run").mkdir(parents=True, exist_ok=True)
-    return data / "logs" / f"vllm-{name}.log", data / "run" / f"vllm-{name}.pid"
+    return data / "logs" / f"vllm-{name}.log", data / "run" / f"vllm-{name}.{os.getpid()}.pid"
 
 
 def _start(name: str, folder) -> LocalServer:
@@ -142,7 +162,7 @@ def _start(name: str, folder) -> LocalServer:
         _publish(name, state="failed", error=reason, log=str(log_path))
         raise VLLMUnavailable("", reason)
     _make_room()
-    _stop_orphan(pid_path)
+    _stop_orphans()
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     _publish(name, state="starting", url=url, log=str(log_path))
@@ -151,16 +171,19 @@ def _start(name: str, folder) -> LocalServer:
         proc = subprocess.Popen(serve_command(folder, name, port), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, env={**os.environ, "VLLM_LOGGING_LEVEL": "INFO"})
     pid_path.write_text(f"{os.getpid()} {proc.pid}\n")
+    _starting[name] = proc
     deadline = time.monotonic() + settings.VLLM_START_SECONDS
     while not healthy(url):
-        if proc.poll() is not None or time.monotonic() > deadline:
+        if proc.poll() is not None or time.monotonic() > deadline or _starting.get(name) is not proc:
             what = (f"exited with {proc.returncode}" if proc.poll() is not None
                     else f"was not ready after {settings.VLLM_START_SECONDS} s (VLLM_START_SECONDS)")
+            _starting.pop(name, None)
             _stop(name, proc)
             reason = f"the server for {name} {what}; its log: {log_path}"
             _publish(name, state="failed", url=url, error=reason, log=str(log_path), tail=_tail(log_path))
             raise VLLMUnavailable(url, reason)
         time.sleep(0.5)
+    _starting.pop(name, None)
     _publish(name, state="ready", url=url, log=str(log_path), pid=proc.pid)
     return LocalServer(name, str(folder), proc, url, log_path)
 
@@ -197,16 +220,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _stop_orphan(pid_path: Path) -> None:
-    """A server started by a worker that is gone: stop it before starting its replacement."""
-    try:
-        owner, server = (int(x) for x in pid_path.read_text().split())
-    except (OSError, ValueError):
-        return
-    if owner != os.getpid() and not _alive(owner) and _alive(server):
-        log.warning("stopping vLLM server pid %s left by worker pid %s", server, owner)
-        _kill_group(server)
-    pid_path.unlink(missing_ok=True)
+def _stop_orphans() -> None:
+    """Servers started by workers that are gone (killed: no shutdown to stop them): stop them, forget them."""
+    for pid_path in (Path(settings.DATA_DIR) / "run").glob("vllm-*.pid"):
+        try:
+            owner, server = (int(x) for x in pid_path.read_text().split())
+        except (OSError, ValueError):
+            continue
+        if owner == os.getpid() or _alive(owner):
+            continue
+        if _alive(server):
+            log.warning("stopping vLLM server pid %s left by worker pid %s (%s)", server, owner, pid_path.name)
+            _kill_group(server)
+        pid_path.unlink(missing_ok=True)
+        _publish(pid_path.name.removeprefix("vllm-").rsplit(".", 2)[0], state="stopped")
 
 
 def _kill_group(pid: int, wait: float = 20.0) -> None:
@@ -241,10 +268,11 @@ def _stop(name: str, proc: subprocess.Popen) -> None:
 def stop_all() -> None:
     """Stop every server this process started (the worker's shutdown, and at exit)."""
     with _lock:
-        servers = list(_servers.values())
+        servers = [(s.name, s.proc) for s in _servers.values()] + list(_starting.items())
         _servers.clear()
-    for server in servers:
-        _stop(server.name, server.proc)
+        _starting.clear()  # a start still waiting sees this and gives up
+    for name, proc in servers:
+        _stop(name, proc)
 
 
 atexit.register(stop_all)
