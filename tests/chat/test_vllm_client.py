@@ -1,0 +1,128 @@
+"""The vLLM client and server keeping, without a vLLM server: what a real one cannot be made to do on cue (break
+off mid-reply) is played by a small HTTP server, and a left-behind server by a sleeping process."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import torch
+
+from trainer.core.batch_generation import GenerationRequest
+from trainer.core.vllm import VLLMEngine, VLLMUnavailable
+
+
+def chunk(text: str, finish=None) -> bytes:
+    return f"data: {json.dumps({'choices': [{'index': 0, 'text': text, 'finish_reason': finish}]})}\n\n".encode()
+
+
+class FakeServer(BaseHTTPRequestHandler):
+    """Serves /v1/models (max_model_len 64) and a completion stream chosen by the test."""
+
+    script: list[bytes] = []
+    bodies: list[dict] = []
+
+    def do_GET(self):  # noqa: N802
+        body = json.dumps({"data": [{"id": "m", "max_model_len": 64}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):  # noqa: N802
+        FakeServer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for part in FakeServer.script:
+            self.wfile.write(part)
+            self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    FakeServer.bodies = []
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def engine(tiny_model_path, fake):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    return VLLMEngine(lambda _name: fake, "m", tokenizer, torch.randn(tokenizer.vocab_size + 100, 64))
+
+
+def ask(engine, tokens=200, soft=None):
+    request = engine.submit(GenerationRequest([{"role": "user", "content": "Hi"}], soft, max_new_tokens=tokens,
+                                              temperature=0.0))
+    pieces = []
+    with pytest.raises(Exception) as failure:
+        for piece in request.stream(timeout=30):
+            pieces.append(piece)
+        raise AssertionError("no error")  # reached only when the stream ended without one
+    return request, pieces, failure.value
+
+
+def test_a_stream_that_breaks_off_fails_and_keeps_the_text_so_far(engine):
+    FakeServer.script = [chunk("Hello"), chunk(" there")]  # then the connection closes: no finish, no [DONE]
+    request, pieces, error = ask(engine)
+    assert pieces == ["Hello", " there"]
+    assert isinstance(error, VLLMUnavailable) and "stopped in the middle of the reply" in error.reason
+
+
+def test_an_aborted_reply_fails_rather_than_ending_as_done(engine):
+    FakeServer.script = [chunk("Hel"), chunk("", "abort"), b"data: [DONE]\n\n"]
+    _, pieces, error = ask(engine)
+    assert pieces == ["Hel"] and isinstance(error, VLLMUnavailable) and "aborted" in error.reason
+
+
+def test_a_finished_reply_ends_cleanly_and_says_when_it_was_cut(engine):
+    FakeServer.script = [chunk("One"), chunk(" two", "length"),
+                         b'data: {"choices": [], "usage": {"completion_tokens": 2}}\n\n', b"data: [DONE]\n\n"]
+    request = engine.submit(GenerationRequest([{"role": "user", "content": "Hi"}], torch.randn(4, 64),
+                                              max_new_tokens=200, temperature=0.0))
+    assert "".join(request.stream(timeout=30)) == "One two"
+    assert request.cut and request.tokens == 2 and request.error is None
+    body = FakeServer.bodies[-1]
+    positions = 1 + 4 + len(request.prompt_ids)  # BOS, the vectors, the prompt
+    assert body["max_tokens"] == 64 - positions  # capped so that prompt and reply fit the server's 64
+    assert body["temperature"] == 0.0 and body["stream"] is True and body["model"] == "m"
+    embeds = torch.load(__import__("io").BytesIO(__import__("base64").b64decode(body["prompt_embeds"])))
+    assert embeds.shape == (positions, 64)
+
+
+def test_a_prompt_longer_than_the_server_takes_says_which_setting_to_change(engine):
+    FakeServer.script = []
+    request = engine.submit(GenerationRequest([{"role": "user", "content": "word " * 200}], None,
+                                              max_new_tokens=10, temperature=0.0))
+    with pytest.raises(ValueError, match="CHAT_MAX_PROMPT_TOKENS"):
+        list(request.stream(timeout=30))
+
+
+def test_a_server_left_by_a_killed_worker_is_stopped_by_the_next(settings, tmp_path, test_redis):
+    from trainer.worker import vllm
+
+    settings.DATA_DIR = tmp_path
+    (tmp_path / "run").mkdir()
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    dead_worker = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_worker.wait()
+    left = tmp_path / "run" / f"vllm-version-7.{dead_worker.pid}.pid"
+    left.write_text(f"{dead_worker.pid} {server.pid}\n")
+    mine = tmp_path / "run" / f"vllm-version-8.{os.getpid()}.pid"  # this worker's own: left alone
+    mine.write_text(f"{os.getpid()} {os.getpid()}\n")
+    vllm._stop_orphans()
+    assert server.wait(timeout=30) is not None
+    assert not left.exists() and mine.exists()
