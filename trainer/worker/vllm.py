@@ -39,7 +39,7 @@ STATE_KEY = "vllm:servers"
 _lock = threading.Lock()
 _name_locks: dict[str, threading.Lock] = {}
 _servers: dict[str, "LocalServer"] = {}
-_starting: dict[str, subprocess.Popen] = {}  # servers not yet ready: stop_all stops them too
+_starting: dict[str, subprocess.Popen | None] = {}  # servers not yet ready (None: about to start); stop_all stops them
 _failures: dict[str, tuple[float, Exception]] = {}  # model name -> (when, why) its last start failed
 _found: dict[str, tuple[float, str]] = {}  # VLLM_URL mode: model name -> (when, which URL serves it)
 FAILURE_HOLD_SECONDS = 30  # replies waiting on a start that failed fail at once, not one start each
@@ -129,12 +129,14 @@ def _local(name: str, folder) -> str:
         return server.url
 
 
-def _make_room() -> None:
-    """Stop the least recently used servers beyond VLLM_MAX_SERVERS - 1 (each holds a whole model and its cache;
-    a reply still streaming from an evicted one is cut and fails with the message)."""
+def _make_room(name: str) -> None:
+    """Reserve a place for ``name``'s server, stopping the least recently used ones so that at most
+    VLLM_MAX_SERVERS run or start (each holds a whole model and its cache; a reply still streaming from an
+    evicted one is cut and fails with the message)."""
     with _lock:
+        _starting[name] = None
         running = sorted(_servers.values(), key=lambda s: s.used)
-        evict = running[:max(0, len(running) - settings.VLLM_MAX_SERVERS + 1)]
+        evict = running[:max(0, len(running) + len(_starting) - settings.VLLM_MAX_SERVERS)]
         for server in evict:
             _servers.pop(server.name, None)
     for server in evict:
@@ -161,22 +163,30 @@ def _start(name: str, folder) -> LocalServer:
                   "elsewhere.")
         _publish(name, state="failed", error=reason, log=str(log_path))
         raise VLLMUnavailable("", reason)
-    _make_room()
+    _make_room(name)
     _stop_orphans()
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     _publish(name, state="starting", url=url, log=str(log_path))
     log.info("starting a vLLM server for %s on %s (log %s)", name, url, log_path)
-    with open(log_path, "ab") as out:
-        proc = subprocess.Popen(serve_command(folder, name, port), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env={**os.environ, "VLLM_LOGGING_LEVEL": "INFO"})
+    try:
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(serve_command(folder, name, port), stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True, env={**os.environ, "VLLM_LOGGING_LEVEL": "INFO"})
+    except OSError:
+        _starting.pop(name, None)
+        raise
     pid_path.write_text(f"{os.getpid()} {proc.pid}\n")
     _starting[name] = proc
     deadline = time.monotonic() + settings.VLLM_START_SECONDS
     while not healthy(url):
         if proc.poll() is not None or time.monotonic() > deadline or _starting.get(name) is not proc:
-            what = (f"exited with {proc.returncode}" if proc.poll() is not None
-                    else f"was not ready after {settings.VLLM_START_SECONDS} s (VLLM_START_SECONDS)")
+            if _starting.get(name) is not proc:
+                what = "was stopped while starting (its worker is shutting down)"
+            elif proc.poll() is not None:
+                what = f"exited with {proc.returncode}"
+            else:
+                what = f"was not ready after {settings.VLLM_START_SECONDS} s (VLLM_START_SECONDS)"
             _starting.pop(name, None)
             _stop(name, proc)
             reason = f"the server for {name} {what}; its log: {log_path}"
@@ -268,7 +278,7 @@ def _stop(name: str, proc: subprocess.Popen) -> None:
 def stop_all() -> None:
     """Stop every server this process started (the worker's shutdown, and at exit)."""
     with _lock:
-        servers = [(s.name, s.proc) for s in _servers.values()] + list(_starting.items())
+        servers = [(s.name, s.proc) for s in _servers.values()] + [(n, p) for n, p in _starting.items() if p]
         _servers.clear()
         _starting.clear()  # a start still waiting sees this and gives up
     for name, proc in servers:
