@@ -47,8 +47,10 @@ def _version(folder, base_path, seed: int):
         for name, p in core.lm.named_parameters():
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
-        for p in core.user_model.parameters():
-            p.add_(torch.randn(p.shape, generator=generator) * 0.05)
+        # People's vectors far apart (several times the token embeddings' spread), so that each answers
+        # differently and a path that dropped or mixed up the vectors could not pass for one that does not.
+        spread = lm.get_input_embeddings().weight.std().item()
+        core.user_model.offsets.add_(torch.randn(core.user_model.offsets.shape, generator=generator) * 5 * spread)
     return save_run(folder, core, index, config, base_model=str(base_path))
 
 

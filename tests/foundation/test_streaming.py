@@ -45,6 +45,16 @@ def test_a_reply_streams_token_by_token_and_survives_a_reload(owner, session, ge
     assert reply.content.split()[0] in page and 'data-status="done"' in page
 
 
+def test_a_reply_cut_at_the_token_limit_ends_its_stream_with_the_continue_form(owner, session, generate_worker,
+                                                                               asgi_server):
+    reply = services.chat_send(conversation=services.conversation_create(user=owner),
+                               text="Write a long story about the sea, with many chapters.")
+    seen = list(events(stream_url(asgi_server, reply), session_cookie=session.cookies["sessionid"].value))
+    reply.refresh_from_db()
+    assert reply.token_count == TEST_MAX_NEW_TOKENS and reply.serving["cut"] is True
+    assert seen[-1].name == "done" and "continue-form" in seen[-1].data  # rendered off the event loop
+
+
 def test_a_reconnecting_browser_resumes_after_its_last_event(owner, session, generate_worker, asgi_server):
     reply = services.chat_send(conversation=services.conversation_create(user=owner), text="Tell me about cats.")
     cookie = session.cookies["sessionid"].value

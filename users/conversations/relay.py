@@ -97,7 +97,13 @@ def _event(name: str, data: str, event_id: str | None = None) -> str:
 
 
 async def _final_html(reply_id: int) -> str:
-    reply = await Reply.objects.aget(pk=reply_id)
+    # Rendered in a thread: the template follows relations (a cut reply's Continue form needs its conversation),
+    # which are database queries, not allowed on the event loop.
+    return await sync_to_async(_render_final)(reply_id)
+
+
+def _render_final(reply_id: int) -> str:
+    reply = Reply.objects.select_related("turn").get(pk=reply_id)
     return render_to_string("chat/detail.html#reply", {"reply": reply, "streamed": True})
 
 
