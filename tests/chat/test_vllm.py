@@ -231,7 +231,7 @@ def _chat(owner, asgi_server, text):
     client = Client()
     client.force_login(owner)
     conversation = services.conversation_create(user=owner)
-    reply = services.chat_send(conversation=conversation, text=text)
+    reply = services.personal_chat_send(conversation=conversation, text=text)
     seen = list(events(asgi_server + reverse("reply_stream", args=[reply.pk]),
                        session_cookie=client.cookies["sessionid"].value, timeout=300))
     assert seen[-1].name == "done", [e.name for e in seen]
@@ -293,7 +293,7 @@ def test_when_vllm_cannot_be_reached_the_reply_fails_with_a_message_and_nothing_
     settings.BASE_MODEL = vllm_setup["overrides"]["BASE_MODEL"]
     settings.GENERATE_QUEUE = "nobody-listens"  # the test is the worker: serving.generate_reply in-process
     Activation.objects.create(run=_version_row(vllm_setup, 1, staff), activated_by=staff)
-    reply = services.chat_send(conversation=services.conversation_create(user=owner), text="Hello there")
+    reply = services.personal_chat_send(conversation=services.conversation_create(user=owner), text="Hello there")
     assert serving.generate_reply(reply.pk) == Reply.Status.FAILED
     reply.refresh_from_db()
     assert reply.error.startswith("This reply could not be finished: the model server (vLLM) could not be reached")
