@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -64,6 +65,10 @@ def timed(engine, softs: list, tokens: int) -> tuple[float, list[float]]:
     counts = [r.tokens for r in requests]
     assert all(c == tokens for c in counts), f"replies of {sorted(set(counts))} tokens, not {tokens}"
     return sum(counts) / seconds, [(t or start) - start for t in first]
+
+
+def people(n: int) -> str:
+    return "1 person" if n == 1 else f"{n} people"
 
 
 def server_rss(pid: int) -> int:
@@ -146,7 +151,7 @@ def main(argv=None) -> list[Figure]:
     timed(hf, softs[:1], 8)  # warm-up
     for n in counts:
         results["hf"][n] = timed(hf, softs[:n], args.tokens)
-        print(f"HF, {n} people: {results['hf'][n][0]:.1f} tokens/s", flush=True)
+        print(f"HF, {people(n)}: {results['hf'][n][0]:.1f} tokens/s", flush=True)
     hf.close()
     del served, hf
 
@@ -159,7 +164,7 @@ def main(argv=None) -> list[Figure]:
         timed(engine, softs[:1], 8)  # warm-up
         for n in counts:
             results["vllm"][n] = timed(engine, softs[:n], args.tokens)
-            print(f"vLLM, {n} people: {results['vllm'][n][0]:.1f} tokens/s", flush=True)
+            print(f"vLLM, {people(n)}: {results['vllm'][n][0]:.1f} tokens/s", flush=True)
         memory = max(memory, server_rss(proc.pid))
     finally:  # also on Ctrl+C: the server runs in its own session and would outlive this process
         stop_server(proc)
@@ -172,12 +177,13 @@ def main(argv=None) -> list[Figure]:
         (h, h_first), (v, v_first) = results["hf"][n], results["vllm"][n]
         print(f"| {n} | {h:.1f} | {v:.1f} | {v / h:.2f}x | {statistics.median(h_first):.2f} s, {max(h_first):.2f} s | "
               f"{statistics.median(v_first):.2f} s, {max(v_first):.2f} s |")
-        figures.append(Figure("vllm_serving", f"{n} people: vLLM / HF aggregate tokens/s",
+        figures.append(Figure("vllm_serving", f"{people(n)}: vLLM / HF aggregate tokens/s",
                               f"{v / h:.2f}x ({v:.1f} / {h:.1f})"))
-        figures.append(Figure("vllm_serving", f"{n} people: time to first token, median (vLLM, HF)",
+        figures.append(Figure("vllm_serving", f"{people(n)}: time to first token, median (vLLM, HF)",
                               f"{statistics.median(v_first):.2f} s, {statistics.median(h_first):.2f} s"))
     print(f"\nvLLM server: ready {start_seconds:.0f} s after start, {memory / 2**30:.1f} GiB resident (all its "
-          f"processes); log {log}")
+          "processes)")
+    shutil.rmtree(tmp, ignore_errors=True)
     figures.append(Figure("vllm_serving", "vLLM server start (to /health), resident memory",
                           f"{start_seconds:.0f} s, {memory / 2**30:.1f} GiB"))
     return figures
