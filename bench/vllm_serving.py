@@ -36,7 +36,7 @@ from trainer.core.batch_generation import BatchScheduler, GenerationRequest
 from trainer.core.config import TrainConfig
 from trainer.core.loop import build_model, describe_device, load_base
 from trainer.core.usermodel import UserIndex
-from trainer.core.vllm import VLLMEngine, server_command
+from trainer.core.vllm import VLLMEngine, free_port, healthy, server_command
 from users.synthetic.prompts import DEFAULT_PROMPTS
 
 CPU_ARGS = "--dtype float32 --enforce-eager --kv-cache-memory-bytes 1073741824 --max-model-len 2048"
@@ -78,28 +78,18 @@ def server_rss(pid: int) -> int:
 
 
 def start_server(python: str, folder: Path, args: str, log: Path) -> tuple[subprocess.Popen, str, float]:
-    import socket
-
-    import requests
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     started = time.perf_counter()
     proc = subprocess.Popen(server_command(python, folder, "bench", port, shlex.split(args)), stdout=log.open("wb"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    while True:
+    while not healthy(url, timeout=1):
         if proc.poll() is not None or time.perf_counter() - started > 900:
             stop_server(proc)
             sys.exit(f"the vLLM server exited ({proc.returncode}) or was not ready in 15 min; its log:\n"
                      f"{log.read_text()[-3000:]}")
-        try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url, time.perf_counter() - started
-        except requests.RequestException:
-            pass
         time.sleep(0.5)
+    return proc, url, time.perf_counter() - started
 
 
 def stop_server(proc: subprocess.Popen) -> None:

@@ -138,20 +138,14 @@ def check_vllm(redis_ok: bool) -> list[Check]:
 def _stale(state: dict) -> bool:
     """A server state nobody stands behind: its worker on this machine is gone, or a failure long past (a
     model that is asked for again publishes afresh)."""
-    import os
     import time
+
+    from trainer.worker.vllm import process_alive
 
     if state.get("state") == "failed" and time.time() - state.get("at", 0) > 15 * 60:
         return True
     pid = state.get("worker_pid")
-    if state.get("host") == socket.gethostname() and pid:
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass
-    return False
+    return bool(state.get("host") == socket.gethostname() and pid and not process_alive(int(pid)))
 
 
 def all_checks() -> list[Check]:

@@ -44,6 +44,25 @@ def server_command(python: str, folder, name: str, port: int, args: list[str]) -
             name, "--enable-prompt-embeds", "--host", "127.0.0.1", "--port", str(port), *args]
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free now, for a server about to start."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    """Whether the server at ``url`` answers its health check (ready to serve)."""
+    import requests
+
+    try:
+        return requests.get(f"{url}/health", timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 def encode_embeddings(embeds: torch.Tensor) -> str:
     """What vLLM's ``prompt_embeds`` field takes: a base64 ``torch.save`` of an (L, H) tensor."""
     buffer = io.BytesIO()

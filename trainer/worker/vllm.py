@@ -165,7 +165,9 @@ def _start(name: str, folder) -> LocalServer:
         raise VLLMUnavailable("", reason)
     _make_room(name)
     _stop_orphans()
-    port = _free_port()
+    from trainer.core.vllm import free_port
+
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     _publish(name, state="starting", url=url, log=str(log_path))
     log.info("starting a vLLM server for %s on %s (log %s)", name, url, log_path)
@@ -198,19 +200,10 @@ def _start(name: str, folder) -> LocalServer:
     return LocalServer(name, str(folder), proc, url, log_path)
 
 
-def healthy(url: str, timeout: float = 2.0) -> bool:
-    import requests
+def healthy(url: str) -> bool:
+    from trainer.core.vllm import healthy
 
-    try:
-        return requests.get(f"{url}/health", timeout=timeout).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return healthy(url)
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -220,7 +213,7 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -237,9 +230,9 @@ def _stop_orphans() -> None:
             owner, server = (int(x) for x in pid_path.read_text().split())
         except (OSError, ValueError):
             continue
-        if owner == os.getpid() or _alive(owner):
+        if owner == os.getpid() or process_alive(owner):
             continue
-        if _alive(server):
+        if process_alive(server):
             log.warning("stopping vLLM server pid %s left by worker pid %s (%s)", server, owner, pid_path.name)
             _kill_group(server)
         pid_path.unlink(missing_ok=True)
