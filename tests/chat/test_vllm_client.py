@@ -116,13 +116,16 @@ def test_a_server_left_by_a_killed_worker_is_stopped_by_the_next(settings, tmp_p
 
     settings.DATA_DIR = tmp_path
     (tmp_path / "run").mkdir()
-    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    # The left-behind server is no child of this process (as after a killed worker: init reaps it), in a
+    # session of its own like the servers the worker starts.
+    server = int(subprocess.run(["bash", "-c", "setsid sleep 120 >/dev/null 2>&1 & echo $!"], capture_output=True,
+                                text=True, check=True).stdout)
     dead_worker = subprocess.Popen([sys.executable, "-c", "pass"])
     dead_worker.wait()
     left = tmp_path / "run" / f"vllm-version-7.{dead_worker.pid}.pid"
-    left.write_text(f"{dead_worker.pid} {server.pid}\n")
+    left.write_text(f"{dead_worker.pid} {server}\n")
     mine = tmp_path / "run" / f"vllm-version-8.{os.getpid()}.pid"  # this worker's own: left alone
     mine.write_text(f"{os.getpid()} {os.getpid()}\n")
     vllm._stop_orphans()
-    assert server.wait(timeout=30) is not None
+    assert not vllm.process_alive(server)
     assert not left.exists() and mine.exists()

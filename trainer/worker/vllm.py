@@ -239,13 +239,17 @@ def _stop_orphans() -> None:
         _publish(pid_path.name.removeprefix("vllm-").rsplit(".", 2)[0], state="stopped")
 
 
-def _kill_group(pid: int, wait: float = 20.0) -> None:
+def _kill_group(pid: int, wait: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+    """SIGTERM to the server's process group, SIGKILL to what is left after ``wait`` seconds. ``proc``, when the
+    server is this process's child, is reaped as it exits (a zombie would keep the group alive)."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
+        if proc is not None:
+            proc.poll()
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
@@ -255,14 +259,15 @@ def _kill_group(pid: int, wait: float = 20.0) -> None:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    if proc is not None:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def _stop(name: str, proc: subprocess.Popen) -> None:
-    _kill_group(proc.pid)
-    try:
-        proc.wait(timeout=5)  # reaped, not left a zombie
-    except subprocess.TimeoutExpired:
-        pass
+    _kill_group(proc.pid, proc=proc)
     _, pid_path = _paths(name)
     pid_path.unlink(missing_ok=True)
     _publish(name, state="stopped")
