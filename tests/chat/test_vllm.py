@@ -282,7 +282,7 @@ def test_when_vllm_cannot_be_reached_the_reply_fails_with_a_message_and_nothing_
     from tests.services import free_port
     from trainer import health
     from trainer.models import Activation
-    from trainer.worker import serving
+    from trainer.worker import serving, vllm
     from users.chat import services
     from users.models import Reply
 
@@ -300,7 +300,7 @@ def test_when_vllm_cannot_be_reached_the_reply_fails_with_a_message_and_nothing_
     assert "status page" in reply.error and reply.turn.user_message == "Hello there"
     check = {c.name: c for c in health.check_vllm(redis_ok=True)}[f"vLLM server {closed}"]
     assert not check.ok and "vllm serve" in check.fix
-    states = __import__("trainer.worker.vllm", fromlist=["states"]).states()
+    states = vllm.states()
     assert states["version-970001"]["state"] == "failed" and "vllm serve" in states["version-970001"]["error"]
 
     client = Client()

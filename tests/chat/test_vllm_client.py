@@ -1,6 +1,8 @@
 """The vLLM client and server keeping, without a vLLM server: what a real one cannot be made to do on cue (break
 off mid-reply) is played by a small HTTP server, and a left-behind server by a sleeping process."""
 
+import base64
+import io
 import json
 import os
 import subprocess
@@ -99,7 +101,7 @@ def test_a_finished_reply_ends_cleanly_and_says_when_it_was_cut(engine):
     positions = 1 + 4 + len(request.prompt_ids)  # BOS, the vectors, the prompt
     assert body["max_tokens"] == 64 - positions  # capped so that prompt and reply fit the server's 64
     assert body["temperature"] == 0.0 and body["stream"] is True and body["model"] == "m"
-    embeds = torch.load(__import__("io").BytesIO(__import__("base64").b64decode(body["prompt_embeds"])))
+    embeds = torch.load(io.BytesIO(base64.b64decode(body["prompt_embeds"])))
     assert embeds.shape == (positions, 64)
 
 
