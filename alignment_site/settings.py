@@ -42,6 +42,9 @@ CHAT_TOP_P = env_float("CHAT_TOP_P", 0.9, minimum=0.01, maximum=1.0)
 # different active ReplySource) and the number of conversations asked of each person.
 COLLECTION_CANDIDATES = env_int("COLLECTION_CANDIDATES", 4, minimum=2, maximum=8)
 COLLECTION_TARGET = env_int("COLLECTION_TARGET", 6, minimum=1)
+# New tokens a collection candidate may have: large enough that the replies people rate end by themselves
+# (`python -m bench collection` measures the share cut at each cap); a cut one can still be continued.
+COLLECTION_MAX_NEW_TOKENS = env_int("COLLECTION_MAX_NEW_TOKENS", 512, minimum=16, maximum=4096)
 # A reply whose worker has not touched it for this long is failed (workers touch theirs every 5 s).
 REPLY_STALL_SECONDS = env_int("REPLY_STALL_SECONDS", 120, minimum=15)
 # How often every worker looks for replies and runs whose worker fell silent.

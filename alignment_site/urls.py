@@ -48,6 +48,7 @@ urlpatterns = [
     path("collect/<int:conversation_id>/", collect.collect_detail, name="collect_detail"),
     path("collect/<int:conversation_id>/rate/", collect.collect_rate, name="collect_rate"),
     path("collect/<int:conversation_id>/send/", collect.collect_send, name="collect_send"),
+    path("collect/reply/<int:reply_id>/continue/", collect.collect_continue, name="collect_continue"),
     path("collect/<int:conversation_id>/end/", collect.collect_end, name="collect_end"),
     # data downloads and the staff dataset pages
     path("data/<str:name>.jsonl", dataset.data_export, name="data_export"),

@@ -31,6 +31,9 @@ class Benchmark:
 BENCHMARKS = {
     "prism_import": Benchmark("bench.prism_import", "PRISM import at full size (1,500 people, 68,371 replies)",
                               "about 1 min", quick=()),
+    "collection": Benchmark("bench.collection", "first-turn candidates cut at each token cap (PRISM's opening "
+                            "prompts, the default sources, the bundled model); with --layout, the distance from a "
+                            "reply to its rating slider at desktop and phone sizes", "about 6 min"),
     "browse": Benchmark("bench.browse", "staff list pages (conversations, pairs) with PRISM's 1,500 people",
                         "about 2 min", quick=()),
     "run_page": Benchmark("bench.run_page", "server time of a run page with 1,000 logged steps", "10 s",

@@ -6,6 +6,8 @@ import secrets
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
+from django.utils.formats import date_format
 
 SCORE_MIN, SCORE_MAX = 1, 100  # PRISM's slider: 1 (Terrible) .. 100 (Perfect)
 
@@ -53,7 +55,14 @@ class Conversation(models.Model):
         indexes = [models.Index(fields=["user", "-updated_at"])]
 
     def __str__(self) -> str:
-        return self.title or f"Conversation {self.pk}"
+        """Its title; untitled (a chat with no message yet), its kind and day, never the row's id: that counts
+        everyone's conversations and means nothing to the person."""
+        if self.title:
+            return self.title
+        name = "Chat" if self.kind == self.Kind.CHAT else f"{self.get_kind_display()} conversation"
+        if self.created_at is None:
+            return name
+        return f"{name} on {date_format(timezone.localtime(self.created_at), 'j F Y')}"
 
 
 class Turn(models.Model):
@@ -125,6 +134,13 @@ class Reply(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    @property
+    def continuable(self) -> bool:
+        """A collection candidate that stopped at the length limit and is not rated yet: it can be written on
+        from where it stopped (chat replies have their own Continue, a new message)."""
+        return (self.status == self.Status.DONE and bool(self.serving.get("cut")) and self.score is None
+                and self.source not in ("personal", "base", "generic") and not self.source.startswith("compare-"))
 
     @property
     def stream_key(self) -> str:

@@ -103,7 +103,7 @@ def test_a_new_participant_finds_their_way_from_sign_up_to_compare_by_the_pages_
     """As a newcomer on a fresh site would, without the README: the home page's Sign up, the study and consent,
     the survey, then each of the six conversations by following the next-step pointer from the home page, the
     thank-you, a chat whose reply is rendered from Markdown, and a blind comparison with its reveal."""
-    from tests.collection.test_browser_collect import rate_current_turn, wait_for_replies
+    from tests.collection.test_browser_collect import rate_current_turn, set_every_slider, wait_for_replies
     from users.conversations.markdown import render
     from users.models import ReplySource
 
@@ -121,6 +121,7 @@ def test_a_new_participant_finds_their_way_from_sign_up_to_compare_by_the_pages_
     page.wait_for_url("**/survey/**")
     page.select_option("#id_lm_familiarity", "Somewhat familiar")
     page.fill("#id_self_description", "Short, plain answers suit me.")
+    set_every_slider(page.locator("form.survey"), 55)
     page.click("text=Save my profile")
     page.wait_for_url(stack + "/collect/")
 
@@ -136,6 +137,7 @@ def test_a_new_participant_finds_their_way_from_sign_up_to_compare_by_the_pages_
         wait_for_replies(page, 0, 4)
         rate_current_turn(page, [10 + n, 80, 30, 50])
         page.click("summary:has-text('End this conversation')")
+        set_every_slider(page.locator("form.end"), 65)
         page.click("text=Finish conversation")
         page.wait_for_url(stack + "/collect/")
     page.goto(stack + "/")

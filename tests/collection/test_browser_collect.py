@@ -13,13 +13,23 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pyte
 
 def rate_current_turn(page, scores):
     page.wait_for_selector("#rate-form")
-    sliders = page.locator("#rate-form input[type=range]")
+    sliders = page.locator("input[type=range][form=rate-form]")  # each inside its reply's card
     assert sliders.count() == len(scores)
     for i, score in enumerate(scores):
         sliders.nth(i).fill(str(score))
-    assert page.locator("#rate-form output").nth(0).inner_text() == str(scores[0])
+    first = sliders.nth(0).get_attribute("id")
+    assert page.locator(f"output[for='{first}']").inner_text() == str(scores[0])
     page.click("text=Save ratings")
     page.wait_for_selector("form.send textarea")
+
+
+def set_every_slider(scope, value: int = 60, **chosen: int) -> None:
+    """Move every slider in ``scope`` (a page or a locator) to ``value``, or to ``chosen[id]`` for the ids given:
+    sliders start unset, and a form with one left unset is refused."""
+    sliders = scope.locator("input[type=range]")
+    for i in range(sliders.count()):
+        slider = sliders.nth(i)
+        slider.fill(str(chosen.get(slider.get_attribute("id"), value)))
 
 
 def wait_for_replies(page, turn_index, n):
@@ -49,7 +59,7 @@ def test_a_new_participant_collects_preferences_end_to_end(page, sources, genera
     assert page.input_value("#id_lm_familiarity") == ""  # nothing preselected
     page.select_option("#id_lm_familiarity", "Somewhat familiar")
     page.fill("#id_self_description", "I value clear and honest answers.")
-    page.locator("#id_pref_safety").fill("85")
+    set_every_slider(page.locator("form.survey"), 60, id_pref_safety=85)
     page.click("text=Save my profile")
     page.wait_for_url(base + "/collect/")
 
@@ -67,6 +77,7 @@ def test_a_new_participant_collects_preferences_end_to_end(page, sources, genera
         rate_current_turn(page, scores)
 
     page.click("summary:has-text('End this conversation')")
+    set_every_slider(page.locator("form.end"), 70)
     page.fill("#id_open_feedback", "Helpful replies.")
     page.click("text=Finish conversation")
     page.wait_for_url(base + "/collect/")

@@ -99,7 +99,14 @@ def generate_batch(model, tokenizer, requests: list[GenerationRequest]) -> None:
                   else None for r in requests]
     detoks = [_Detokenizer(tokenizer) for _ in requests]
     alive = [True] * N
+    ended = [False] * N  # END already put: a row ends as soon as it stops, not when the whole batch does
     steps = [0] * N
+
+    def end(i: int) -> None:
+        alive[i] = False
+        ended[i] = True
+        requests[i].deltas.put(END)
+
     for r in requests:
         r.batch_size = N
     try:
@@ -118,12 +125,12 @@ def generate_batch(model, tokenizer, requests: list[GenerationRequest]) -> None:
                     if not alive[i]:
                         continue
                     if r.cancelled or (r.should_stop is not None and r.should_stop()):
-                        alive[i] = False
+                        end(i)
                         continue
                     token = greedy[i] if r.temperature <= 0 else int(_sample(logits[i], r.temperature, r.top_p,
                                                                               generators[i]))
                     if token in eos_ids:
-                        alive[i] = False
+                        end(i)
                         continue
                     next_ids[i] = token
                     r.tokens += 1
@@ -132,8 +139,8 @@ def generate_batch(model, tokenizer, requests: list[GenerationRequest]) -> None:
                     if delta:
                         r.deltas.put(delta)
                     if steps[i] >= r.max_new_tokens:
-                        alive[i] = False
                         r.cut = True
+                        end(i)
                 if not any(alive):
                     break
                 # Finished rows still take a step (their token is padding, masked out): cheaper than reshaping
@@ -144,13 +151,15 @@ def generate_batch(model, tokenizer, requests: list[GenerationRequest]) -> None:
                 out = model(input_ids=next_ids.view(N, 1), past_key_values=out.past_key_values,
                             attention_mask=attention, position_ids=positions.view(N, 1), use_cache=True,
                             logits_to_keep=1)
-    except BaseException as exc:  # every waiting caller must hear about it
-        for r in requests:
-            r.error = exc
+    except BaseException as exc:  # every caller still waiting must hear about it
+        for i, r in enumerate(requests):
+            if not ended[i]:
+                r.error = exc
         raise
     finally:
-        for r in requests:
-            r.deltas.put(END)
+        for i, r in enumerate(requests):
+            if not ended[i]:
+                r.deltas.put(END)
 
 
 class BatchScheduler:

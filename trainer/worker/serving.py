@@ -268,12 +268,22 @@ def generate_reply(reply_id: int, worker: str = "") -> str:
         messages, sampling = services.reply_generation_settings(reply=reply)
         request = GenerationRequest(messages, plan.soft_prompt, max_prompt_length=settings.CHAT_MAX_PROMPT_TOKENS,
                                     **sampling)
+        written_before = 0
+        if reply.serving.get("continue") and reply.content:
+            # A cut candidate written on: the model continues its own unfinished reply, which streams again first.
+            written_before = reply.token_count
+            request.prompt_ids = continued_prompt(plan.scheduler.tokenizer, request, reply.content)
+            parts.append(reply.content)
+            redis_client.xadd(reply.stream_key, {"t": reply.content})
         plan.scheduler.submit(request)
         stopped = _relay(request, reply, redis_client, parts)
         status = Reply.Status.STOPPED if stopped else Reply.Status.DONE
+        continued = reply.serving.get("continued", 0) + (1 if written_before else 0)
         Reply.objects.filter(pk=reply_id).update(
-            status=status, content="".join(parts), token_count=request.tokens, model_name=plan.name[:120],
-            serving={**plan.record, "batch": request.batch_size, "cut": request.cut and not stopped},
+            status=status, content="".join(parts), token_count=written_before + request.tokens,
+            model_name=plan.name[:120],
+            serving={**plan.record, "batch": request.batch_size, "cut": request.cut and not stopped,
+                     **({"continued": continued} if continued else {})},
             finished_at=timezone.now(), error="",
         )
         streams.finish(reply, status)
@@ -287,6 +297,14 @@ def generate_reply(reply_id: int, worker: str = "") -> str:
         except Exception:  # Redis itself may be what failed
             pass
         return Reply.Status.FAILED
+
+
+def continued_prompt(tokenizer, request, written: str) -> list[int]:
+    """The prompt that makes the model write on from ``written``: the templated prompt (the generation prompt
+    opens the assistant's turn), then the reply so far as plain tokens, with no end-of-turn after it."""
+    from trainer.core.batch_generation import encoded
+
+    return encoded(tokenizer, request) + tokenizer.encode(written, add_special_tokens=False)
 
 
 def failure_message(exc: BaseException) -> str:

@@ -10,6 +10,6 @@ class CompareForm(forms.Form):
 
 
 class QuickRateForm(forms.Form):
-    score = slider("How good was this reply?", initial=50)
+    score = slider("How good was this reply?")
     rewrite = forms.CharField(label="What you wanted instead (optional)", required=False,
                               widget=forms.Textarea(attrs={"rows": 2}))

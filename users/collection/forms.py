@@ -2,8 +2,9 @@
 
 from django import forms
 
+from alignment_site import glossary
 from users.fields import slider
-from users.models import Conversation
+from users.models import SCORE_MAX, SCORE_MIN, Conversation, is_score
 from users.prism import wording
 
 
@@ -21,7 +22,8 @@ class SendForm(forms.Form):
 
 
 class RatingForm(forms.Form):
-    """One 1–100 slider per finished reply; ``pick`` settles a tie at the top."""
+    """One 1–100 slider per finished reply; ``pick`` settles a tie at the top. A slider the person has not set
+    sends nothing, and the form is refused with the replies still unrated named."""
 
     pick = forms.IntegerField(required=False)
 
@@ -29,10 +31,25 @@ class RatingForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.replies = [r for r in replies if r.status != "failed"]
         for reply in self.replies:
-            self.fields[f"score-{reply.pk}"] = slider(f"Rating of reply {reply.pk}")
+            self.fields[f"score-{reply.pk}"] = slider(f"Rating of {glossary.reply_label(reply.position)}")
 
     def scores(self) -> dict[int, int]:
         return {r.pk: self.cleaned_data[f"score-{r.pk}"] for r in self.replies}
+
+    def value_of(self, reply) -> int | None:
+        """The value sent for this reply's slider when it is a valid score, else None (shown unset again)."""
+        raw = self.data.get(f"score-{reply.pk}", "")
+        return int(raw) if raw.isdigit() and is_score(int(raw)) else None
+
+    def problem(self) -> str:
+        """What to fix, in the person's words: which replies are still unrated, or that a value is off the scale."""
+        unrated = [glossary.reply_label(r.position) for r in self.replies if self.value_of(r) is None]
+        if unrated:
+            names = unrated[0] if len(unrated) == 1 else ", ".join(unrated[:-1]) + " and " + unrated[-1]
+            verb = "is" if len(unrated) == 1 else "are"
+            return (f"{names} {verb} not rated yet: move {'its' if len(unrated) == 1 else 'each'} slider to "
+                    f"your rating ({SCORE_MIN} {wording.REPLY_SCALE[0]} – {SCORE_MAX} {wording.REPLY_SCALE[1]}).")
+        return f"Rate every reply from {SCORE_MIN} to {SCORE_MAX}."
 
 
 class EndForm(forms.Form):

@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from users.conversations import streams
 from users.conversations.services import generation_budget_take, reply_enqueue, validate_message
 from users.models import SCORE_MAX, SCORE_MIN, Conversation, Reply, ReplySource, Turn, is_score
 from users.prism import wording
@@ -109,6 +110,30 @@ def reply_complete(*, reply: Reply, content: str, model_name: str = "") -> Reply
         status=Reply.Status.DONE, content=content, model_name=model_name[:120], finished_at=timezone.now(),
         token_count=len(content.split()),
     )
+    reply.refresh_from_db()
+    return reply
+
+
+def candidate_continue(*, reply: Reply) -> Reply:
+    """Have a candidate that stopped at the length limit written on from where it stopped, so the person rates
+    a whole reply, not a cut one. Only in the turn being rated, before it is rated; counts against the budget."""
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=reply.turn.conversation_id)
+        if conversation.ended_at is not None:
+            raise ValidationError("This conversation has ended.")
+        if conversation.turns.filter(index__gt=reply.turn.index).exists():
+            raise ValidationError("Only the replies of the latest turn can be continued.")
+        if reply.turn.replies.filter(chosen=True).exists():
+            raise ValidationError("This turn is already rated: its replies stay as they were rated.")
+        reply.refresh_from_db()
+        if reply.status != Reply.Status.DONE or not reply.serving.get("cut"):
+            raise ValidationError("Only a reply that stopped at the length limit can be continued.")
+        generation_budget_take(user=conversation.user)
+        Reply.objects.filter(pk=reply.pk, status=Reply.Status.DONE).update(
+            status=Reply.Status.QUEUED, serving={**reply.serving, "continue": True}, error="", started_at=None,
+            finished_at=None, heartbeat_at=None, worker="")
+        streams.delete(reply)
+        transaction.on_commit(lambda: reply_enqueue(reply_id=reply.pk))
     reply.refresh_from_db()
     return reply
 

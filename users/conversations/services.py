@@ -15,7 +15,7 @@ from django.utils import timezone
 from alignment_site import dispatch
 from alignment_site.redis_client import client
 from users.conversations import streams
-from users.models import Reply, ReplySource, Turn
+from users.models import Conversation, Reply, ReplySource, Turn
 
 GENERATE_TASK = "trainer.generate_reply"
 
@@ -121,8 +121,9 @@ def reply_generation_settings(*, reply: Reply) -> tuple[list[dict], dict]:
     sampling settings. A source with no ReplySource row (plain chat's "base")
     gets no system prompt and the default sampling."""
     messages = history_messages(reply=reply)
-    sampling: dict = {"max_new_tokens": settings.CHAT_MAX_NEW_TOKENS, "temperature": settings.CHAT_TEMPERATURE,
-                      "top_p": settings.CHAT_TOP_P}
+    collecting = reply.turn.conversation.kind in Conversation.PRISM_KINDS  # candidates people rate
+    cap = settings.COLLECTION_MAX_NEW_TOKENS if collecting else settings.CHAT_MAX_NEW_TOKENS
+    sampling: dict = {"max_new_tokens": cap, "temperature": settings.CHAT_TEMPERATURE, "top_p": settings.CHAT_TOP_P}
     source = ReplySource.objects.filter(name=reply.source).first()
     if source is not None:
         if source.system_prompt:

@@ -28,7 +28,7 @@ class SurveyForm(forms.Form):
                 initial[f"pref_{dim}"] = value
         super().__init__(*args, initial=initial, **kwargs)
         for dim, statement in wording.STATED_PREFS:
-            self.fields[f"pref_{dim}"] = slider(statement, initial=initial.get(f"pref_{dim}") or 50)
+            self.fields[f"pref_{dim}"] = slider(statement, initial=initial.get(f"pref_{dim}"))
 
     def pref_fields(self):
         return [self[f"pref_{dim}"] for dim, _ in wording.STATED_PREFS]

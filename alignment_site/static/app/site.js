@@ -1,10 +1,27 @@
-// On every page: each 1-100 slider shows its value in the <output> beside it (also in swapped-in parts).
+// On every page: a 1-100 slider starts unset (no name, so the form sends nothing for it) and is set by the
+// person's first touch, click or key on it; from then on the <output> beside it shows its value. A click that
+// lands on the value the unset slider happens to hold still counts, hence pointerup and keyup as well as input.
 (function () {
-  document.addEventListener("input", function (e) {
-    const el = e.target;
+  function set(el) {
     if (el.type !== "range") return;
+    if (el.dataset.name && !el.name) {
+      el.name = el.dataset.name;
+      el.classList.remove("unset");
+      el.removeAttribute("aria-valuetext");
+      const row = el.closest(".slider-row");
+      if (row) row.classList.remove("unset");
+      document.dispatchEvent(new CustomEvent("slider:set", { detail: { slider: el } }));
+    }
     const out = document.querySelector('output[for="' + el.id + '"]');
-    if (out) out.textContent = el.value;
+    if (out && el.name) out.textContent = el.value;
+  }
+  document.addEventListener("input", function (e) { set(e.target); });
+  document.addEventListener("change", function (e) { set(e.target); });
+  document.addEventListener("pointerup", function (e) { set(e.target); });
+  document.addEventListener("keyup", function (e) {
+    if (["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"].includes(e.key)) {
+      set(e.target);
+    }
   });
 })();
 

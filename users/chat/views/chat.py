@@ -37,7 +37,18 @@ def chat_new(request):
 def chat_detail(request, conversation_id: int):
     conversation = conversation_for(request.user, conversation_id)
     turns = turns_with_replies(conversation)
-    return render(request, "chat/detail.html", {"conversation": conversation, "turns": turns, "error": None})
+    return render(request, "chat/detail.html", {"conversation": conversation, "turns": turns, "error": None,
+                                                "newest_turn": _newest(turns)})
+
+
+def _reply_id(value: str) -> int:
+    """A reply id from a form; 0, which names no reply (and is refused), for anything else."""
+    return int(value) if value.isdigit() else 0
+
+
+def _newest(turns) -> int | None:
+    """The index of the conversation's last turn: only its reply offers Continue."""
+    return turns[-1].index if turns else None
 
 
 @require_POST
@@ -87,8 +98,10 @@ def reply_regenerate(request, reply_id: int):
 def chat_send(request, conversation_id: int):
     conversation = conversation_for(request.user, conversation_id)
     text = request.POST.get("message", "")
+    continues = request.POST.get("continues")  # the reply a Continue button belongs to
     try:
-        reply = services.personal_chat_send(conversation=conversation, text=text)
+        reply = services.personal_chat_send(conversation=conversation, text=text,
+                                             continues=_reply_id(continues) if continues else None)
     except ValidationError as exc:
         if request.htmx:
             response = render(request, "chat/detail.html#send-error", {"error": exc.messages[0]}, status=422)
@@ -97,7 +110,8 @@ def chat_send(request, conversation_id: int):
             return response
         turns = turns_with_replies(conversation)
         return render(request, "chat/detail.html",
-                      {"conversation": conversation, "turns": turns, "error": exc.messages[0], "draft": text},
+                      {"conversation": conversation, "turns": turns, "error": exc.messages[0],
+                       "draft": "" if continues else text, "newest_turn": _newest(turns)},
                       status=422)
     reply.refresh_from_db()  # the enqueue after commit may have marked it failed
     if request.htmx:
@@ -117,6 +131,8 @@ def reply_rate(request, reply_id: int):
                                       rewrite=form.cleaned_data["rewrite"])
         except ValidationError as exc:
             error = exc.messages[0]
+    elif not form.data.get("score"):
+        error = "Not rated yet: move the slider to your rating (1 Terrible – 100 Perfect), then save."
     else:
         error = "Rate the reply from 1 (Terrible) to 100 (Perfect)."
     if request.htmx:

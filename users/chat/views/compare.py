@@ -22,11 +22,13 @@ def compare_home(request):
 
 def _home(request, form, status=200):
     compares = list(selectors.compares_for(request.user)[:60])
+    panel = selectors.personal_panel(request.user)
     return render(request, "chat/compare_home.html", {
         "form": form, "waiting": [c for c in compares if c.waiting],
         "compares": [c for c in compares if not c.waiting][:30],
         "stats": selectors.compare_stats(request.user),
-        "panel": selectors.personal_panel(request.user)}, status=status)
+        "can_compare": panel["status"]["run"] is not None,  # no active version: nothing personal to compare
+        "panel": panel}, status=status)
 
 
 @require_POST
@@ -57,6 +59,9 @@ def compare_detail(request, conversation_id: int, *, form=None, error=None, stat
     if turn is None:
         return redirect("chat_detail", conversation_id=conversation.pk)
     candidates = selectors.compare_reveal(turn)
+    for c in candidates:  # a refused form keeps the values that were set; the rest stay unset
+        c["field"] = f"score-{c['reply'].pk}"
+        c["value"] = form.value_of(c["reply"]) if form is not None else None
     rated = any(c["reply"].chosen for c in candidates)
     return render(request, "chat/compare_detail.html", {
         "conversation": conversation, "turn": turn, "candidates": candidates, "rated": rated,
@@ -72,8 +77,7 @@ def compare_rate(request, conversation_id: int):
         return redirect("chat_detail", conversation_id=conversation.pk)
     form = RatingForm(request.POST, replies=list(turn.replies.all()))
     if not form.is_valid():
-        return compare_detail(request, conversation_id, form=form, error="Rate every reply from 1 to 100.",
-                              status=422)
+        return compare_detail(request, conversation_id, form=form, error=form.problem(), status=422)
     try:
         services.compare_rate(turn=turn, scores=form.scores(), pick=form.cleaned_data.get("pick"))
     except ValidationError as exc:
