@@ -149,7 +149,8 @@ def generate_worker(django_db_setup, django_db_blocker, test_redis, bundled_mode
     """A real Celery worker on the `generate` queue, serving the real bundled SmolLM2."""
     name = f"generate-test-{os.getpid()}@localhost"
     with django_db_blocker.unblock():
-        env = service_env(bundled_model_path, services_dir, CHAT_MAX_NEW_TOKENS=str(TEST_MAX_NEW_TOKENS))
+        env = service_env(bundled_model_path, services_dir, CHAT_MAX_NEW_TOKENS=str(TEST_MAX_NEW_TOKENS),
+                          COLLECTION_MAX_NEW_TOKENS=str(TEST_MAX_NEW_TOKENS))
     log = services_dir / "generate-worker.log"
     with running(celery_worker_cmd("generate", name), env, log, worker_ready(log, name)) as proc:
         yield proc

@@ -59,3 +59,42 @@ def test_staff_see_no_pointer_and_the_collection_explains_its_kinds(client, staf
     page = client.get(reverse("collect_home")).content.decode()
     assert "Values guided: ask about something where your values" in page
     assert "Controversy guided: ask about a topic people disagree on" in page
+
+
+def test_the_pointer_never_links_to_where_the_person_already_is(client, settings, owner, monkeypatch):
+    from tests.collection.conftest import survey_answers
+    from users.collection import services as collection
+    from users.survey.services import survey_save
+
+    monkeypatch.setattr(collection, "reply_enqueue", lambda *, reply_id: True)
+    settings.GENERATION_MAX_PENDING = 1000
+    survey_save(user=owner, **survey_answers())
+    client.force_login(owner)
+    collect_home = reverse("collect_home")
+    assert f'<a href="{collect_home}">Hold conversation 1 of' in client.get(reverse("chat_list")).content.decode()
+    refused = client.post(reverse("collect_start"), {"kind": "unguided", "message": ""})  # the start page again
+    assert refused.status_code == 422 and 'id="next-step"' not in refused.content.decode()
+    conversation = collection.prism_conversation_start(user=owner, kind="unguided", text="Hello?")
+    page = client.get(reverse("collect_detail", args=[conversation.pk])).content.decode()
+    assert 'id="next-step"' not in page  # holding that conversation is the step itself
+
+
+def test_finishing_a_conversation_says_so_with_how_many_are_done(client, settings, owner, monkeypatch):
+    from tests.collection.conftest import PERF, finish, survey_answers
+    from users.collection import services as collection
+    from users.survey.services import survey_save
+
+    monkeypatch.setattr(collection, "reply_enqueue", lambda *, reply_id: True)
+    settings.GENERATION_MAX_PENDING = 1000
+    settings.COLLECTION_TARGET = 6
+    survey_save(user=owner, **survey_answers())
+    conversation = collection.prism_conversation_start(user=owner, kind="unguided", text="Hello?")
+    turn = conversation.turns.get()
+    finish(turn)
+    collection.turn_rate(turn=turn, scores={r.pk: 10 + i for i, r in enumerate(turn.replies.all())}, pick=None)
+    client.force_login(owner)
+    form = {f"performance_{d}": 80 for d in PERF} | {f"choice_{d}": 40 for d in PERF} | {"open_feedback": ""}
+    response = client.post(reverse("collect_end", args=[conversation.pk]), form, follow=True)
+    assert response.redirect_chain[-1][0] == reverse("collect_home")
+    flash = response.content.decode().split('class="flash success"')[1].split("</p>")[0]
+    assert "Conversation finished — thank you. 1 of 6 done." in flash

@@ -15,6 +15,14 @@ from users.collection.selectors import progress_for
 from users.models import Profile
 
 CONSENT_GIVEN = "Yes, I consent to take part in this study"
+# The pages where a step is being done, by URL name: the pointer would only link to where the person already is
+# (a form shown again with its errors has the address it was sent to; a conversation is the step itself).
+HERE = {
+    "consent": {"study_intro"},
+    "survey": {"survey"},
+    "conversations": {"collect_home", "collect_start", "collect_detail", "collect_rate", "collect_send",
+                      "collect_end"},
+}
 
 
 @dataclass(frozen=True)
@@ -24,7 +32,7 @@ class Step:
     url: str
     done: int = 0
     target: int = 0
-    here: bool = False  # the page being shown is the one the step points to (the pointer is left out there)
+    here: bool = False  # the page shown is where this step is done (the pointer, a link to it, is left out)
 
 
 def consent_given(user) -> bool:
@@ -69,6 +77,7 @@ def next_step_context(request) -> dict:
         step = next_step(user)
         if step.key == "done":  # the thank-you on the pages about taking part, not on every page for ever
             return replace(step, here=request.path not in (reverse("home"), reverse("collect_home")))
-        return replace(step, here=request.path == step.url)
+        match = getattr(request, "resolver_match", None)  # None on a page answered before URL routing
+        return replace(step, here=match is not None and match.url_name in HERE[step.key])
 
     return {"next_step": SimpleLazyObject(shown)}

@@ -1,6 +1,7 @@
 """Sign-up, the study's introduction and consent, and the participant's home page (login and logout are
 Django's own views)."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -23,8 +24,11 @@ def signup(request):
     return render(request, "registration/signup.html", {"form": form})
 
 
-@login_required
 def home(request):
+    """A participant's conversations; a visitor who is not logged in reads what the study is and how to join."""
+    if not request.user.is_authenticated:
+        return render(request, "welcome.html", {"study": StudyText.current(),
+                                                "target": settings.COLLECTION_TARGET})
     conversations = list(conversations_for(request.user)[:20])
     return render(request, "home.html", {"conversations": conversations})
 

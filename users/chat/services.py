@@ -29,6 +29,15 @@ def conversation_create(*, user, kind: str = Conversation.Kind.CHAT) -> Conversa
     return Conversation.objects.create(user=user, kind=kind)
 
 
+def title_from(text: str, limit: int = 60) -> str:
+    """A chat's title from its first message: on one line, cut at a word with an ellipsis when long."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return cut.rstrip(" ,;:.-") + "…"
+
+
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
     """A chat's own title (blank: its default name)."""
     title = " ".join(title.split())
@@ -83,17 +92,29 @@ def chat_send(*, conversation: Conversation, text: str, source: str = "base") ->
         turn = Turn.objects.create(conversation=locked, index=0 if last is None else last + 1, user_message=text)
         reply = Reply.objects.create(turn=turn, position=0, source=source, chosen=True)
         if not locked.title:
-            locked.title = text[:80]
+            locked.title = title_from(text)
         locked.save(update_fields=["title", "updated_at"])
         transaction.on_commit(lambda: reply_enqueue(reply_id=reply.pk))
     return reply
 
 
-def personal_chat_send(*, conversation: Conversation, text: str) -> Reply:
-    """A chat message answered by the active version with the person's vectors (the base model when none is active)."""
+def personal_chat_send(*, conversation: Conversation, text: str, continues: int | None = None) -> Reply:
+    """A chat message answered by the active version with the person's vectors (the base model when none is active).
+    ``continues``: the reply whose Continue button sent it, which must be the one the model would go on from."""
     validate_message(text)
+    if continues is not None:
+        continue_check(conversation=conversation, reply_id=continues)
     generation_budget_take(user=conversation.user)
     return chat_send(conversation=conversation, text=text, source="personal")
+
+
+def continue_check(*, conversation: Conversation, reply_id: int) -> None:
+    """Continue asks the model to go on from its last reply, so it applies only to the newest turn's reply that
+    continues the chat (not an older one, nor one the person replaced with their rewrite)."""
+    newest = conversation.turns.order_by("-index").first()
+    if newest is None or not newest.replies.filter(pk=reply_id, chosen=True).exists():
+        raise ValidationError("Only the newest reply can be continued: the model goes on from the last reply in "
+                              "this chat, which this one no longer is. Ask about it in a new message instead.")
 
 
 def compare_start(*, user, text: str, rng: random.Random | None = None) -> Conversation:

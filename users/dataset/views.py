@@ -2,12 +2,12 @@
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 
+from alignment_site.access import staff_required
 from users.collection.pairs import pairs_export_lines
 from users.dataset import browse, selectors
 from users.dataset.forms import ImportForm
@@ -46,7 +46,7 @@ def data_export(request, name: str):
     return response
 
 
-@staff_member_required
+@staff_required
 def dataset(request):
     min_margin = max(1, _int(request.GET.get("min_margin"), 1))
     page = Paginator(selectors.people_with_data(), 50).get_page(request.GET.get("page"))
@@ -56,7 +56,7 @@ def dataset(request):
     })
 
 
-@staff_member_required
+@staff_required
 def dataset_import(request):
     size = int(request.META.get("CONTENT_LENGTH") or 0)
     if request.method == "POST" and size > settings.UPLOAD_MAX_MB * 2**20:  # refused before it is read
@@ -81,12 +81,12 @@ def dataset_import(request):
                   status=422 if error or form.errors else 200)
 
 
-@staff_member_required
+@staff_required
 def browse_conversations(request):
     return _browse(request, browse.conversations, "dataset/browse_conversations.html")
 
 
-@staff_member_required
+@staff_required
 def browse_pairs(request):
     return _browse(request, browse.pairs, "dataset/browse_pairs.html")
 
