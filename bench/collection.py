@@ -12,9 +12,10 @@ collection default (COLLECTION_MAX_NEW_TOKENS) is chosen on the first half of
 the prompts (the choice split) as the smallest cap that cuts under 5 %; the
 figure reported is the second half's (the check split), which the choice never saw.
 
-Then, with ``--layout`` (needs chromium), the collection page is rendered with
-four long candidates at 1366x768 and 390x844 and the distance between each
-reply's card and its rating slider is measured (0 px: the slider is inside the card).
+Then, with ``--layout`` (needs chromium), three of those opening turns are
+served as collection pages and opened at 1366x768 and 390x844: how far each
+rating slider lies outside its reply's card (target 0 px) and the scroll from
+a reply to its slider, against a form after all the replies (bench/collection_layout.py).
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ def opening_prompts(n: int, seed: int) -> list[str]:
     return prompts[:n]
 
 
-def generate_lengths(model_path: str, prompts: list[str], cap: int, seed: int) -> list[dict]:
-    """One candidate per (prompt, source) with ``cap`` new tokens: its length and whether it ended by itself."""
+def generate_lengths(model_path: str, prompts: list[str], cap: int, seed: int,
+                     penalties: tuple[float, ...] = (1.0,)) -> list[dict]:
+    """One candidate per (prompt, source, repetition penalty) with ``cap`` new tokens: its length and whether it
+    ended by itself."""
     from trainer.core.batch_generation import BatchScheduler, GenerationRequest
     from trainer.core.loop import load_base
 
@@ -57,15 +60,37 @@ def generate_lengths(model_path: str, prompts: list[str], cap: int, seed: int) -
         for s, (name, system, temperature, top_p) in enumerate(default_sources()):
             messages = ([{"role": "system", "content": system}] if system else []) + [
                 {"role": "user", "content": prompt}]
-            request = GenerationRequest(messages, max_new_tokens=cap, temperature=temperature, top_p=top_p,
-                                        seed=seed * 100_000 + p * 10 + s)
-            requests.append((p, name, scheduler.submit(request)))
+            for penalty in penalties:
+                request = GenerationRequest(messages, max_new_tokens=cap, temperature=temperature, top_p=top_p,
+                                            repetition_penalty=penalty, seed=seed * 100_000 + p * 10 + s)
+                requests.append((p, name, penalty, scheduler.submit(request)))
     rows = []
-    for p, name, request in requests:
+    for done, (p, name, penalty, request) in enumerate(requests, 1):
+        if done % 8 == 0:
+            print(f"  {done} of {len(requests)} candidates written", flush=True)
         text = "".join(request.stream())
-        rows.append({"prompt": p, "source": name, "tokens": request.tokens, "ended": not request.cut,
-                     "words": len(text.split())})
+        rows.append({"prompt": p, "source": name, "penalty": penalty, "tokens": request.tokens, "ended": not request.cut,
+                     "words": len(text.split()), "text": text})
     scheduler.close()
+    return rows
+
+
+def kept_rows(model_path: str, prompts: list[str], cap: int, seed: int) -> list[dict]:
+    """The generation's rows, kept on disk (DATA_DIR/bench) so a rerun, or one stopped half-way through the
+    layout part, does not write the same candidates again."""
+    import hashlib
+    import os
+
+    key = hashlib.sha256(json.dumps([model_path, prompts, cap, seed]).encode()).hexdigest()[:16]
+    path = Path(os.environ.get("DATA_DIR", "data")) / "bench" / f"collection-{key}.json"
+    if path.is_file():
+        print(f"(candidates read from {path}: delete it to write them again)")
+        return json.loads(path.read_text())
+    rows = generate_lengths(model_path, prompts, cap, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows))
+    tmp.replace(path)
     return rows
 
 
@@ -94,7 +119,7 @@ def main(argv=None) -> list[Figure]:
     model = args.model or default_model()
     prompts = opening_prompts(args.prompts, args.seed)
     start = time.perf_counter()
-    rows = generate_lengths(model, prompts, max(caps), args.seed)
+    rows = kept_rows(model, prompts, max(caps), args.seed)
     took = time.perf_counter() - start
     half = len(prompts) // 2
     choice = [r for r in rows if r["prompt"] < half]
@@ -121,10 +146,11 @@ def main(argv=None) -> list[Figure]:
         Figure("collection", f"first-turn candidates cut at the chosen cap {chosen} (check split)", f"{share:.0%}",
                f"< {TARGET_CUT:.0%}", share < TARGET_CUT),
     ]
-    if args.layout:
+    if args.layout:  # the check split's first three turns, written again with the chosen cap, as people see them
         from bench.collection_layout import measure
 
-        figures += measure()
+        shown = generate_lengths(model, prompts[half:half + 3], chosen, args.seed + 1)
+        figures += measure([[r["text"] for r in shown if r["prompt"] == p] for p in range(3)])
     return figures
 
 

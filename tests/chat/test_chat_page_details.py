@@ -116,3 +116,17 @@ def test_the_compare_page_offers_its_form_once_a_version_is_active(owner_client,
     Activation.objects.create(run=run, activated_by=staff)
     page = owner_client.get(reverse("compare_home")).content.decode()
     assert f'action="{reverse("compare_start")}"' in page and 'id="compare-closed"' not in page
+
+
+def test_staff_see_a_rewrite_headed_as_the_participants_own_words_without_a_reply_number_or_rating(client, owner,
+                                                                                                  staff):
+    conversation = personal.conversation_create(user=owner)
+    personal.reply_quick_rate(reply=cut_reply(conversation, 0), score=20, rewrite="Short answer, please.")
+    rewrite = Reply.objects.get(source="rewrite")
+    client.force_login(staff)
+    page = client.get(reverse("collect_detail", args=[conversation.pk])).content.decode()
+    card = page[page.rindex('<div class="candidate', 0, page.index(f'id="reply-{rewrite.pk}"')):]
+    card = card[:card.index("Short answer, please.")]
+    heading = card[card.index('<h3'):card.index('</h3>')]
+    assert "Participant's rewrite" in heading and "Reply " not in heading
+    assert f"Rating: {rewrite.score}" not in page.split(f'id="reply-{rewrite.pk}"', 1)[1].split("</article>")[0]

@@ -105,6 +105,15 @@ def test_a_finished_reply_ends_cleanly_and_says_when_it_was_cut(engine):
     assert embeds.shape == (positions, 64)
 
 
+def test_a_repetition_penalty_travels_to_the_server_only_when_asked_for(engine):
+    for penalty in (1.0, 1.3):
+        FakeServer.script = [chunk("One", "stop"), b"data: [DONE]\n\n"]
+        request = engine.submit(GenerationRequest([{"role": "user", "content": "Hi"}], max_new_tokens=8,
+                                                  temperature=0.0, repetition_penalty=penalty))
+        assert "".join(request.stream(timeout=30)) == "One"
+        assert FakeServer.bodies[-1].get("repetition_penalty") == (None if penalty == 1.0 else 1.3)
+
+
 def test_a_prompt_longer_than_the_server_takes_says_which_setting_to_change(engine):
     FakeServer.script = []
     request = engine.submit(GenerationRequest([{"role": "user", "content": "word " * 200}], None,

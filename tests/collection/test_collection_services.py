@@ -155,14 +155,18 @@ def test_a_source_brings_its_system_prompt_and_sampling_to_the_worker(surveyed, 
     assert sampling["max_new_tokens"] == settings.COLLECTION_MAX_NEW_TOKENS
 
 
-def test_collection_candidates_get_the_collection_cap_and_chat_replies_the_chat_cap(surveyed, enqueued, settings):
+def test_collection_candidates_get_the_collection_cap_and_penalty_and_chat_replies_neither(surveyed, enqueued,
+                                                                                          settings):
     settings.COLLECTION_MAX_NEW_TOKENS, settings.CHAT_MAX_NEW_TOKENS = 300, 40
+    settings.COLLECTION_REPETITION_PENALTY = 1.2
     conversation = collection.prism_conversation_start(user=surveyed, kind="unguided", text="Hi")
     candidate = conversation.turns.get().replies.first()
-    assert reply_generation_settings(reply=candidate)[1]["max_new_tokens"] == 300
+    sampling = reply_generation_settings(reply=candidate)[1]
+    assert sampling["max_new_tokens"] == 300 and sampling["repetition_penalty"] == 1.2
     chat = Reply.objects.create(turn=services.conversation_create(user=surveyed).turns.create(index=0,
                                                                                             user_message="Hi"))
-    assert reply_generation_settings(reply=chat)[1]["max_new_tokens"] == 40
+    sampling = reply_generation_settings(reply=chat)[1]
+    assert sampling["max_new_tokens"] == 40 and "repetition_penalty" not in sampling
 
 
 def test_a_plain_chat_reply_keeps_the_default_sampling(owner, settings):

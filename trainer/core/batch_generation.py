@@ -36,6 +36,7 @@ class GenerationRequest:
     max_new_tokens: int = 256
     temperature: float = 0.7
     top_p: float = 0.9
+    repetition_penalty: float = 1.0  # > 1 makes tokens already in the prompt or reply less likely (vLLM's rule)
     seed: int | None = None
     max_prompt_length: int | None = None
     prompt_ids: list[int] | None = None  # the templated, cut prompt; encoded on submit, off the shared thread
@@ -109,6 +110,11 @@ def generate_batch(model, tokenizer, requests: list[GenerationRequest]) -> None:
 
     for r in requests:
         r.batch_size = N
+    penalised = [i for i, r in enumerate(requests) if r.repetition_penalty != 1.0]
+    seen = {i: torch.zeros(model.get_output_embeddings().weight.shape[0], dtype=torch.bool, device=device)
+            for i in penalised}  # (V,) per penalised row: the ids in its prompt and reply so far
+    for i in penalised:
+        seen[i][torch.tensor(items[i][0], dtype=torch.long, device=device)] = True
     try:
         with torch.inference_mode():
             attention = batch.attention_mask  # (N, L)
@@ -119,6 +125,9 @@ def generate_batch(model, tokenizer, requests: list[GenerationRequest]) -> None:
             while any(alive):
                 next_ids = torch.full((N,), pad_id, dtype=torch.long, device=device)  # (N,)
                 logits = out.logits[:, -1]  # (N, V)
+                for i in penalised:
+                    if alive[i]:
+                        penalise(logits[i], seen[i], requests[i].repetition_penalty)
                 # Greedy rows share one argmax and one device sync instead of one each.
                 greedy = logits.argmax(-1).tolist() if any(r.temperature <= 0 for r in requests) else None
                 for i, r in enumerate(requests):
@@ -133,6 +142,8 @@ def generate_batch(model, tokenizer, requests: list[GenerationRequest]) -> None:
                         end(i)
                         continue
                     next_ids[i] = token
+                    if i in seen:
+                        seen[i][token] = True
                     r.tokens += 1
                     steps[i] += 1
                     delta = detoks[i].push(token)
@@ -160,6 +171,13 @@ def generate_batch(model, tokenizer, requests: list[GenerationRequest]) -> None:
         for i, r in enumerate(requests):
             if not ended[i]:
                 r.deltas.put(END)
+
+
+def penalise(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> None:
+    """Repetition penalty in place on (V,) logits, as vLLM and transformers apply it: each token id already
+    seen has a positive logit divided by ``penalty`` and a negative one multiplied by it."""
+    picked = logits[seen]
+    logits[seen] = torch.where(picked > 0, picked / penalty, picked * penalty)
 
 
 class BatchScheduler:

@@ -124,6 +124,8 @@ class VLLMEngine:
                 "stream": True, "stream_options": {"include_usage": True}}
         if request.seed is not None and request.temperature > 0:
             body["seed"] = request.seed
+        if request.repetition_penalty != 1.0:  # with prompt embeddings vLLM sees only the reply's own ids
+            body["repetition_penalty"] = request.repetition_penalty
         return {**body, **self.extra}
 
     def _run(self, request: GenerationRequest) -> None:

@@ -124,6 +124,8 @@ def reply_generation_settings(*, reply: Reply) -> tuple[list[dict], dict]:
     collecting = reply.turn.conversation.kind in Conversation.PRISM_KINDS  # candidates people rate
     cap = settings.COLLECTION_MAX_NEW_TOKENS if collecting else settings.CHAT_MAX_NEW_TOKENS
     sampling: dict = {"max_new_tokens": cap, "temperature": settings.CHAT_TEMPERATURE, "top_p": settings.CHAT_TOP_P}
+    if collecting and settings.COLLECTION_REPETITION_PENALTY != 1.0:
+        sampling["repetition_penalty"] = settings.COLLECTION_REPETITION_PENALTY
     source = ReplySource.objects.filter(name=reply.source).first()
     if source is not None:
         if source.system_prompt:
