@@ -45,6 +45,14 @@ def check_redis() -> Check:
     return Check("Redis", True, f"{settings.REDIS_URL} (Redis {info.get('redis_version')})")
 
 
+def worker_command(queue: str) -> str:
+    """How to start a worker on ``queue``: the command run.sh runs, so a worker has the same name
+    (``train@<host>``) whoever started it."""
+    if queue == "train":
+        return "celery -A alignment_site worker -Q train -c 1 --pool solo -n train@%h"
+    return f"celery -A alignment_site worker -Q {queue} -c 8 --pool threads -n generate@%h"
+
+
 def workers_by_queue(timeout: float = 1.0) -> dict[str, list[str]]:
     """Worker names listening on each queue; empty lists when none answer."""
     found: dict[str, list[str]] = {q: [] for q in queue_names()}
@@ -52,17 +60,20 @@ def workers_by_queue(timeout: float = 1.0) -> dict[str, list[str]]:
     for worker, queues in replies.items():
         for queue in queues:
             found.setdefault(queue["name"], []).append(worker)
-    found["train"] += busy_training()  # a solo train worker busy with a run answers no ping
+    # A solo train worker busy with a run answers no ping, yet it is there (its run's heartbeat is fresh, or the
+    # reaper would have failed the run): listed under its own name, saying which run it trains.
+    busy = busy_training()
+    found["train"] = [w for w in found["train"] if w not in busy] + [
+        f"{worker} (busy with run {run_id})" for worker, run_id in busy.items()]
     return found
 
 
-def busy_training() -> list[str]:
-    """"<worker> (run <id>)" for each run being trained now: a solo train worker busy with a run answers
-    no ping, yet it is there (its run's heartbeat is fresh, or the reaper would have failed the run)."""
+def busy_training() -> dict[str, int]:
+    """The worker training each run being trained now (the name it recorded: its Celery name), and that run."""
     from trainer.models import TrainingRun
 
     running = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).values_list("worker", "pk")
-    return [f"{worker or 'a worker'} (busy with run {pk})" for worker, pk in running]
+    return {worker or f"a worker of run {pk}": pk for worker, pk in running}
 
 
 def check_workers(redis_ok: bool) -> list[Check]:
@@ -73,14 +84,9 @@ def check_workers(redis_ok: bool) -> list[Check]:
         found = workers_by_queue()
     except Exception as exc:
         return [Check("Workers", False, str(exc), "Check REDIS_URL.")]
-    commands = {
-        settings.GENERATE_QUEUE: f"celery -A alignment_site worker -Q {settings.GENERATE_QUEUE} -c 8 --pool threads "
-                                 "-n generate@%h",
-        "train": "celery -A alignment_site worker -Q train -c 1 -n train@%h",
-    }
     return [
         Check(f"Workers on `{q}`", bool(found.get(q)), ", ".join(found.get(q, [])) or "none listening",
-              "" if found.get(q) else f"Start one: `{commands[q]}` (run.sh starts both).")
+              "" if found.get(q) else f"Start one: `{worker_command(q)}` (run.sh starts both).")
         for q in queue_names()
     ]
 

@@ -96,8 +96,23 @@ class TrainingRun(models.Model):
         return (int(found.group(1)), int(found.group(2))) if found and int(found.group(2)) else None
 
     @property
-    def progress_percent(self) -> int:
-        return int(100 * self.step / self.total_steps) if self.total_steps else 0
+    def phase_progress_label(self) -> str:
+        """What the phase's own bar counts, for its label: "Micro-batches" while training (over the whole run,
+        before the first optimizer step ends too), else the phase's name ("Tokenising")."""
+        name = (self.phase or "").split(":", 1)[0].strip()
+        return "Micro-batches" if name == "training" else name.capitalize()
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        """How long it has been queued (before a worker takes it) or training; once ended, how long its last
+        attempt ran."""
+        from django.utils import timezone
+
+        if self.is_active:
+            return (timezone.now() - (self.started_at or self.created_at)).total_seconds()
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
 
     @property
     def eta_seconds(self) -> float | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 
 from django.conf import settings
@@ -32,20 +31,27 @@ def run_preview(*, data_filter: dict, config: dict, processes: int = 1) -> dict:
     """What a run would be: users, pairs, optimizer steps and a time estimate with its range."""
     from trainer import selectors
 
-    counts = selectors.pair_counts(data_filter)
-    users = len(counts)
-    pairs = sum(counts.values())
-    seen_share = 1.0 - data_filter.get("unseen_fraction", 0.1)
-    train_pairs = int(pairs * seen_share * (1.0 - data_filter.get("test_fraction", 0.2)))
+    plan = data_plan(selectors.pairs_by_conversation(data_filter), data_filter=data_filter, config=config)
     batch = max(1, int(config.get("batch_size", 32)))
-    steps = max(1, math.ceil(train_pairs * float(config.get("epochs", 1.0)) / batch)) if train_pairs else 0
-    if config.get("max_steps"):
-        steps = min(steps, int(config["max_steps"]))
     per_pair = 1 if config.get("user_model", "individual") == "none" else 2
-    held_out = pairs - train_pairs  # evaluated at the end
-    passes = steps * batch * per_pair + EVALUATION_SHARE * held_out * per_pair
+    held_out = plan["pairs"] - plan["train_pairs"]  # evaluated at the end
+    passes = plan["steps"] * batch * per_pair + EVALUATION_SHARE * held_out * per_pair
     timing = time_estimate(passes, processes=processes)
-    return {"users": users, "pairs": pairs, "train_pairs": train_pairs, "steps": steps, **timing}
+    return {**plan, **timing}
+
+
+def data_plan(keys: dict, *, data_filter: dict, config: dict) -> dict:
+    """People, pairs, training pairs and optimizer steps of a run, worked out as its worker will: the same
+    seeded split (``plan_split``) and the same step count (``TrainConfig.total_steps``), on pair counts per
+    conversation (``selectors.pairs_by_conversation``) instead of the pairs themselves."""
+    from trainer.core.config import TrainConfig
+    from trainer.core.data import plan_split, split_settings
+
+    train_config = TrainConfig.from_dict(config)
+    plan = plan_split(keys, **split_settings(data_filter, train_config.seed))
+    train_pairs = sum(keys[key] for key in plan.train)
+    return {"users": len({user for user, _ in keys}), "pairs": sum(keys.values()), "train_pairs": train_pairs,
+            "steps": train_config.total_steps(train_pairs) if train_pairs else 0}
 
 
 def time_estimate(passes: float, *, processes: int = 1) -> dict:
@@ -56,7 +62,7 @@ def time_estimate(passes: float, *, processes: int = 1) -> dict:
     from trainer import preflight, selectors
 
     rates = selectors.measured_rates(base_model=_base_model_name())
-    hosts = {w.worker.rsplit("@", 1)[-1] for w in preflight.train_workers()}
+    hosts = {selectors.worker_host(w.worker) for w in preflight.train_workers()}
     here = [r for r in rates if r["host"] in hosts] or rates
     same = [r for r in here if r["processes"] == processes] or here
     if not same:
@@ -98,7 +104,7 @@ def run_create(*, created_by, name: str, config: dict, data_filter: dict, with_b
     the worker). A run that will not fit in the memory of the train workers listening now, or asks for more
     processes than any of them runs, is refused (``RunDoesNotFit``).
     """
-    from trainer import preflight
+    from trainer import preflight, selectors
     from trainer.core.config import TrainConfig  # torch-free: the web may use it
 
     config = TrainConfig.from_dict(config).to_dict()  # every field stored, defaults filled in
@@ -113,11 +119,14 @@ def run_create(*, created_by, name: str, config: dict, data_filter: dict, with_b
     if not 1 <= repeats <= 10:
         raise ValueError("Repeat a run with 1 to 10 seeds.")
     queued = []
+    keys = selectors.pairs_by_conversation(data_filter)
     with transaction.atomic():
         first = None
         for i in range(repeats):
             seeded = {**config, "seed": config["seed"] + i}
             label = name if repeats == 1 else f"{name or 'run'} · seed {seeded['seed']}"
+            # Known now, so the run's page never says "step 0 of ?"; the worker sets it again from the data it finds.
+            launch["total_steps"] = data_plan(keys, data_filter=data_filter, config=seeded)["steps"]
             run = TrainingRun.objects.create(name=label, created_by=created_by, config=seeded,
                                              data_filter=data_filter, repeat_of=first, **launch)
             first = first or run
@@ -146,10 +155,14 @@ def baseline_skip_if_main_ended(*, run_id: int) -> bool:
     main = TrainingRun.objects.filter(baseline_id=run_id).only("pk", "status").first()
     if main is None or main.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
         return False
-    ended = "failed" if main.status == TrainingRun.Status.FAILED else "was cancelled"
-    return bool(TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
+    return _baseline_cancel(baseline_id=run_id, main_id=main.pk,
+                            ended="failed" if main.status == TrainingRun.Status.FAILED else "was cancelled")
+
+
+def _baseline_cancel(*, baseline_id: int, main_id: int, ended: str) -> bool:
+    return bool(TrainingRun.objects.filter(pk=baseline_id, status=TrainingRun.Status.QUEUED).update(
         status=TrainingRun.Status.CANCELLED, finished_at=timezone.now(),
-        error=f"Not started: the run it is the baseline of (run {main.pk}) {ended}. Resume that run, then this one."))
+        error=f"Not started: the run it is the baseline of (run {main_id}) {ended}. Resume that run, then this one."))
 
 
 def run_claim(*, run_id: int, worker: str) -> bool:
@@ -161,14 +174,19 @@ def run_claim(*, run_id: int, worker: str) -> bool:
     ))
 
 
-def run_cancel(*, run: TrainingRun) -> None:
-    """A queued run stops at once; a running one at its next optimizer step."""
+def run_cancel(*, run: TrainingRun) -> TrainingRun | None:
+    """A queued run stops at once; a running one at its next optimizer step. Its plain-DPO baseline, when it
+    has not started, is cancelled with it (it is trained only to compare with this run) and returned."""
     now = timezone.now()
-    if TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
-            status=TrainingRun.Status.CANCELLED, finished_at=now, error="Cancelled before it started."):
-        return
-    if not TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(cancel_requested=True):
-        raise RunStateError(f"{run} is {run.get_status_display().lower()}: there is nothing to cancel.")
+    with transaction.atomic():
+        if not TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+                status=TrainingRun.Status.CANCELLED, finished_at=now, error="Cancelled before it started."):
+            if not TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+                    cancel_requested=True):
+                raise RunStateError(f"{run} is {run.get_status_display().lower()}: there is nothing to cancel.")
+        if run.baseline_id and _baseline_cancel(baseline_id=run.baseline_id, main_id=run.pk, ended="was cancelled"):
+            return TrainingRun.objects.get(pk=run.baseline_id)
+    return None
 
 
 def run_resume(*, run: TrainingRun) -> None:

@@ -33,14 +33,14 @@ def prepare_version(run_id: int | None) -> str:
     return serving.prepare_version(run_id)
 
 
-@shared_task(name="trainer.train_run", acks_late=True)
-def train_run(run_id: int) -> str:
+@shared_task(name="trainer.train_run", acks_late=True, bind=True)
+def train_run(self, run_id: int) -> str:
     # acks_late: a worker killed mid-run leaves the message to be redelivered;
     # the claim on the run row makes that redelivery a no-op, and the heartbeat
     # reaper marks the run failed so a person can resume it.
     from trainer.worker import training
 
-    return training.execute(run_id)
+    return training.execute(run_id, worker=self.request.hostname or "")
 
 
 @shared_task(name="trainer.fast_fit", acks_late=True)
@@ -51,12 +51,12 @@ def fast_fit(fit_id: int) -> str:
     return refit.vectors_refit(fit_id)
 
 
-@shared_task(name="trainer.evaluate_version", acks_late=True)
-def evaluate_version(evaluation_id: int) -> str:
+@shared_task(name="trainer.evaluate_version", acks_late=True, bind=True)
+def evaluate_version(self, evaluation_id: int) -> str:
     # "Does it personalize?": the claim on the evaluation row makes a redelivery a no-op.
     from trainer.worker import personalization
 
-    return personalization.execute(evaluation_id)
+    return personalization.execute(evaluation_id, worker=self.request.hostname or "")
 
 
 @worker_ready.connect

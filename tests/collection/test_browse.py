@@ -24,7 +24,8 @@ def queries_for(client, url) -> tuple[int, str]:
 def test_only_staff_browse(client, owner):
     client.force_login(owner)
     for name in ("browse_conversations", "browse_pairs"):
-        assert client.get(reverse(name)).status_code == 302  # to the admin login
+        response = client.get(reverse(name))
+        assert response.status_code == 403 and "for the study's staff" in response.content.decode()
 
 
 def test_conversations_filter_page_and_cost_the_same_queries_at_any_size(client, staff):

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.django_db
 
 def test_a_method_has_one_name_on_the_form_the_list_and_the_run_page(client, staff):
     config = {"loss": "dpo", "user_model": "individual", "n_user_tokens": 10}
-    run = TrainingRun.objects.create(name="tea study", created_by=staff, config=config)
+    run = TrainingRun.objects.create(name="tea study", created_by=staff, config=config,
+                                     status=TrainingRun.Status.COMPLETED)
     plain = TrainingRun.objects.create(name="tea baseline", created_by=staff, config={**config, "user_model": "none"})
     client.force_login(staff)
     form = client.get(reverse("run_new")).content.decode()

@@ -140,7 +140,10 @@ def test_a_train_worker_busy_with_a_run_is_shown_as_busy_not_missing(client, sta
         services.run_cancel(run=run)
         wait_for(lambda: status_of(run) == TrainingRun.Status.CANCELLED, timeout=60)
     assert "No worker listens on the" not in queue_page
-    assert f"(busy with run {run.pk})" in queue_page and f"(busy with run {run.pk})" in status_page
+    # One name for the worker on both pages and on the run: the one Celery knows it by (its -n).
+    busy = f"train-busy@localhost (busy with run {run.pk})"
+    assert run.worker == "train-busy@localhost"
+    assert busy in queue_page and busy in status_page and "on train-busy@localhost" in queue_page
     assert "step 0/0" not in queue_page
 
 

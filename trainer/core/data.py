@@ -104,28 +104,61 @@ class Split:
                 "unseen_users": len(self.unseen_users)}
 
 
-def split_pairs(pairs: list[Pair], *, unseen_fraction: float = 0.1, test_fraction: float = 0.2,
-                seed: int = 0) -> Split:
+@dataclass
+class SplitPlan:
+    """Which (user, conversation) keys go where, in the order their pairs are listed in each part."""
+
+    seen_users: list
+    unseen_users: list
+    train: list[tuple]  # (user, conversation) keys of the seen users' training conversations
+    test_seen: list[tuple]  # held-out conversations of seen users
+    test_unseen: list[tuple]  # every conversation of the unseen users
+
+
+def split_settings(data_filter: dict, seed: int) -> dict:
+    """The keyword arguments of ``split_pairs`` and ``plan_split`` for a run's data filter and seed."""
+    return {"unseen_fraction": float(data_filter.get("unseen_fraction", 0.1)),
+            "test_fraction": float(data_filter.get("test_fraction", 0.2)), "seed": seed}
+
+
+def plan_split(keys, *, unseen_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0) -> SplitPlan:
     """Split by user first (seen / unseen), then each seen user's conversations into train / test.
 
-    A seen user keeps at least one conversation in train; a user with a single
-    conversation has no seen-test pairs. At least one user stays seen.
+    ``keys``: the (user, conversation) of every pair, or of every conversation with pairs, in the order the
+    pairs come; only that order and which keys share a user matter, so the start form plans with database ids
+    what the worker splits with exported ids. A seen user keeps at least one conversation in train; a user
+    with a single conversation has no seen-test pairs. At least one user stays seen.
     """
-    require_pairs(pairs, "")
     rng = random.Random(seed)
-    by_user: dict[str, dict[str, list[Pair]]] = {}
-    for p in pairs:  # keeps first-appearance order, so the split only depends on the data and the seed
-        by_user.setdefault(p.user_id, {}).setdefault(p.conversation_id, []).append(p)
+    by_user: dict = {}
+    for user, conversation in keys:  # first-appearance order: the split only depends on the data and the seed
+        by_user.setdefault(user, {}).setdefault(conversation, None)
     users = list(by_user)
     rng.shuffle(users)
-    n_unseen = min(int(round(unseen_fraction * len(users))), len(users) - 1)
+    n_unseen = max(0, min(int(round(unseen_fraction * len(users))), len(users) - 1))
     unseen, seen = users[:n_unseen], users[n_unseen:]
     train, test_seen = [], []
     for u in seen:
-        convs = list(by_user[u])
-        rng.shuffle(convs)
-        n_test = min(int(round(test_fraction * len(convs))), len(convs) - 1)
-        for i, c in enumerate(convs):
-            (test_seen if i < n_test else train).extend(by_user[u][c])
-    test_unseen = [p for u in unseen for c in by_user[u].values() for p in c]
-    return Split(train, test_seen, test_unseen, sorted(seen), sorted(unseen))
+        conversations = list(by_user[u])
+        rng.shuffle(conversations)
+        n_test = min(int(round(test_fraction * len(conversations))), len(conversations) - 1)
+        for i, c in enumerate(conversations):
+            (test_seen if i < n_test else train).append((u, c))
+    test_unseen = [(u, c) for u in unseen for c in by_user[u]]
+    return SplitPlan(seen, unseen, train, test_seen, test_unseen)
+
+
+def split_pairs(pairs: list[Pair], *, unseen_fraction: float = 0.1, test_fraction: float = 0.2,
+                seed: int = 0) -> Split:
+    """``plan_split`` applied to the pairs themselves."""
+    require_pairs(pairs, "")
+    by_key: dict[tuple, list[Pair]] = {}
+    for p in pairs:
+        by_key.setdefault((p.user_id, p.conversation_id), []).append(p)
+    plan = plan_split(by_key, unseen_fraction=unseen_fraction, test_fraction=test_fraction, seed=seed)
+
+    def gathered(keys):
+        return [p for key in keys for p in by_key[key]]
+
+    return Split(gathered(plan.train), gathered(plan.test_seen), gathered(plan.test_unseen),
+                 sorted(plan.seen_users), sorted(plan.unseen_users))

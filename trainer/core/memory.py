@@ -89,9 +89,17 @@ class MemoryEstimate:
     def peak(self) -> float:
         return self.base + self.weights + self.activations
 
+    def parts(self) -> dict[str, float]:
+        """The peak in bytes by what holds them, none negative, adding up to the peak. A negative BASE (the
+        memory-mapped weights are not all resident) is taken off the weights, not shown as a negative runtime."""
+        parts = {"weights": max(0.0, self.weights + min(0.0, self.base)), "activations": self.activations}
+        if self.base > 0:
+            parts["runtime"] = self.base
+        return parts
+
     def describe(self) -> str:
-        return (f"{self.peak / GIB:.1f} GiB (weights {self.weights / GIB:.1f}, activations "
-                f"{self.activations / GIB:.1f}, runtime {self.base / GIB:.1f})")
+        parts = ", ".join(f"{name} {value / GIB:.1f}" for name, value in self.parts().items())
+        return f"{max(0.0, self.peak) / GIB:.1f} GiB ({parts})"
 
 
 def features(shape: ModelShape, *, micro_batch_size: int, max_length: int, max_prompt_length: int,

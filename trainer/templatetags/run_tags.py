@@ -1,6 +1,18 @@
 from django import template
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 
 register = template.Library()
+
+
+@register.filter
+def code_spans(text) -> str:
+    """Text with `commands` in backticks (the status checks write them so) shown with those as <code>; the rest
+    escaped. Unpaired backticks stay as written."""
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:
+        return escape(text)
+    return mark_safe("".join(f"<code>{escape(part)}</code>" if i % 2 else escape(part) for i, part in enumerate(parts)))
 
 
 @register.filter

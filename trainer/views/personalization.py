@@ -4,7 +4,7 @@ report's exports. Staff only; a participant sees their own row in their side pan
 import json
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
+from alignment_site.access import staff_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -26,7 +26,7 @@ def personalization_context(run: TrainingRun, *, group_by: str = "group") -> dic
 
 
 @require_POST
-@staff_member_required
+@staff_required
 def run_evaluate(request, run_id: int):
     run = get_object_or_404(TrainingRun.objects.select_related("baseline"), pk=run_id)
     return _act(request, run.pk, lambda: services.evaluation_start(run=run, created_by=request.user),
@@ -34,7 +34,7 @@ def run_evaluate(request, run_id: int):
 
 
 @require_POST
-@staff_member_required
+@staff_required
 def evaluation_cancel(request, evaluation_id: int):
     evaluation = get_object_or_404(PersonalEvaluation, pk=evaluation_id)
     return _act(request, evaluation.run_id, lambda: services.evaluation_cancel(evaluation=evaluation),
@@ -51,7 +51,7 @@ def _act(request, run_id: int, action, success: str):
     return redirect("run_detail", run_id=run_id)
 
 
-@staff_member_required
+@staff_required
 def personalization_progress(request, run_id: int):
     """The evaluation's live line, polled while it is queued or running, or while the baseline it waits for
     trains; the page reloads when that changes (the evaluation starts or ends)."""
@@ -63,7 +63,7 @@ def personalization_progress(request, run_id: int):
     return response
 
 
-@staff_member_required
+@staff_required
 def run_report_export(request, run_id: int, fmt: str):
     if fmt not in ("json", "csv"):
         raise Http404("The report is exported as .json or .csv.")

@@ -1,13 +1,13 @@
 """The queue page: runs waiting and training, and the workers on each queue (busy ones included)."""
 
-from django.contrib.admin.views.decorators import staff_member_required
+from alignment_site.access import staff_required
 from django.shortcuts import render
 
 from trainer import health, services
 from trainer.models import TrainingRun
 
 
-@staff_member_required
+@staff_required
 def queue(request):
     services.runs_reap_stale()
     redis_check = health.check_redis()
@@ -18,4 +18,5 @@ def queue(request):
         "running": [r for r in runs if r.status == TrainingRun.Status.RUNNING],
         "queued": [r for r in runs if r.status == TrainingRun.Status.QUEUED],
         "train_worker_missing": redis_check.ok and not workers.get("train"),
+        "train_command": health.worker_command("train"),
     })

@@ -4,7 +4,7 @@ cancel, resume, activate and roll back a version."""
 import re
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
+from alignment_site.access import staff_required
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -16,7 +16,7 @@ from trainer.views.personalization import personalization_context
 from trainer.views.presenters import run_context
 
 
-@staff_member_required
+@staff_required
 def run_list(request):
     services.runs_reap_stale()
     runs = list(selectors.runs_page()[:200])
@@ -26,7 +26,7 @@ def run_list(request):
     })
 
 
-@staff_member_required
+@staff_required
 def run_new(request):
     preset = request.GET.get("preset") if request.GET.get("preset") in ("cpu", "paper") else None
     data = request.POST.copy() if request.method == "POST" else None
@@ -59,7 +59,7 @@ def run_new(request):
                                                     "preset": preset})
 
 
-@staff_member_required
+@staff_required
 def run_preview(request):
     form = RunForm(request.GET)
     preview = _preview(form) if form.is_valid() else None
@@ -82,7 +82,7 @@ def _fix_button(change: dict | None) -> dict | None:
     return {"label": preflight.describe_change(change), "value": value}
 
 
-@staff_member_required
+@staff_required
 def run_detail(request, run_id: int):
     services.runs_reap_stale()
     run = get_object_or_404(TrainingRun.objects.select_related("baseline", "created_by"), pk=run_id)
@@ -92,7 +92,7 @@ def run_detail(request, run_id: int):
     return render(request, "trainer/run_detail.html", context)
 
 
-@staff_member_required
+@staff_required
 def run_progress(request, run_id: int):
     """The live panel, polled while the run is queued or running."""
     services.runs_reap_stale()
@@ -103,7 +103,7 @@ def run_progress(request, run_id: int):
     return response
 
 
-@staff_member_required
+@staff_required
 def run_metrics(request, run_id: int):
     run = get_object_or_404(TrainingRun, pk=run_id)
     return JsonResponse({"status": run.status, "step": run.step, "total": run.total_steps,
@@ -111,19 +111,32 @@ def run_metrics(request, run_id: int):
 
 
 @require_POST
-@staff_member_required
+@staff_required
 def run_cancel(request, run_id: int):
-    return _act(request, run_id, services.run_cancel, "Cancel requested: the run stops at its next step.")
+    """Asks first (naming the baseline that goes with it), then cancels when the answer says ``confirm=yes``."""
+    run = get_object_or_404(TrainingRun.objects.select_related("baseline"), pk=run_id)
+    if request.POST.get("confirm") != "yes":
+        return render(request, "trainer/run_cancel.html", {"run": run,
+                                                           "baseline": selectors.baseline_cancelled_with(run)})
+    try:
+        baseline = services.run_cancel(run=run)
+    except services.RunStateError as exc:
+        messages.error(request, str(exc))
+    else:
+        also = f" Its plain-DPO baseline, {baseline}, is cancelled too." if baseline else ""
+        messages.success(request, ("Cancelled." if run.status == TrainingRun.Status.QUEUED else
+                                   "Cancel requested: the run stops after the current micro-batch.") + also)
+    return redirect("run_detail", run_id=run.pk)
 
 
 @require_POST
-@staff_member_required
+@staff_required
 def run_resume(request, run_id: int):
     return _act(request, run_id, services.run_resume, "Queued again: it continues from its last checkpoint.")
 
 
 @require_POST
-@staff_member_required
+@staff_required
 def run_activate(request, run_id: int):
     run = get_object_or_404(TrainingRun, pk=run_id)
     try:
@@ -138,7 +151,7 @@ def run_activate(request, run_id: int):
 
 
 @require_POST
-@staff_member_required
+@staff_required
 def run_delete(request, run_id: int):
     run = get_object_or_404(TrainingRun, pk=run_id)
     if request.POST.get("confirm") != "yes":
@@ -154,14 +167,14 @@ def run_delete(request, run_id: int):
 
 
 @require_POST
-@staff_member_required
+@staff_required
 def run_notes(request, run_id: int):
     return _act(request, run_id, lambda run: services.run_notes_save(run=run, notes=request.POST.get("notes", "")),
                 "Notes saved.", positional=True)
 
 
 @require_POST
-@staff_member_required
+@staff_required
 def version_rollback(request):
     try:
         activation = services.run_rollback(user=request.user)
@@ -183,7 +196,7 @@ def _act(request, run_id: int, action, success: str, positional: bool = False):
     return redirect("run_detail", run_id=run.pk)
 
 
-@staff_member_required
+@staff_required
 def run_compare(request):
     ids = [request.GET.get("a"), request.GET.get("b")]
     if not all(i and re.fullmatch(r"[0-9]{1,9}", i) for i in ids):  # not str.isdigit: it takes "²"

@@ -1,12 +1,12 @@
 """The status page: database, Redis, workers and base model, each with what to do when red."""
 
-from django.contrib.admin.views.decorators import staff_member_required
+from alignment_site.access import staff_required
 from django.shortcuts import render
 
 from trainer import health
 
 
-@staff_member_required
+@staff_required
 def status(request):
     checks = health.all_checks()
     return render(request, "status.html", {"checks": checks, "all_ok": all(c.ok for c in checks)})

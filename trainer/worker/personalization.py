@@ -10,9 +10,7 @@ Runs in the Celery worker (imports torch); the web process never imports this mo
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import time
 from dataclasses import dataclass, field
 
@@ -45,10 +43,10 @@ class Planned:
     replies: dict[str, str] = field(default_factory=dict)
 
 
-def execute(evaluation_id: int) -> str:
-    from trainer.worker.training import Heartbeat, _reason
+def execute(evaluation_id: int, worker: str = "") -> str:
+    from trainer.worker.training import Heartbeat, _reason, worker_name
 
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+    worker = worker_name(worker)
     services.evaluations_reap_stale()
     if not services.evaluation_claim(evaluation_id=evaluation_id, worker=worker):
         log.info("evaluation %s is not queued (already taken or finished): nothing to do", evaluation_id)

@@ -79,15 +79,19 @@ def run_split(run: TrainingRun, pairs: list):
     """The run's seen/unseen and train/held-out split of ``pairs``, as its training made it (seeded): the
     evaluation after it judges the same held-out conversations."""
     from trainer.core.config import TrainConfig
-    from trainer.core.data import split_pairs
+    from trainer.core.data import split_pairs, split_settings
 
-    return split_pairs(pairs, unseen_fraction=float(run.data_filter.get("unseen_fraction", 0.1)),
-                       test_fraction=float(run.data_filter.get("test_fraction", 0.2)),
-                       seed=TrainConfig.from_dict(run.config).seed)
+    return split_pairs(pairs, **split_settings(run.data_filter, TrainConfig.from_dict(run.config).seed))
 
 
-def execute(run_id: int) -> str:
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+def worker_name(celery_hostname: str = "") -> str:
+    """The name a run or an evaluation records for who took it: the Celery worker's own name (``train@host``),
+    the one the queue and status pages list; outside a worker (a command run here, a benchmark) host and pid."""
+    return celery_hostname or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def execute(run_id: int, worker: str = "") -> str:
+    worker = worker_name(worker)
     services.runs_reap_stale()
     if services.baseline_skip_if_main_ended(run_id=run_id):
         return TrainingRun.Status.CANCELLED
@@ -145,8 +149,9 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
         summary["resumed_from"] = resumed.name
     if run.processes > 1:
         summary["processes"] = run.processes
-    if main:
-        TrainingRun.objects.filter(pk=run.pk).update(data_summary=summary, phase="loading the model")
+    if main:  # the step count the loop will run (the same function), before the model takes a while to load
+        TrainingRun.objects.filter(pk=run.pk).update(data_summary=summary, phase="loading the model",
+                                                     total_steps=config.total_steps(len(split.train)))
 
     started = time.perf_counter()
     first_step: list[int] = []

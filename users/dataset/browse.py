@@ -6,10 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import CharField, Count, F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce, Concat, NullIf
 
 from users.collection.pairs import pair_rejected_replies
 from users.models import Conversation, Reply, Turn
+from users.prism.ids import WEB_PREFIX
 
 PER_PAGE = 50
 
@@ -48,10 +50,20 @@ class Filters:
         return urlencode({k: v for k, v in values.items() if v})
 
 
+def _person_id(conversation: str = ""):
+    """The person's id as the Dataset page, the exports and the training data name them (``exported_id`` in
+    SQL): their PRISM id if imported, else web-<username>."""
+    return Coalesce(NullIf(F(f"{conversation}user__profile__prism_user_id"), Value("")),
+                    Concat(Value(WEB_PREFIX), F(f"{conversation}user__username")), output_field=CharField())
+
+
 def _filtered(qs, filters: Filters, conversation: str = ""):
-    """``qs`` narrowed by the filters; ``conversation`` is the path from its rows to their conversation."""
-    if filters.person:
-        qs = qs.filter(**{f"{conversation}user__username__icontains": filters.person})
+    """``qs`` (annotated with ``person_id``) narrowed by the filters; ``conversation`` is the path from its rows
+    to their conversation."""
+    qs = qs.annotate(person_id=_person_id(conversation))
+    if filters.person:  # the id shown, or the username behind it
+        qs = qs.filter(Q(person_id__icontains=filters.person)
+                       | Q(**{f"{conversation}user__username__icontains": filters.person}))
     if filters.kind:
         qs = qs.filter(**{f"{conversation}kind": filters.kind})
     if filters.since:
