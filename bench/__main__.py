@@ -53,7 +53,7 @@ BENCHMARKS = {
                                  "about 50 min"),
     "personalize": Benchmark("bench.personalize", "does it personalize? P-DPO against plain DPO through the "
                              "dashboard's evaluation: win-rates per group with intervals, pooled over seeds",
-                             "about 25 min per seed"),
+                             "about 25 min per seed with 10 people (the default 20: not timed yet)"),
     "researcher_path": Benchmark("bench.researcher_path",
                                  "the README's command-line path: PRISM files to a trained, evaluated, fitted model",
                                  "about 25 min"),

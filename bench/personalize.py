@@ -1,10 +1,13 @@
 """Does it personalize? P-DPO against plain DPO on a simulated population, through the dashboard's own code.
 
-    python -m bench personalize [--dimension length | format+length] [--seeds 3] [--people 10] [--keep DIR]
+    python -m bench personalize [--dimension length | format+length | two+sides] [--seeds 3] [--people 20]
+                                [--side-weight W] [--keep DIR]
 
 A thin driver of the product's path, with no judging or generation of its own: a fresh SQLite database, a
 population rated by people with hidden rules (``population_synthesize``: 70 % / 30 % opposed on the
-dimension, or on two at once), runs created as the start form creates them (``run_create`` with the plain-DPO
+dimension, or on two at once; ``two+sides`` is format+length where every person also weighs register and
+tone by tastes of their own, half to all of ``--side-weight`` 0.5 against the contested dimensions' 1; 20
+people make groups of 14 and 6), runs created as the start form creates them (``run_create`` with the plain-DPO
 baseline and ``repeats`` seeds), each trained by the train worker's own function (``training.execute``, here in
 this process rather than on a Celery worker), then evaluated by the evaluation task's function
 (``personalization.execute``: the four replies to each person's held-out prompts, judged by their hidden rule,
@@ -31,12 +34,18 @@ SETTINGS = {"user_model": "individual", "loss": "dpo", "batch_size": 8, "micro_b
             "lr_user": 5e-2, "warmup_steps": 0, "lora_dropout": 0.0, "max_prompt_length": 128, "max_length": 256,
             "log_every": 5, "checkpoint_every": 0, "diagnostics_every": 0, "n_user_tokens": 10, "alpha": 0.5,
             "beta": 0.5}
+MAJORITY_SHARE = 0.7
 
 
-def main(argv=None) -> list[Figure]:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dimension", default="length", help="length, format+length, or any DIMENSIONS joined by +")
-    ap.add_argument("--people", type=int, default=10)
+    ap.add_argument("--dimension", default="length",
+                    help="length, format+length, two+sides (format+length with side tastes), or any DIMENSIONS "
+                         "joined by +")
+    ap.add_argument("--side-weight", type=float, default=None,
+                    help="each person's own weights on the other dimensions, relative to the contested ones' 1 "
+                         "(default: the population's own: 0.5 for two+sides, else 0)")
+    ap.add_argument("--people", type=int, default=20, help="split 70 %% / 30 %%: 20 people are 14 and 6")
     ap.add_argument("--conversations", type=int, default=12, help="per person, one rated turn each")
     ap.add_argument("--steps", type=int, default=36, help="optimizer steps of 8 pairs per run")
     ap.add_argument("--seeds", type=int, default=3, help="repeats of the run with seeds 0, 1, ...")
@@ -49,6 +58,22 @@ def main(argv=None) -> list[Figure]:
     ap.add_argument("--model", default=os.environ.get("BASE_MODEL", "bundled"), help="base model (default: bundled)")
     ap.add_argument("--keep", type=Path, help="use this folder and keep it (default: a temporary one)")
     args = ap.parse_args(argv)
+    from users.synthetic.personas import population_shape
+
+    try:
+        population_shape(args.dimension, args.side_weight)
+    except ValueError as exc:
+        ap.error(str(exc))
+    return args
+
+
+def population_options(args: argparse.Namespace) -> dict:
+    """What ``population_synthesize`` (and ``sample_population``) are given besides the size and the seed."""
+    return {"dimension": args.dimension, "side_weight": args.side_weight, "majority_share": MAJORITY_SHARE}
+
+
+def main(argv=None) -> list[Figure]:
+    args = parse_args(argv)
     root = args.keep or workdir("personalize-")
     root.mkdir(parents=True, exist_ok=True)
     setup_django(root, ARTIFACTS_DIR=str(root / "artifacts"), BASE_MODEL=args.model)
@@ -61,6 +86,7 @@ def main(argv=None) -> list[Figure]:
     from trainer.personalization import report
     from trainer.personalization import services as evaluation_services
     from trainer.worker import personalization, training
+    from users.synthetic.personas import population_shape
     from users.synthetic.population import population_synthesize
 
     # This process is the worker: nothing is put on a queue.
@@ -69,13 +95,15 @@ def main(argv=None) -> list[Figure]:
     print(describe_cpu(), flush=True)
     started = time.perf_counter()
     made = population_synthesize(population="bench", n_people=args.people, conversations_per_person=args.conversations,
-                                 turns_per_conversation=1, dimension=args.dimension, majority_share=0.7, seed=0)
+                                 turns_per_conversation=1, seed=0, **population_options(args))
+    contested, side_weight = population_shape(args.dimension, args.side_weight)
     staff = get_user_model().objects.create_user("bench-staff", is_staff=True)
     config = {**SETTINGS, "max_steps": args.steps, "seed": 0, "bf16": precision_for("auto") == "bf16"}
     data = {"min_pairs": 1, "min_margin": args.min_margin, "unseen_fraction": 0.0, "test_fraction": 0.25}
     first = services.run_create(created_by=staff, name=f"{args.dimension} P-DPO", config=config, data_filter=data,
                                 with_baseline=True, check_fit=False, repeats=args.seeds)
-    print(f"{made.people} people ({args.dimension}, 70 % / 30 %), {made.conversations} rated conversations; "
+    print(f"{made.people} people ({args.dimension}: {contested} contested, side weight {side_weight}, 70 % / 30 %), "
+          f"{made.conversations} rated conversations; "
           f"{args.seeds} seeds x (P-DPO + plain DPO), {args.steps} steps of {config['batch_size']} pairs each; "
           f"pairs with a score margin of {args.min_margin} or more; evaluated on {args.prompts_per_person} held-out "
           f"prompts per person, {args.tokens} new tokens", flush=True)

@@ -14,10 +14,13 @@ from django.core.management.base import CommandError
 from trainer.core.cli import locate_model
 
 
-def add_database_arguments(parser) -> None:
+def add_database_arguments(parser, *, margin: bool = True) -> None:
+    """The dashboard's data filters; ``margin=False`` where the command has its own ``--min-margin`` (train:
+    read off the data by default, applied to a file's pairs too)."""
     group = parser.add_argument_group("pairs from the database (when --pairs is not given)")
     group.add_argument("--min-pairs", type=int, default=1, help="only people with at least this many pairs")
-    group.add_argument("--min-margin", type=int, default=1, help="smallest score gap that makes a pair")
+    if margin:
+        group.add_argument("--min-margin", type=int, default=1, help="smallest score gap that makes a pair")
     group.add_argument("--since", type=datetime.date.fromisoformat, help="conversations from this date (YYYY-MM-DD)")
     group.add_argument("--until", type=datetime.date.fromisoformat, help="conversations up to this date")
 
@@ -30,7 +33,7 @@ def pairs_from(options: dict, *, people: list[str] | None = None) -> list:
 
     if options.get("pairs"):
         return read_pairs(options["pairs"])
-    data_filter = {"min_pairs": options.get("min_pairs", 1), "min_margin": options.get("min_margin", 1),
+    data_filter = {"min_pairs": options.get("min_pairs", 1), "min_margin": options.get("min_margin") or 1,
                    "since": options.get("since"), "until": options.get("until")}
     if people:
         users, unknown = people_named(people)

@@ -1,5 +1,6 @@
 """The start-a-run form: the data, the algorithm, the user model and the
-hyperparameters, with the paper's PRISM settings as defaults."""
+hyperparameters, with the paper's PRISM settings as defaults (the view starts it from settings read off the
+data, each with its reason beside the field: ``trainer.data_defaults``)."""
 
 from django import forms
 
@@ -69,6 +70,26 @@ class RunForm(forms.Form):
     checkpoint_every = forms.IntegerField(min_value=0, initial=20, label="Checkpoint every N steps (0 = never)")
     diagnostics_every = forms.IntegerField(min_value=0, initial=10,
                                            label="Gradient entanglement every N steps (0 = never)")
+    eval_max_new_tokens = forms.IntegerField(min_value=1, max_value=4096, initial=96,
+                                             label="Evaluation: new tokens per generated reply")
+
+    # The data filter a form starts with: what the settings read off the data are read from.
+    DATA_FILTER_FIELDS = ("min_pairs", "unseen_fraction", "test_fraction")
+
+    def __init__(self, *args, reasons: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.explain(reasons or {})
+
+    def explain(self, reasons: dict) -> None:
+        """Put each setting's reason (read off the data, as ``trainer.core.defaults`` words it) beside it."""
+        for name, (value, reason) in reasons.items():
+            if name in self.fields:
+                self.fields[name].help_text = f"{value:g} read off the data: {reason}."
+                self.fields[name].widget.attrs["aria-describedby"] = f"id_{name}-reason"
+
+    @classmethod
+    def initial_data_filter(cls) -> dict:
+        return {name: cls.base_fields[name].initial for name in cls.DATA_FILTER_FIELDS}
 
     def clean(self):
         data = super().clean()
@@ -98,7 +119,7 @@ class RunForm(forms.Form):
         config = {key: d[key] for key in (
             "beta", "lr_lora", "lr_user", "warmup_steps", "batch_size", "micro_batch_size", "epochs", "lora_r",
             "lora_alpha", "lora_dropout", "max_prompt_length", "max_length", "seed", "log_every",
-            "checkpoint_every", "diagnostics_every", "n_user_tokens", "n_clusters")}
+            "checkpoint_every", "diagnostics_every", "n_user_tokens", "n_clusters", "eval_max_new_tokens")}
         config["lr_mixture"] = d["lr_mixture"] or 0.0  # left empty: the user model's rate
         config["gradient_checkpointing"] = bool(d.get("gradient_checkpointing"))
         config["bf16"] = True if d.get("bf16") else None  # unticked: the device's default

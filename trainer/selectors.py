@@ -57,6 +57,24 @@ def pairs_by_conversation(data_filter: dict) -> dict[tuple[int, int], int]:
     return {key: n for key, n in keyed.items() if per_user[key[0]] >= minimum}
 
 
+def pair_margins(data_filter: dict) -> list[tuple]:
+    """(user id, conversation id, margin, chosen reply id) of every pair the data filter gives with a margin
+    filter of 1, in the order the worker gathers them (conversation by conversation, by id): what the start
+    form reads its margin filter, passes and token budget off (``trainer.data_defaults``). One query."""
+    rows = (_filtered_rejected({**data_filter, "min_margin": 1})
+            .values_list("turn__conversation__user", "turn__conversation", "turn__replies__score", "score",
+                         "turn__replies__id")
+            .order_by("turn__conversation", "turn__index", "position", "turn__replies__id"))
+    return [(user, conversation, chosen - rejected, chosen_id)
+            for user, conversation, chosen, rejected, chosen_id in rows]
+
+
+def reply_texts(ids: list[int]) -> dict[int, str]:
+    from users.models import Reply
+
+    return dict(Reply.objects.filter(pk__in=ids).values_list("pk", "content"))
+
+
 def measured_rates(*, base_model: str, limit: int = 8) -> list[dict]:
     """Training throughput of the newest completed runs on this base model, newest first: pair passes per
     second (P-DPO passes each pair twice, with the person's and the generic vectors), the machine that trained

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from alignment_site import dispatch
 from trainer.models import Activation, RunLog, TrainingRun, run_folder
+from trainer.personalization.report import served_worse_note
 
 TRAIN_TASK = "trainer.train_run"
 PREPARE_TASK = "trainer.prepare_version"
@@ -205,11 +206,14 @@ class NeedsConfirmation(RunStateError):
 
 def run_activate(*, run: TrainingRun, user, confirmed: bool = False) -> Activation:
     """Make a completed run the one chat uses. The previous activation stays as the rollback point. A version
-    whose held-out accuracy is no better than chance needs ``confirmed``."""
+    whose held-out accuracy is no better than chance, or whose personalization report finds a group served
+    worse than by plain DPO, needs ``confirmed``; the question names every reason, one paragraph each."""
     if run.status != TrainingRun.Status.COMPLETED or not run.artifacts:
         raise RunStateError(f"{run} has not completed, so it has no model to serve.")
-    if run.chance_note and not confirmed:
-        raise NeedsConfirmation(f"{run.chance_note} Activate it anyway?")
+    if not confirmed:
+        reasons = [note for note in (run.chance_note, served_worse_note(run)) if note]
+        if reasons:
+            raise NeedsConfirmation("\n\n".join(reasons + ["Activate it anyway?"]))
     return _activate(run, user)
 
 

@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from users.collection.pairs import preference_pairs
 from users.models import Conversation, Reply, SyntheticPersona
@@ -62,6 +62,20 @@ def test_the_command_prints_what_it_made(db, capsys):
     call_command("synthesize_population", "--people", "2", "--conversations", "1", "--population", "cmd")
     assert "2 people, 2 conversations, 12 rated replies" in capsys.readouterr().out
     assert Reply.objects.filter(source__startswith="style-").count() == 12
+
+
+def test_the_command_makes_the_population_with_side_tastes_and_its_ratings_include_them(db, capsys):
+    call_command("synthesize_population", "--people", "20", "--conversations", "1", "--turns", "1",
+                 "--dimension", "two+sides", "--noise", "0", "--population", "sides")
+    assert "20 people, 20 conversations, 80 rated replies" in capsys.readouterr().out
+    groups = list(SyntheticPersona.objects.values_list("group", flat=True))
+    assert groups.count("format:lists+length:detailed") == 14 and groups.count("format:prose+length:concise") == 6
+    personas = {p.user_id: p for p in personas_from_db("sides")}  # the hidden rule the evaluation judges by
+    assert all(0.25 <= abs(p.prefs[d]) <= 0.5 for p in personas.values() for d in ("register", "tone"))
+    for r in Reply.objects.select_related("turn__conversation__user"):  # every rating is that rule, side tastes too
+        assert r.score == synthetic.score(personas["web-" + r.turn.conversation.user.username], r.content)
+    with pytest.raises(CommandError, match="from 0 to 1"):
+        call_command("synthesize_population", "--people", "2", "--side-weight", "2", "--population", "heavy")
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="the shared PRISM files are not on this machine")

@@ -116,7 +116,7 @@ def test_the_report_is_staff_only_exports_json_and_csv_and_a_participant_sees_on
     exports = [reverse("run_report_export", args=[trained.pk, fmt]) for fmt in ("json", "csv")]
     client.force_login(owner)
     for url in (page_url, *exports):
-        assert client.get(url).status_code == 302  # to the admin login
+        assert client.get(url).status_code == 403  # the staff-only page
     panel = client.get(reverse("personal_panel")).content.decode()
     assert 'id="my-evaluation"' in panel and "web-sim" not in panel
     assert "1 comparison waits for your ratings" in panel

@@ -13,6 +13,7 @@ definitions live here once; the management commands add the database to them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ from trainer.core.commands import (
     train_command,
 )
 from trainer.core.config import plain_dpo
-from trainer.core.presets import PRESETS, UsageError, build_config, preset_name, settings_help
+from trainer.core.presets import PRESETS, UsageError, build_config, parse_sets, preset_name, settings_help
 
 
 def _model_help(default: str | None) -> str:
@@ -47,7 +48,12 @@ def add_train_arguments(parser, *, model_default: str | None = None, pairs_requi
     parser.add_argument("--preset", choices=["auto", *PRESETS], default="auto",
                         help="starting settings: cpu (sized for a CPU: batch 8, micro-batch 2, 512 tokens, "
                              "learning rates 1e-3 / 5e-2), paper (the paper's GPU settings); auto: cpu without "
-                             "a GPU, paper with one")
+                             "a GPU, paper with one, then the margin filter, epochs, learning rates, user model "
+                             "and evaluation budget read off the training pairs (printed with their reasons; "
+                             "--set, --steps or --min-margin fixes one)")
+    parser.add_argument("--min-margin", type=int, default=None,
+                        help="drop pairs whose two scores differ by less (default with --preset auto: read off the "
+                             "training pairs' margins; otherwise 1, every pair)")
     parser.add_argument("--plain", action="store_true",
                         help="plain DPO (no user model): the baseline to compare a P-DPO run with")
     parser.add_argument("--steps", type=int, help="optimizer steps to train (instead of --set epochs=...)")
@@ -116,12 +122,40 @@ def locate_model(name: str | None, *, data: Path | None = None, say=print) -> st
 
 
 def train_from(options: dict, pairs, *, model_path: str, say=print) -> Path | None:
+    from trainer.core.data import split_settings
+    from trainer.core.defaults import choose_for_pairs, with_margin
+
     set_threads(options.get("threads"))
     config = build_config(preset=options["preset"], sets=options["set"], steps=options.get("steps"))
     if options.get("plain"):
         config = plain_dpo(config)
+    # --min-pairs is a database filter (manage.py train): applied again after the margin filter, as the worker does.
+    min_pairs = 1 if options.get("pairs") else int(options.get("min_pairs") or 1)
+    margin, reasons = options.get("min_margin"), {}
+    if options["preset"] == "auto":  # the start form's rules, on the pairs given
+        given = parse_sets(options["set"]) | ({"max_steps": config.max_steps} if options.get("steps") else {})
+        if margin is not None:
+            given["min_margin"] = margin
+        split = split_settings({"unseen_fraction": options["unseen_fraction"],
+                                "test_fraction": options["test_fraction"]}, config.seed)
+        chosen = choose_for_pairs(pairs, split=split, batch_size=config.batch_size, model_path=model_path,
+                                  min_pairs=min_pairs, given=given, personalized=config.personalized)
+        margin = chosen.values.get("min_margin", margin)
+        config = dataclasses.replace(config, **{k: v for k, v in chosen.values.items() if k != "min_margin"})
+        reasons = chosen.reasons
+        if reasons:
+            say(f"Read off the {chosen.train_pairs} training pairs of {chosen.people} people (--set, --steps or "
+                f"--min-margin fixes one):")
+            for line in chosen.lines():
+                say(line)
+    margin = margin or 1
+    kept = with_margin(pairs, margin, min_pairs)
+    if len(kept) < len(pairs):
+        say(f"{len(pairs) - len(kept)} of {len(pairs)} pairs left out by the margin filter ({margin})")
+    pairs = kept
     record = {"preset": preset_name(options["preset"], config), "threads": options.get("threads"),
-              "model": options["model"], "model_path": model_path, "plain": bool(options.get("plain"))}
+              "model": options["model"], "model_path": model_path, "plain": bool(options.get("plain")),
+              "min_margin": margin, "read_off_data": reasons}
     return train_command(config, model_path, pairs, options["out"], unseen_fraction=options["unseen_fraction"],
                          test_fraction=options["test_fraction"], resume=options["resume"], fresh=options["fresh"],
                          settings_record=record, say=say)

@@ -55,6 +55,8 @@ class TrainConfig:
     checkpoint_every: int = 0  # optimizer steps between checkpoints; 0 = none
     diagnostics_every: int = 0  # optimizer steps between gradient-entanglement reports; 0 = none
     diagnostics_pairs: int = 4  # pairs used for each gradient-entanglement report
+    # --- evaluation ---
+    eval_max_new_tokens: int = 96  # new tokens per reply the run's evaluation generates (read off the chosen replies)
 
     def __post_init__(self):
         if self.user_model not in USER_MODELS:
@@ -67,6 +69,8 @@ class TrainConfig:
             raise ValueError("max_prompt_length must be smaller than max_length")
         if self.max_steps < 0:
             raise ValueError("max_steps must be 0 (from epochs) or a positive number of steps")
+        if self.eval_max_new_tokens < 1:
+            raise ValueError("eval_max_new_tokens must be a positive number of tokens")
 
     def total_steps(self, n_pairs: int) -> int:
         """Optimizer steps of a run on ``n_pairs`` training pairs."""

@@ -33,7 +33,7 @@ from pathlib import Path
 FLOAT = 4  # bytes of an fp32 number
 GIB = 1024 ** 3
 
-# Fitted by `python -m bench memory --fit` on SmolLM2-135M, fp32, 2-core CPU (session 7). BASE is what is
+# Fitted by `python -m bench memory --fit` on SmolLM2-135M, fp32, 2-core CPU. BASE is what is
 # resident when training starts beyond the weights' nominal size: negative here, as the weights are read from
 # memory-mapped safetensors and not every page is resident. ATTENTION came out 0: torch's CPU attention does
 # not keep the (length x length) scores. CHECKPOINTED is the per-token factor with gradient checkpointing,

@@ -90,11 +90,13 @@ def personalization_report(run: TrainingRun, *, group_by: str = "group") -> dict
     seeds = [{"seed": seed, "run": next(r.pk for r in runs if r.config.get("seed", 0) == seed),
               "groups": {g: {o: _rate_n(values[o]) for o in OPPONENTS} for g, values in sorted(per.items())}}
              for seed, per in sorted(by_seed.items())]
+    worse = served_worse(groups)
     return {
         "run": run.pk, "runs": [r.pk for r in runs], "evaluations": sorted(e.pk for e in evaluations.values()),
         "group_by": group_by, "judged": sum(1 for i in items if i["outcomes"] is not None), "pending": pending,
         "opponents": OPPONENTS, "groups": groups, "people": people, "seeds": seeds,
         "accuracy": _accuracy(runs, group_by), "verdicts": [_verdict(g) for g in groups],
+        "served_worse": worse, "served_worse_text": served_worse_text(worse),
         "baseline_missing": any(e.baseline_id is None for e in evaluations.values()),
     }
 
@@ -162,6 +164,46 @@ def _verdict(group: dict) -> str:
     if rate["high"] < 0.5:
         return f"serves {who} worse than {OPPONENTS[opponent]}: {figure}"
     return f"no clear difference from {OPPONENTS[opponent]} for {who}: {figure}"
+
+
+def served_worse(groups: list[dict]) -> list[dict]:
+    """The groups a version serves worse than plain DPO trained on the same pairs would.
+
+    A group is served worse when its own vectors' replies win against plain DPO's below half the time
+    (``rate < 0.5``, ties counting half) and the whole 95 % interval lies below one half (``high < 0.5``): a
+    loss the sampling of its people and prompts does not explain. A group with no plain-DPO comparison
+    (``n == 0``) is not judged: the generic vectors are no stand-in, as a majority's own vectors are not
+    expected to beat them.
+
+    ``groups`` are the report's rows: {"name", "people", "share", "vs": {"baseline": a win-rate dict}, ...}.
+    Returns, in their order, {"name", "people", "share", "rate", "low", "high", "n"} of each group served worse.
+    """
+    found = []
+    for group in groups:
+        rate = group["vs"].get("baseline") or {}
+        if rate.get("n") and rate["rate"] < 0.5 and rate["high"] < 0.5:
+            found.append({"name": group["name"], "people": group["people"], "share": group["share"],
+                          **{key: rate[key] for key in ("rate", "low", "high", "n")}})
+    return found
+
+
+def served_worse_text(groups: list[dict]) -> str:
+    """The warning staff read on the run page and before activating: which groups plain DPO serves better."""
+    if not groups:
+        return ""
+    named = "; ".join(f"the {g['share']:.0%} {g['name']} group ({g['people']} "
+                      f"{'person' if g['people'] == 1 else 'people'}): {g['rate']:.0%} "
+                      f"[{g['low'] * 100:.0f}, {g['high'] * 100:.0f}], n={g['n']}" for g in groups)
+    return (f"Served worse than by plain DPO: {named}. Their own vectors' replies won against plain DPO's in "
+            "fewer than half of their prompts, and the 95 % interval stays below half, so these people would "
+            "be better off with the plain-DPO version.")
+
+
+def served_worse_note(run: TrainingRun) -> str:
+    """The served-worse warning of ``run``'s report (pooled over its seeds, by hidden group), or "" when no
+    group is served worse or nothing was judged: what activation asks about."""
+    found = personalization_report(run)
+    return served_worse_text(found["served_worse"]) if found else ""
 
 
 def person_row(*, run: TrainingRun, person: str) -> dict | None:

@@ -9,7 +9,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from trainer import preflight, selectors, services
+from trainer import data_defaults, preflight, selectors, services
 from trainer.forms import RunForm
 from trainer.models import TrainingRun
 from trainer.views.personalization import personalization_context
@@ -37,9 +37,14 @@ def run_new(request):
             data[key] = value
     initial = preflight.form_defaults(preset)
     clone = request.GET.get("clone", "")
-    if data is None and re.fullmatch(r"[0-9]{1,9}", clone):  # "start a new run with these settings"
+    cloned = data is None and re.fullmatch(r"[0-9]{1,9}", clone)
+    read_off_data = not (preset or cloned)  # without a named preset, settings read off the data, with reasons
+    chosen = data_defaults.form_choices(initial, RunForm.initial_data_filter()) if read_off_data else None
+    if cloned:  # "start a new run with these settings"
         initial = RunForm.initial_from(get_object_or_404(TrainingRun, pk=int(clone)))
-    form = RunForm(data, initial=initial)
+    elif chosen is not None and data is None:
+        initial = {**initial, **chosen.values}
+    form = RunForm(data, initial=initial, reasons=chosen.explained() if chosen else None)
     if data is not None and not request.POST.get("apply") and form.is_valid():
         try:
             config = form.validated_config()

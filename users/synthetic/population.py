@@ -25,7 +25,7 @@ from users.models import Conversation, SyntheticPersona
 from users.prism import wording
 from users.prism.ids import exported_user_id
 from users.survey.services import survey_save
-from users.synthetic.personas import sample_population
+from users.synthetic.personas import population_shape, sample_population
 from users.synthetic.prompts import PRISM_PROMPTS, load_prompts
 from users.synthetic.replies import contrasting_styles, generate_reply
 from users.synthetic.rule import DIMENSIONS, Persona, score, style_instruction
@@ -69,10 +69,16 @@ def model_writer(max_new_tokens: int = 160) -> Callable:
 
 def population_synthesize(*, population: str, n_people: int, conversations_per_person: int = 3,
                           turns_per_conversation: int = 2, dimension: str = "length", majority_share: float = 0.7,
-                          side_weight: float = 0.0, noise: float = 3.0, seed: int = 0,
+                          side_weight: float | None = None, noise: float = 3.0, seed: int = 0,
                           writer: Callable = template_writer, prompts: list[str] | None = None,
                           replace: bool = False) -> PopulationReport:
-    """Create ``n_people`` simulated participants and their rated conversations."""
+    """Create ``n_people`` simulated participants and their rated conversations.
+
+    ``dimension`` and ``side_weight`` as in ``personas.sample_population`` (a named population such as
+    "two+sides" brings its own side weight); the candidates contrast the contested dimensions, the other
+    dimensions vary at random, so each person's side tastes show in their ratings.
+    """
+    dimension, side_weight = population_shape(dimension, side_weight)
     User = get_user_model()
     existing = User.objects.filter(synthetic__population=population)
     if existing.exists():

@@ -154,20 +154,23 @@ def prism_files_make(*, folder: Path, people: int = PRISM_SIZE["people"],
 
 def rated_prism_files_make(*, folder: Path, people: int = 10, conversations_per_person: int = 8,
                            turns: int = 1, dimension: str = "format", majority_share: float = 0.7,
-                           side_weight: float = 0.0, noise: float = 3.0, seed: int = 0) -> dict[str, Path]:
+                           side_weight: float | None = None, noise: float = 3.0,
+                           seed: int = 0) -> dict[str, Path]:
     """PRISM-format files whose scores come from simulated people with a hidden style preference.
 
-    Two opposing groups on ``dimension`` (see ``personas.sample_population``); every
+    Two opposing groups on ``dimension``, each person with side tastes of ``side_weight`` (see
+    ``personas.sample_population``; a named population such as "two+sides" brings its own); every
     turn's candidates are short template replies in contrasting styles, rated 1-100 by the
     person's rule. Besides survey/conversations/utterances.jsonl, ``hidden_groups.jsonl``
     says which group each person is in ({"user_id", "group"} per line): the ground
     truth a real dataset does not have, for reporting results per group.
     """
-    from users.synthetic.personas import sample_population
+    from users.synthetic.personas import population_shape, sample_population
     from users.synthetic.prompts import PRISM_PROMPTS, load_prompts
     from users.synthetic.replies import contrasting_styles, generate_reply
     from users.synthetic.rule import score
 
+    dimension, side_weight = population_shape(dimension, side_weight)
     rng = random.Random(seed)
     prompts = load_prompts(PRISM_PROMPTS)
     personas = sample_population(people, dimension=dimension, majority_share=majority_share,

@@ -11,7 +11,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         add_train_arguments(parser, model_default=settings.BASE_MODEL, pairs_required=False)
-        add_database_arguments(parser)
+        add_database_arguments(parser, margin=False)
 
     def handle(self, *args, **options):
         with plain_errors():

@@ -2,6 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
+from users.synthetic.personas import POPULATIONS
 from users.synthetic.prism_files import PRISM_SIZE, prism_files_make, rated_prism_files_make
 from users.synthetic.rule import DIMENSIONS
 
@@ -19,14 +20,17 @@ class Command(BaseCommand):
                                 help=f"default {default:,} (with --dimension: 10 people)")
         parser.add_argument("--seed", type=int, default=0)
         rated = parser.add_argument_group("rated by simulated people (with --dimension)")
-        rated.add_argument("--dimension", choices=sorted(DIMENSIONS),
+        rated.add_argument("--dimension", choices=sorted(DIMENSIONS) + sorted(POPULATIONS),
                            help="the style the two groups disagree on (format: prose or lists; length: concise or "
-                                "detailed; register: plain or expert; tone: matter-of-fact or warm)")
+                                "detailed; register: plain or expert; tone: matter-of-fact or warm), or a named "
+                                "population (two+sides: format and length at once, with side tastes)")
         rated.add_argument("--conversations-per-person", type=int, default=8)
         rated.add_argument("--turns", type=int, default=1, help="per conversation: 4 candidates, then 2 per turn")
         rated.add_argument("--majority-share", type=float, default=0.7)
-        rated.add_argument("--side-weight", type=float, default=0.0,
-                           help="random weight of the other dimensions (0: only the contested one matters)")
+        rated.add_argument("--side-weight", type=float, default=None,
+                           help="each person's own random weights on the other dimensions, relative to the "
+                                "contested one's 1; 0: only the contested one matters (default: the population's "
+                                "own, else 0)")
         rated.add_argument("--noise", type=float, default=3.0, help="std of the rating noise")
 
     def handle(self, *args, folder, people, conversations, replies, seed, dimension, **o):

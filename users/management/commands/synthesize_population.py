@@ -3,13 +3,15 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from users.synthetic import population as sp
+from users.synthetic.personas import POPULATIONS, population_shape
 from users.synthetic.rule import DIMENSIONS
 
 
 class Command(BaseCommand):
-    help = ("Create simulated participants with hidden style preferences (opposing groups on one dimension) "
-            "who rate candidate replies through the same services as the web pages. Seeded: the same "
-            "arguments give the same data.")
+    help = ("Create simulated participants with hidden style preferences (opposing groups on one dimension or "
+            "two, each person with small tastes of their own on the others when --side-weight is above 0) who "
+            "rate candidate replies through the same services as the web pages. Seeded: the same arguments give "
+            "the same data.")
 
     def add_arguments(self, parser):
         parser.add_argument("--people", type=int, default=50)
@@ -18,10 +20,14 @@ class Command(BaseCommand):
         parser.add_argument("--turns", type=int, default=2, help="per conversation (4 candidates, then 2 per turn)")
         parser.add_argument("--dimension", type=contested, default="length",
                             help=f"the style dimension the two groups disagree on ({', '.join(sorted(DIMENSIONS))}), "
-                                 "or several at once joined by + (format+length)")
+                                 "several at once joined by + (format+length), or a named population: "
+                                 + "; ".join(f"{name} ({shape[0]} with side weight {shape[1]})"
+                                             for name, shape in POPULATIONS.items()))
         parser.add_argument("--majority-share", type=float, default=0.7)
-        parser.add_argument("--side-weight", type=float, default=0.0,
-                            help="random weight of the other dimensions (0: only the contested one matters)")
+        parser.add_argument("--side-weight", type=float, default=None,
+                            help="each person's own random weights on the other dimensions, relative to the "
+                                 "contested ones' 1 (each between half of it and all of it, random sign); 0: only "
+                                 "the contested ones matter (default: the population's own, else 0)")
         parser.add_argument("--noise", type=float, default=3.0, help="std of the rating noise")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--mode", choices=["template", "model"], default="template",
@@ -46,11 +52,11 @@ class Command(BaseCommand):
 
 
 def contested(value: str) -> str:
-    """A dimension, or several joined by "+", each one of DIMENSIONS."""
+    """A dimension, or several joined by "+", each one of DIMENSIONS; or a population named in POPULATIONS."""
     import argparse
 
-    unknown = [name for name in value.split("+") if name not in DIMENSIONS]
-    if unknown or len(set(value.split("+"))) != len(value.split("+")):
-        raise argparse.ArgumentTypeError(f"{value!r}: name dimensions from {', '.join(sorted(DIMENSIONS))}, "
-                                         "each once, joined by +")
+    try:
+        population_shape(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return value
