@@ -75,18 +75,18 @@ def generate_lengths(model_path: str, prompts: list[str], cap: int, seed: int,
     return rows
 
 
-def kept_rows(model_path: str, prompts: list[str], cap: int, seed: int) -> list[dict]:
+def kept_rows(model_path: str, prompts: list[str], cap: int, seed: int, penalties: tuple[float, ...]) -> list[dict]:
     """The generation's rows, kept on disk (DATA_DIR/bench) so a rerun, or one stopped half-way through the
     layout part, does not write the same candidates again."""
     import hashlib
     import os
 
-    key = hashlib.sha256(json.dumps([model_path, prompts, cap, seed]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([model_path, prompts, cap, seed, penalties]).encode()).hexdigest()[:16]
     path = Path(os.environ.get("DATA_DIR", "data")) / "bench" / f"collection-{key}.json"
     if path.is_file():
         print(f"(candidates read from {path}: delete it to write them again)")
         return json.loads(path.read_text())
-    rows = generate_lengths(model_path, prompts, cap, seed)
+    rows = generate_lengths(model_path, prompts, cap, seed, penalties)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(rows))
@@ -99,12 +99,16 @@ def cut_share(rows: list[dict], cap: int) -> float:
     return sum(1 for r in rows if not r["ended"] or r["tokens"] >= cap) / len(rows)
 
 
-def choose_cap(rows: list[dict], caps: list[int], target: float = TARGET_CUT) -> int:
-    """The smallest cap whose cut share is under ``target``; the largest when none is."""
-    for cap in sorted(caps):
-        if cut_share(rows, cap) < target:
-            return cap
-    return max(caps)
+def choose(rows: list[dict], caps: list[int], penalties: list[float], target: float = TARGET_CUT) -> tuple[float, int]:
+    """(penalty, cap) for collection: the smallest cap, then the smallest penalty, that cuts under ``target``;
+    when none does, the pair that cuts least (smaller cap, then smaller penalty, on a tie)."""
+    options = [(cut_share([r for r in rows if r["penalty"] == penalty], cap), cap, penalty)
+               for penalty in penalties for cap in caps]
+    under = sorted((cap, penalty) for share, cap, penalty in options if share < target)
+    if under:
+        return under[0][1], under[0][0]
+    _, cap, penalty = min(options)
+    return penalty, cap
 
 
 def main(argv=None) -> list[Figure]:
@@ -112,44 +116,54 @@ def main(argv=None) -> list[Figure]:
     parser.add_argument("--model", default=None, help="a transformers folder (default: the bundled model)")
     parser.add_argument("--prompts", type=int, default=24, help="opening prompts, half to choose, half to check")
     parser.add_argument("--caps", default="256,384,512,768")
+    parser.add_argument("--penalties", default="1.0,1.2", help="repetition penalties compared side by side")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layout", action="store_true", help="also measure the page layout in chromium")
     args = parser.parse_args(argv)
     caps = sorted(int(c) for c in args.caps.split(","))
+    penalties = sorted(float(p) for p in args.penalties.split(","))
     model = args.model or default_model()
     prompts = opening_prompts(args.prompts, args.seed)
     start = time.perf_counter()
-    rows = kept_rows(model, prompts, max(caps), args.seed)
+    rows = kept_rows(model, prompts, max(caps), args.seed, tuple(penalties))
     took = time.perf_counter() - start
     half = len(prompts) // 2
     choice = [r for r in rows if r["prompt"] < half]
     check = [r for r in rows if r["prompt"] >= half]
     print(f"{len(rows)} first-turn candidates ({len(prompts)} PRISM opening prompts x {len(default_sources())} "
-          f"sources), generated once with a cap of {max(caps)} tokens in {took:.0f} s")
-    print("\n| cap (tokens) | cut, choice split | cut, check split | cut, all |")
-    print("|---|---|---|---|")
-    for cap in caps:
-        print(f"| {cap} | {cut_share(choice, cap):.0%} | {cut_share(check, cap):.0%} | {cut_share(rows, cap):.0%} |")
-    print("\n| source | median tokens | longest | ended by itself at the largest cap |")
-    print("|---|---|---|---|")
+          f"sources x {len(penalties)} repetition penalties), each written once with a cap of {max(caps)} tokens, "
+          f"in {took:.0f} s")
+    print("\n| repetition penalty | cap (tokens) | cut, choice split | cut, check split | cut, all |")
+    print("|---|---|---|---|---|")
+    for penalty in penalties:
+        mine = [r for r in rows if r["penalty"] == penalty]
+        for cap in caps:
+            print(f"| {penalty:g} | {cap} | {cut_share([r for r in mine if r in choice], cap):.0%} | "
+                  f"{cut_share([r for r in mine if r in check], cap):.0%} | {cut_share(mine, cap):.0%} |")
+    print("\n| source | repetition penalty | median tokens | median words | ended by itself at the largest cap |")
+    print("|---|---|---|---|---|")
     for name, *_ in default_sources():
-        mine = [r for r in rows if r["source"] == name]
-        print(f"| {name} | {statistics.median(r['tokens'] for r in mine):.0f} | {max(r['tokens'] for r in mine)} | "
-              f"{sum(r['ended'] for r in mine)}/{len(mine)} |")
-    chosen = choose_cap(choice, caps)
-    share = cut_share(check, chosen)
-    print(f"\nsmallest cap under {TARGET_CUT:.0%} cut on the choice split: {chosen}; "
+        for penalty in penalties:
+            mine = [r for r in rows if r["source"] == name and r["penalty"] == penalty]
+            print(f"| {name} | {penalty:g} | {statistics.median(r['tokens'] for r in mine):.0f} | "
+                  f"{statistics.median(r['words'] for r in mine):.0f} | {sum(r['ended'] for r in mine)}/{len(mine)} |")
+    penalty, cap = choose(choice, caps, penalties)
+    checked = [r for r in check if r["penalty"] == penalty]
+    share = cut_share(checked, cap)
+    plain = [r for r in check if r["penalty"] == penalties[0]]
+    print(f"\nchosen on the choice split: repetition penalty {penalty:g}, cap {cap}; "
           f"on the check split it cuts {share:.0%}")
     figures = [
-        Figure("collection", "first-turn candidates cut at the old 256-token cap (check split)",
-               f"{cut_share(check, 256):.0%}"),
-        Figure("collection", f"first-turn candidates cut at the chosen cap {chosen} (check split)", f"{share:.0%}",
-               f"< {TARGET_CUT:.0%}", share < TARGET_CUT),
+        Figure("collection", f"first-turn candidates cut at 256 tokens, penalty {penalties[0]:g} (check split)",
+               f"{cut_share(plain, 256):.0%}"),
+        Figure("collection", f"first-turn candidates cut at the chosen {cap} tokens, penalty {penalty:g} "
+               "(check split)", f"{share:.0%}", f"< {TARGET_CUT:.0%}", share < TARGET_CUT),
     ]
+    chosen = cap
     if args.layout:  # the check split's first three turns, written again with the chosen cap, as people see them
         from bench.collection_layout import measure
 
-        shown = generate_lengths(model, prompts[half:half + 3], chosen, args.seed + 1)
+        shown = generate_lengths(model, prompts[half:half + 3], chosen, args.seed + 1, (penalty,))
         figures += measure([[r["text"] for r in shown if r["prompt"] == p] for p in range(3)])
     return figures
 
