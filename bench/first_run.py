@@ -1,6 +1,7 @@
-"""A new user's first run, as the start form offers it: the defaults for this machine's train worker on the
-bundled model, trained by a real Celery worker; its peak memory against 12 GB and its time against the
-form's estimate; and the paper's settings, which the form must refuse here with the numbers and a fix.
+"""A new user's first run, as the start form offers it: the defaults for this machine's train worker and those
+read off the data, on the bundled model, trained by a real Celery worker; its peak memory against 12 GB and its
+time against the form's estimate; and the paper's settings, which the form must refuse here with the numbers
+and a fix.
 
     python -m bench first_run [--people 20] [--keep DIR]
 
@@ -44,7 +45,7 @@ def main(argv=None) -> list[Figure]:
     from django.core.management import call_command
 
     from tests.services import celery_worker_cmd, running, worker_ready
-    from trainer import devices, preflight, services
+    from trainer import data_defaults, devices, preflight, services
     from trainer.forms import RunForm
     from trainer.models import TrainingRun
 
@@ -58,10 +59,13 @@ def main(argv=None) -> list[Figure]:
         deadline = time.monotonic() + 30
         while not any(r.worker == name for r in devices.reports("train")) and time.monotonic() < deadline:
             time.sleep(0.5)
-        # The form exactly as a new user opens it: its initial values, the worker's defaults on top.
+        # The form exactly as a new user opens it: its initial values, the worker's defaults on top, then the
+        # settings read off the data.
         initial = {n: f.initial for n, f in RunForm.base_fields.items() if f.initial is not None}
-        form = RunForm({**initial, **preflight.form_defaults(), "name": "first run"})
+        chosen = data_defaults.form_choices(preflight.form_defaults(), RunForm.initial_data_filter())
+        form = RunForm({**initial, **preflight.form_defaults(), **chosen.values, "name": "first run"})
         assert form.is_valid(), form.errors
+        print("read off the data:\n" + "\n".join(chosen.lines()), flush=True)
         config = form.validated_config()
         fit = preflight.check(config)
         print(f"worker {name}; defaults: batch {config['batch_size']}, micro-batch {config['micro_batch_size']}, "

@@ -39,6 +39,10 @@ def rated_people(noise: tuple, *, people: int = 8, conversations: int = 6) -> No
 
 @pytest.fixture
 def no_worker_reports(test_redis):
+    """No train worker listening, before and after: a report a test publishes does not outlive it."""
+    for key in test_redis.scan_iter(match=devices.KEY + "*"):
+        test_redis.delete(key)
+    yield
     for key in test_redis.scan_iter(match=devices.KEY + "*"):
         test_redis.delete(key)
 
@@ -139,3 +143,15 @@ def test_the_command_line_reads_the_same_choices_off_the_same_pairs(db, no_worke
                  "--set", "lr_user=0.2", "--steps", "3")
     assert trained["config"].lr_user == 0.2 and trained["config"].max_steps == 3 and len(trained["pairs"]) == 144
     assert "lr_user=" not in capsys.readouterr().out
+
+
+def test_a_gpu_worker_gets_the_same_rules_on_the_papers_batch(client, staff, no_worker_reports):
+    rated_people(TIGHT_NOISE)
+    devices.report_publish(devices.DeviceReport(
+        worker="train-gpu@box", queues=["train"], device="cuda", gpus=1, gpu_memory=80 * 2**30,
+        gpu_free=80 * 2**30, memory_total=64 * 2**30, memory_available=64 * 2**30, cpus=8))
+    client.force_login(staff)
+    page = start_page(client)
+    assert initial(page, "batch_size") == "32" and initial(page, "min_margin") == "16"
+    assert re.search(r"read off the data: \d+ steps? of 32: each person's pairs seen", page)
+    assert initial(page, "lr_lora") == "0.001" and initial(page, "lr_user") == "0.05"  # 7 people, not PRISM's

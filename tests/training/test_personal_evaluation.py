@@ -159,3 +159,13 @@ def test_cancel_stops_a_queued_evaluation_at_once_and_a_running_one_keeps_nothin
     assert "nothing was kept" in again.error and not EvaluationItem.objects.exists()
     with pytest.raises(evaluation_services.EvaluationStateError, match="no user model"):
         evaluation_services.evaluation_start(run=trained.baseline)
+
+
+def test_an_evaluation_writes_with_the_runs_own_token_budget_unless_told_otherwise(trained, here):
+    PersonalEvaluation.objects.all().delete()
+    TrainingRun.objects.filter(pk=trained.pk).update(config={**trained.config, "eval_max_new_tokens": 208})
+    trained.refresh_from_db()
+    assert evaluation_services.evaluation_start(run=trained, enqueue=False).settings["max_new_tokens"] == 208
+    PersonalEvaluation.objects.all().delete()
+    given = evaluation_services.evaluation_start(run=trained, overrides={"max_new_tokens": 40}, enqueue=False)
+    assert given.settings["max_new_tokens"] == 40

@@ -89,8 +89,9 @@ def min_margin_from_margins(margins: list[float]) -> Choice:
     usable = [m for m in margins if m >= 1]
     n = len(usable)
     if n < MARGIN_MIN_PAIRS:
-        return Choice(low, f"only {n} training pair{'s' if n != 1 else ''} with a score margin, too few to "
-                           "tell rating noise from preferences, so every pair is kept")
+        return Choice(low, "no training pairs with a score margin yet, so every pair is kept" if not n else
+                      f"only {n} training pair{'s' if n != 1 else ''} with a score margin, too few to tell rating "
+                      "noise from preferences, so every pair is kept")
     bins = margin_bins(usable)
     valley = None
     for k in range(1, min(len(bins) - 1, math.ceil(high / MARGIN_BIN))):
@@ -206,8 +207,8 @@ def token_budget(lengths: list[int]) -> Choice:
     replies: the fixed ``TOKEN_FALLBACK``."""
     n = len(lengths)
     if n < TOKEN_MIN_REPLIES:
-        return Choice(TOKEN_FALLBACK, f"only {n} chosen repl{'ies' if n != 1 else 'y'} to measure, "
-                                      "so the fixed budget")
+        return Choice(TOKEN_FALLBACK, "no chosen replies to measure yet, so the fixed budget" if not n else
+                      f"only {n} chosen repl{'ies' if n != 1 else 'y'} to measure, so the fixed budget")
     ranked = sorted(lengths)
     quantile = ranked[math.ceil(TOKEN_QUANTILE * n) - 1]
     low, high = TOKEN_BOUNDS

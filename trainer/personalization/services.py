@@ -47,7 +47,9 @@ def evaluation_start(*, run: TrainingRun, created_by=None, overrides: dict | Non
         raise EvaluationStateError(f"{run} has not completed, so there is no model to evaluate yet.")
     if (run.config or {}).get("user_model", "none") == "none":
         raise EvaluationStateError(f"{run} has no user model: evaluate the personalized run it is the baseline of.")
-    chosen = evaluation_settings(overrides)
+    # The run's own token budget (read off the length of the replies people chose) unless one is given.
+    budget = (run.config or {}).get("eval_max_new_tokens", DEFAULTS["max_new_tokens"])
+    chosen = evaluation_settings({"max_new_tokens": budget, **(overrides or {})})
     with transaction.atomic():
         TrainingRun.objects.select_for_update().get(pk=run.pk)  # one start at a time per run
         if PersonalEvaluation.objects.filter(run=run, status__in=PersonalEvaluation.ACTIVE).exists():
