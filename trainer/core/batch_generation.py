@@ -115,6 +115,9 @@ def generate_batch(model, tokenizer, requests: list[GenerationRequest]) -> None:
             for i in penalised}  # (V,) per penalised row: the ids in its prompt and reply so far
     for i in penalised:
         seen[i][torch.tensor(items[i][0], dtype=torch.long, device=device)] = True
+        # The chat template ends every earlier message with the end-of-turn token: penalising it would keep the
+        # model from ever ending its reply.
+        seen[i][torch.tensor(sorted(eos_ids), dtype=torch.long, device=device)] = False
     try:
         with torch.inference_mode():
             attention = batch.attention_mask  # (N, L)
