@@ -45,8 +45,8 @@ COLLECTION_TARGET = env_int("COLLECTION_TARGET", 6, minimum=1)
 # New tokens a collection candidate may have: large enough that the replies people rate end by themselves
 # (`python -m bench collection` measures the share cut at each cap); a cut one can still be continued.
 COLLECTION_MAX_NEW_TOKENS = env_int("COLLECTION_MAX_NEW_TOKENS", 512, minimum=16, maximum=4096)
-# Small models loop instead of ending; a repetition penalty on collection candidates makes them end (measured
-# by the same benchmark). 1 turns it off.
+# A repetition penalty on collection candidates (1: off). Off by default: on the bundled model it left more
+# candidates unended, not fewer (`python -m bench collection --penalties 1.0,1.2`); the end-of-turn token is exempt.
 COLLECTION_REPETITION_PENALTY = env_float("COLLECTION_REPETITION_PENALTY", 1.0, minimum=1.0, maximum=2.0)
 # A reply whose worker has not touched it for this long is failed (workers touch theirs every 5 s).
 REPLY_STALL_SECONDS = env_int("REPLY_STALL_SECONDS", 120, minimum=15)

@@ -73,7 +73,8 @@ def test_the_evaluation_follows_a_run_and_its_baseline_and_a_participant_s_ratin
         page.fill("#id_name", "judged")
         page.check("#id_with_baseline")
         page.click("summary:has-text('Hyperparameters')")
-        for name, value in {**SMALL, "epochs": "1", "diagnostics_every": "0", "unseen_fraction": "0"}.items():
+        for name, value in {**SMALL, "epochs": "1", "diagnostics_every": "0", "unseen_fraction": "0",
+                            "eval_max_new_tokens": "32"}.items():  # the tiny model never ends: keep its replies short
             page.fill(f"#id_{name}", value)
         page.click("text=Start training")
         page.wait_for_selector("#progress[data-status=running]", timeout=60_000)
