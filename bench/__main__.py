@@ -3,7 +3,7 @@
     python -m bench list            what there is, how long it takes, which are in the quick set
     python -m bench NAME [ARGS...]  run one (ARGS go to it; ``python -m bench NAME --help`` lists them)
     python -m bench quick           run the quick set, each in its own process, and print one table
-                                    of every figure with its target (the table the README shows)
+                                    of every figure with its target (the table docs/results.md shows)
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ BENCHMARKS = {
                              "dashboard's evaluation: win-rates per group with intervals, pooled over seeds",
                              "about 25 min per seed with 10 people (the default 20: not timed yet)"),
     "researcher_path": Benchmark("bench.researcher_path",
-                                 "the README's command-line path: PRISM files to a trained, evaluated, fitted model",
+                                 "docs/command-line.md's path: PRISM files to a trained, evaluated, fitted model",
                                  "about 25 min"),
     "memory": Benchmark("bench.memory", "peak memory of a training step against the pre-flight estimate",
                         "about 6 min"),

@@ -2,7 +2,7 @@
 
 A benchmark's ``main(argv)`` returns its figures; ``python -m bench`` prints them
 after the benchmark's own output and, for ``quick``, gathers them from every
-benchmark into the table that the README shows.
+benchmark into the table that docs/results.md shows.
 """
 
 from __future__ import annotations

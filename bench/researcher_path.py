@@ -2,8 +2,8 @@
 
     python -m bench researcher_path [--model bundled] [--steps 30] [--people 10]
 
-Runs the commands of the README's "From PRISM files to a personalized model
-without the browser" in order, each as its own process in a fresh data folder
+Runs the commands of docs/command-line.md, "From PRISM files to a personalized model
+without the browser", in order, each as its own process in a fresh data folder
 (SQLite): make PRISM-format files rated by simulated people who disagree on
 format (prose or lists), import, export, train P-DPO and plain DPO, evaluate
 both per hidden group, fit a person held out of training from 10 pairs, and
