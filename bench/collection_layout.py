@@ -10,6 +10,7 @@ of the last card, which is where that form began: a lower bound of what it cost.
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -67,8 +68,6 @@ def measure(texts: list[list[str]], shots: Path | None = None) -> list[Figure]:
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "uvicorn", "alignment_site.asgi:application", "--port", str(port),
            "--log-level", "warning"]
-    import os
-
     from playwright.sync_api import sync_playwright
 
     figures = []

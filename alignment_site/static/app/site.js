@@ -10,7 +10,6 @@
       el.removeAttribute("aria-valuetext");
       const row = el.closest(".slider-row");
       if (row) row.classList.remove("unset");
-      document.dispatchEvent(new CustomEvent("slider:set", { detail: { slider: el } }));
     }
     const out = document.querySelector('output[for="' + el.id + '"]');
     if (out && el.name) out.textContent = el.value;
