@@ -223,10 +223,32 @@ def person_row(*, run: TrainingRun, person: str) -> dict | None:
             "pending": sum(1 for i in items if i["outcomes"] is None), "opponents": OPPONENTS}
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell):
+    """A text cell a spreadsheet would run as a formula (it starts with = + - @, a tab or a carriage return:
+    group names come from free-text survey answers) gets a leading apostrophe, so it is shown as text; numbers
+    are left as they are."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
+class SafeWriter:
+    """``csv.writer`` whose text cells go through ``spreadsheet_safe``."""
+
+    def __init__(self, out):
+        self._writer = csv.writer(out)
+
+    def writerow(self, row):
+        self._writer.writerow([spreadsheet_safe(cell) for cell in row])
+
+
 def report_csv(report: dict) -> str:
     """The report as CSV rows: level (group, person, seed), name, opponent, win-rate, interval, n and counts."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeWriter(out)
     writer.writerow(["level", "name", "group", "opponent", "win_rate", "low", "high", "n", "wins", "ties", "losses"])
     for group in report["groups"]:
         for opponent, r in group["vs"].items():

@@ -8,6 +8,7 @@ from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 
 from alignment_site.access import staff_required
+from alignment_site.streaming import streamed
 from users.collection.pairs import pairs_export_lines
 from users.dataset import browse, selectors
 from users.dataset.forms import ImportForm
@@ -41,7 +42,7 @@ def data_export(request, name: str):
                                    with_profile=request.GET.get("profile") == "1")
     else:
         lines = prism_export_lines(file=name, users=users)
-    response = StreamingHttpResponse(lines, content_type="application/x-ndjson; charset=utf-8")
+    response = StreamingHttpResponse(streamed(request, lines), content_type="application/x-ndjson; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{name}.jsonl"'
     return response
 
