@@ -37,7 +37,7 @@ async def reply_stream(request, reply_id: int):
     reply = await Reply.objects.filter(pk=reply_id, turn__conversation__user=user).afirst()
     if reply is None:
         return HttpResponse(status=404)
-    last_seen = streams.parse_id(request.headers.get("Last-Event-ID") or "0-0")
+    last_seen = streams.last_event_id(request.headers.get("Last-Event-ID"))
     connection = secrets.token_hex(8)
     if not reply.is_finished:
         open_now = await _register(user.pk, connection)
@@ -72,6 +72,20 @@ async def _register(user_id: int, connection: str) -> int:
         return 0  # the stream itself reports that Redis is unreachable
     finally:
         await client.aclose()
+
+
+async def _still_open(client, user_id: int, connection: str) -> None:
+    """A keep-alive: this stream's entry is alive now, and the person's set lives another OPEN_STALE_SECONDS
+    (without the expiry refreshed, a stream open longer than that would lose the whole set, and with it the
+    count the cap is checked against)."""
+    key = _open_key(user_id)
+    try:
+        pipe = client.pipeline()
+        pipe.zadd(key, {connection: time.time()})
+        pipe.expire(key, OPEN_STALE_SECONDS)
+        await pipe.execute()
+    except (redis.RedisError, OSError):
+        pass
 
 
 async def _unregister(user_id: int, connection: str) -> None:
@@ -156,10 +170,7 @@ async def _events(reply: Reply, last_seen: tuple[int, int], user_id: int, connec
                                                 f'in line.</span>')
             if now - last_keepalive > KEEPALIVE_SECONDS:
                 last_keepalive = now
-                try:
-                    await client.zadd(_open_key(user_id), {connection: time.time()})  # still open
-                except (redis.RedisError, OSError):
-                    pass
+                await _still_open(client, user_id, connection)
                 yield ": keepalive\n\n"
     except asyncio.CancelledError:  # the browser went away; the worker carries on
         raise

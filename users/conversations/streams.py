@@ -43,3 +43,13 @@ def text(reply: Reply) -> str:
 def parse_id(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
+
+
+def last_event_id(header: str | None) -> tuple[int, int]:
+    """A browser's ``Last-Event-ID``: the stream entry it saw last, or (0, 0) (send everything again) when the
+    header is missing or not an entry id (``<ms>-<seq>``, digits): a forged or garbled one is not an error."""
+    try:
+        ms, seq = parse_id((header or "0-0").strip())
+    except ValueError:
+        return 0, 0
+    return (ms, seq) if ms >= 0 and seq >= 0 else (0, 0)
