@@ -4,12 +4,16 @@ A checkpoint holds the trainable weights (adapter + user model), optimizer and
 scheduler state, every RNG state, the step, the metric history, the reference
 cache and the run's config. Each is written to a temporary folder and renamed
 into place; ``latest`` names the newest complete one, so a crash while saving
-leaves the previous checkpoint untouched.
+leaves the previous checkpoint untouched. Only the newest ``KEEP`` are kept (a run that checkpoints every
+10 steps would otherwise fill the disk with copies of its optimizer state), and they are loaded with
+``weights_only=True``: tensors and plain Python values only, so a checkpoint file cannot run code when it
+is read. Everything in one (the RNG states included) is stored as such.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import shutil
 import tempfile
@@ -19,6 +23,7 @@ import numpy as np
 import torch
 
 LATEST = "latest"
+KEEP = 2  # the newest checkpoint and the one before it
 
 
 def trainable_state(core) -> dict[str, torch.Tensor]:
@@ -27,7 +32,10 @@ def trainable_state(core) -> dict[str, torch.Tensor]:
 
 
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": numpy_state}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -35,8 +43,11 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -56,7 +67,17 @@ def save_checkpoint(folder: Path, step: int, state: dict) -> Path:
     pointer = folder / f".{LATEST}.tmp"
     pointer.write_text(target.name)
     os.replace(pointer, folder / LATEST)
+    prune(folder)
     return target
+
+
+def prune(folder: Path, keep: int = KEEP) -> None:
+    """Remove all but the newest ``keep`` checkpoints of ``folder`` (never the one ``latest`` names)."""
+    latest = (Path(folder) / LATEST).read_text().strip() if (Path(folder) / LATEST).is_file() else None
+    done = sorted(p for p in Path(folder).glob("step-*") if p.is_dir())
+    for old in done[:-keep] if keep > 0 else done:
+        if old.name != latest:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def latest_checkpoint(folder: Path | None) -> Path | None:
@@ -67,5 +88,10 @@ def latest_checkpoint(folder: Path | None) -> Path | None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    # Our own files: RNG states and the config dict need full unpickling.
-    return torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=False)
+    """A checkpoint's state: tensors and plain values only (``weights_only``), so reading one runs no code."""
+    try:
+        return torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise pickle.UnpicklingError(f"{path} holds more than tensors and plain values (written by an older "
+                                     f"version, or not by this project), so it is not loaded: start the run "
+                                     f"again in a new folder. {str(exc).splitlines()[0]}") from exc
