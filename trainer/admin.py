@@ -12,19 +12,35 @@ def start_again(modeladmin, request, queryset):
         messages.success(request, f"Queued {new}.")
 
 
+RUN_EDITABLE = ("name", "notes")
+
+
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
+    """A run's name and notes are editable here; everything else is written by the run's worker and the run
+    page (status, artifacts path, launch config, settings): edited by hand it would point a version at another
+    folder or flip a failed run to completed."""
+
     list_display = ("id", "name", "status", "step", "total_steps", "created_by", "created_at", "worker")
     list_filter = ("status",)
     search_fields = ("name",)
-    readonly_fields = ("created_at", "started_at", "heartbeat_at", "finished_at", "attempts", "worker")
+    readonly_fields = [f.name for f in TrainingRun._meta.fields if f.name not in RUN_EDITABLE]
     actions = [start_again]
+
+    def has_add_permission(self, request):
+        return False  # runs are started from the start form, which checks the data and the machine
 
 
 @admin.register(RunLog)
 class RunLogAdmin(admin.ModelAdmin):
+    """Read only: a run's log is what its worker reported."""
+
     list_display = ("run", "kind", "step")
     list_filter = ("kind",)
+    readonly_fields = [f.name for f in RunLog._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(Activation)
