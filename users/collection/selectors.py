@@ -20,6 +20,12 @@ def progress_for(user) -> dict:
     return {"done": done, "target": target, "percent": min(100, round(100 * done / target))}
 
 
+def own_prism_conversation(user, conversation_id: int) -> Conversation:
+    """The person's own PRISM conversation, or 404: a chat or a blind comparison (whose ratings are judged by
+    their own pages) is not rated, continued or ended through the collection's forms."""
+    return get_object_or_404(Conversation, pk=conversation_id, user=user, kind__in=Conversation.PRISM_KINDS)
+
+
 def conversation_visible_to(user, conversation_id: int) -> Conversation:
     """Participants see their own PRISM conversations here; staff see everyone's of every kind (read-only)."""
     qs = Conversation.objects.select_related("user")

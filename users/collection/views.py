@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -13,8 +13,8 @@ from django.views.decorators.http import require_POST
 from users.collection import selectors
 from users.collection import services as collection
 from users.collection.forms import EndForm, RatingForm, SendForm, StartForm
-from users.conversations.selectors import conversation_for, reply_for
-from users.models import Reply
+from users.conversations.selectors import reply_for
+from users.models import Conversation, Reply
 from users.prism import wording
 from users.survey.services import survey_is_complete
 
@@ -88,7 +88,7 @@ def _detail(request, conversation, *, rating_form=None, send_form=None, end_form
 
 
 def _own_open_turn(request, conversation_id: int):
-    conversation = conversation_for(request.user, conversation_id)
+    conversation = selectors.own_prism_conversation(request.user, conversation_id)
     turn = conversation.turns.order_by("-index").first()
     return conversation, turn
 
@@ -117,6 +117,8 @@ def collect_rate(request, conversation_id: int):
 def collect_continue(request, reply_id: int):
     """Continue a candidate cut at the length limit; htmx swaps the reply in place (it streams on from there)."""
     reply = reply_for(request.user, reply_id)
+    if reply.turn.conversation.kind not in Conversation.PRISM_KINDS:
+        raise Http404("Only a collection conversation's candidates are continued here.")
     try:
         reply = collection.candidate_continue(reply=reply)
     except ValidationError as exc:
@@ -131,7 +133,7 @@ def collect_continue(request, reply_id: int):
 @require_POST
 @login_required
 def collect_send(request, conversation_id: int):
-    conversation = conversation_for(request.user, conversation_id)
+    conversation = selectors.own_prism_conversation(request.user, conversation_id)
     form = SendForm(request.POST)
     if form.is_valid():
         try:
@@ -146,7 +148,7 @@ def collect_send(request, conversation_id: int):
 @require_POST
 @login_required
 def collect_end(request, conversation_id: int):
-    conversation = conversation_for(request.user, conversation_id)
+    conversation = selectors.own_prism_conversation(request.user, conversation_id)
     form = EndForm(request.POST)
     if form.is_valid():
         try:
