@@ -6,8 +6,8 @@ one-process run does; the worker keeps the run's heartbeat while the group
 lives, backs a cancel up by stopping the group when it has not stopped by
 itself within ``CANCEL_GRACE_SECONDS``, and writes the reason when the group
 ends without finishing the run (a process killed, out of memory, a bad
-launch). The group dies with the worker (``PR_SET_PDEATHSIG``), so a killed
-worker leaves no orphans training behind the reaper's back.
+launch). The group dies with the worker (``PR_SET_PDEATHSIG``, armed by ``die_with_parent.py`` before it
+execs the launcher), so a killed worker leaves no orphans training behind the reaper's back.
 
 Torch-free on purpose: the worker's own process never initialises CUDA; the
 children own the GPUs.
@@ -55,8 +55,8 @@ def train_in_group(run: TrainingRun) -> str:
                    f"{' '.join(command)}\n".encode())
         sink.flush()
         phase(run.pk, f"starting {run.processes} processes")
-        proc = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(dying_with_this_process(command), cwd=settings.BASE_DIR, env=env, stdout=sink,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         forced = _watch(run.pk, proc)
     journal(run.pk, f"the {run.processes} processes ended (exit code {proc.returncode})")
     run.refresh_from_db()
@@ -165,14 +165,13 @@ def stop_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
             continue
 
 
-def _die_with_parent() -> None:
-    """In the launcher, before exec: the kernel sends it SIGTERM when the worker dies."""
-    try:
-        import ctypes
+DIE_WITH_PARENT = Path(__file__).with_name("die_with_parent.py")
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:  # not Linux: the heartbeat reaper still fails the run
-        pass
+
+def dying_with_this_process(command: list[str]) -> list[str]:
+    """``command`` started through ``die_with_parent.py``: the kernel sends it SIGTERM when this process dies
+    (no ``preexec_fn``, which is unsafe in a threaded worker)."""
+    return [sys.executable, str(DIE_WITH_PARENT), str(os.getpid()), *command]
 
 
 def _free_port() -> int:
