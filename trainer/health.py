@@ -2,6 +2,7 @@
 
 import socket
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from django.conf import settings
@@ -23,6 +24,19 @@ class Check:
     fix: str = ""
 
 
+def redacted(url: str) -> str:
+    """``url`` as a page may show it: a password in it (``redis://:secret@host``) replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def check_database() -> Check:
     vendor = connection.vendor
     try:
@@ -38,11 +52,11 @@ def check_redis() -> Check:
         info = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2).info("server")
     except redis.RedisError as exc:
         return Check(
-            "Redis", False, f"{settings.REDIS_URL}: {exc}",
+            "Redis", False, f"{redacted(settings.REDIS_URL)}: {exc}",
             "Start Redis (`redis-server --daemonize yes`) or point REDIS_URL at a running one. "
             "Messages are kept meanwhile, but no reply can be generated.",
         )
-    return Check("Redis", True, f"{settings.REDIS_URL} (Redis {info.get('redis_version')})")
+    return Check("Redis", True, f"{redacted(settings.REDIS_URL)} (Redis {info.get('redis_version')})")
 
 
 def worker_command(queue: str) -> str:
@@ -110,7 +124,7 @@ def check_vllm(redis_ok: bool) -> list[Check]:
         checks = []
         for url in settings.VLLM_URL:
             ok = vllm.healthy(url)
-            checks.append(Check(f"vLLM server {url}", ok, "answers" if ok else "does not answer",
+            checks.append(Check(f"vLLM server {redacted(url)}", ok, "answers" if ok else "does not answer",
                                 "" if ok else "Start it on its machine (`vllm serve <model folder> --served-model-name "
                                 "<name> --enable-prompt-embeds`; names are on the replies that failed) or fix "
                                 "VLLM_URL."))

@@ -70,3 +70,12 @@ def test_a_busy_train_worker_is_listed_once_under_the_name_it_answers_to(db, sta
 
     monkeypatch.setattr(health.app.control, "inspect", lambda timeout: Inspect())
     assert health.workers_by_queue()["train"] == ["train@other", f"train@box (busy with run {run.pk})"]
+
+
+def test_the_status_page_never_shows_the_redis_password(client, staff, test_redis, settings):
+    settings.REDIS_URL = "redis://:s3cret-pass@127.0.0.1:1/0"  # unreachable: the red line names the address
+    client.force_login(staff)
+    page = client.get(reverse("status")).content.decode()
+    assert "s3cret-pass" not in page and "redis://:***@127.0.0.1:1/0" in page
+    assert health.redacted("redis://default:pw@[::1]:6380/2") == "redis://default:***@[::1]:6380/2"
+    assert health.redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
