@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -129,8 +130,8 @@ def test_a_server_left_by_a_killed_worker_is_stopped_by_the_next(settings, tmp_p
     (tmp_path / "run").mkdir()
     # The left-behind server is no child of this process (as after a killed worker: init reaps it), in a
     # session of its own like the servers the worker starts.
-    server = int(subprocess.run(["bash", "-c", "setsid sleep 120 >/dev/null 2>&1 & echo $!"], capture_output=True,
-                                text=True, check=True).stdout)
+    server = int(subprocess.run(["bash", "-c", "setsid bash -c 'exec -a \"vllm serve\" sleep 120' >/dev/null 2>&1 & "
+                                "echo $!"], capture_output=True, text=True, check=True).stdout)
     dead_worker = subprocess.Popen([sys.executable, "-c", "pass"])
     dead_worker.wait()
     left = tmp_path / "run" / f"vllm-version-7.{dead_worker.pid}.pid"
@@ -138,5 +139,26 @@ def test_a_server_left_by_a_killed_worker_is_stopped_by_the_next(settings, tmp_p
     mine = tmp_path / "run" / f"vllm-version-8.{os.getpid()}.pid"  # this worker's own: left alone
     mine.write_text(f"{os.getpid()} {os.getpid()}\n")
     vllm._stop_orphans()
-    assert not vllm.process_alive(server)
+    deadline = time.monotonic() + 30
+    while vllm.process_alive(server) and "vllm" in vllm.command_line(server) and time.monotonic() < deadline:
+        time.sleep(0.1)  # init reaps it
+    assert "vllm" not in vllm.command_line(server)
     assert not left.exists() and mine.exists()
+
+
+def test_a_pid_file_whose_server_pid_now_names_another_program_stops_nothing(settings, tmp_path, test_redis):
+    from trainer.worker import vllm
+
+    settings.DATA_DIR = tmp_path
+    (tmp_path / "run").mkdir()
+    stranger = subprocess.Popen(["sleep", "120"], start_new_session=True)  # the pid the file names, reused
+    dead_worker = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_worker.wait()
+    left = tmp_path / "run" / f"vllm-version-7.{dead_worker.pid}.pid"
+    left.write_text(f"{dead_worker.pid} {stranger.pid}\n")
+    try:
+        vllm._stop_orphans()
+        assert stranger.poll() is None and not left.exists()
+    finally:
+        stranger.kill()
+        stranger.wait()

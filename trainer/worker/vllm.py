@@ -223,16 +223,36 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def command_line(pid: int) -> str:
+    """The process's command line, its arguments joined by spaces ("" when it is gone or not readable)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _is_worker(pid: int) -> bool:
+    """``pid`` is alive and a Python process (a worker); a pid reused by anything else is not the owner."""
+    line = command_line(pid)
+    return process_alive(pid) and (not line or "python" in line or "celery" in line)
+
+
+def _is_vllm_server(pid: int) -> bool:
+    """``pid`` is alive and runs vLLM: a pid file's number reused by another process is never stopped."""
+    return process_alive(pid) and "vllm" in command_line(pid)
+
+
 def _stop_orphans() -> None:
-    """Servers started by workers that are gone (killed: no shutdown to stop them): stop them, forget them."""
+    """Servers started by workers that are gone (killed: no shutdown to stop them): stop them, forget them.
+    A pid file is trusted only as far as the processes' command lines bear it out."""
     for pid_path in (Path(settings.DATA_DIR) / "run").glob("vllm-*.pid"):
         try:
             owner, server = (int(x) for x in pid_path.read_text().split())
         except (OSError, ValueError):
             continue
-        if owner == os.getpid() or process_alive(owner):
+        if owner == os.getpid() or _is_worker(owner):
             continue
-        if process_alive(server):
+        if _is_vllm_server(server):
             log.warning("stopping vLLM server pid %s left by worker pid %s (%s)", server, owner, pid_path.name)
             _kill_group(server)
         pid_path.unlink(missing_ok=True)
@@ -245,6 +265,9 @@ def _kill_group(pid: int, wait: float = 20.0, proc: subprocess.Popen | None = No
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
+        return
+    except PermissionError:  # not ours (a pid reused by another user's process): nothing of ours to stop
+        log.warning("not stopping process group %s: it belongs to another user", pid)
         return
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
