@@ -34,7 +34,7 @@ mkdir -p "$LOGS" "$DATA/run"
 cmd_generate() { exec celery -A alignment_site worker -Q "${GENERATE_QUEUE:-generate}" -c "${GENERATE_CONCURRENCY:-8}" --pool threads \
   -n generate@%h -l info; }
 cmd_train() { exec celery -A alignment_site worker -Q train -c 1 --pool solo -n train@%h -l info; }
-cmd_web() { exec uvicorn alignment_site.asgi:application --host 127.0.0.1 --port "${PORT:-8000}"; }
+cmd_web() { exec python -m alignment_site.web; }  # uvicorn; trusted proxies: FORWARDED_ALLOW_IPS
 
 declare -A PID RESTARTS
 launch() {  # $1: generate | train | web

@@ -14,9 +14,9 @@ def fresh_counts(settings, test_redis):
     settings.LOGIN_FAILURES_PER_ACCOUNT = 5
     settings.LOGIN_FAILURES_PER_ADDRESS = 20
     settings.LOGIN_LOCKOUT_SECONDS = 900
-    test_redis.delete(*test_redis.keys("login-failures:*") or ["none"])
+    test_redis.delete(*test_redis.keys("login-*") or ["none"])
     yield
-    test_redis.delete(*test_redis.keys("login-failures:*") or ["none"])  # the suite's people log in again later
+    test_redis.delete(*test_redis.keys("login-*") or ["none"])  # the suite's people log in again later
 
 
 def attempt(client, username, password, url="login", address="10.9.8.7"):
@@ -61,3 +61,22 @@ def test_the_admin_login_is_throttled_too(client, staff):
         attempt(client, staff.username, "wrong-guess", url="admin:login")
     response = attempt(client, staff.username, PASSWORD, url="admin:login")
     assert response.status_code == 200 and "Too many failed logins" in response.content.decode()
+
+
+def test_an_attackers_wrong_guesses_do_not_lock_the_owner_out_from_an_address_they_logged_in_from(client, owner):
+    assert attempt(client, owner.username, PASSWORD, address="10.1.1.1").status_code == 302  # the owner, at home
+    client.logout()
+    for n in range(5):
+        attempt(client, owner.username, "wrong-guess", address=f"10.6.6.{n}")  # someone else, elsewhere
+    stranger = attempt(client, owner.username, PASSWORD, address="10.6.6.9")
+    assert stranger.status_code == 200 and "Too many failed logins" in stranger.content.decode()
+    assert attempt(client, owner.username, PASSWORD, address="10.1.1.1").status_code == 302
+
+
+def test_a_known_address_still_has_its_own_limit(client, owner, settings):
+    settings.LOGIN_FAILURES_PER_ADDRESS = 3
+    assert attempt(client, owner.username, PASSWORD, address="10.1.1.1").status_code == 302
+    client.logout()
+    for name in ("x1", "x2", "x3"):
+        attempt(client, name, "wrong-guess", address="10.1.1.1")
+    assert "Too many failed logins" in attempt(client, owner.username, PASSWORD, address="10.1.1.1").content.decode()

@@ -1,6 +1,11 @@
 """Failed logins, counted per account and per address in Redis: past a limit the login form refuses
 before it checks the password, and says how long to wait. A successful login clears the account's count.
 
+The per-account limit slows someone guessing one account's password from addresses it has never logged in
+from; it does not lock the owner out: an address the account logged in from successfully within
+``KNOWN_ADDRESS_SECONDS`` is known to it, and from a known address only the per-address limit applies. So
+an attacker's five wrong guesses lock the account for strangers, not for its owner at home.
+
 When Redis cannot be reached, logins are not throttled (and a warning is logged): the site stays usable.
 """
 
@@ -16,9 +21,19 @@ from alignment_site.redis_client import client
 
 log = logging.getLogger(__name__)
 
+KNOWN_ADDRESS_SECONDS = 30 * 24 * 3600  # an address stays known to an account this long after a good login
+
+
+def _account(username: str) -> str:
+    return unicodedata.normalize("NFKC", username or "").casefold()
+
+
+def _known_key(username: str) -> str:
+    return f"login-known:{_account(username)}"
+
 
 def _keys(username: str, address: str) -> list[tuple[str, int]]:
-    account = unicodedata.normalize("NFKC", username or "").casefold()
+    account = _account(username)
     return [(f"login-failures:account:{account}", settings.LOGIN_FAILURES_PER_ACCOUNT),
             (f"login-failures:address:{address}", settings.LOGIN_FAILURES_PER_ADDRESS)]
 
@@ -26,8 +41,10 @@ def _keys(username: str, address: str) -> list[tuple[str, int]]:
 def wait_seconds(username: str, address: str) -> int:
     """0 when a login may be tried; else the seconds until the account or address may try again."""
     try:
-        pipe = client().pipeline()
         keys = _keys(username, address)
+        if address and client().sismember(_known_key(username), address):
+            keys = keys[1:]  # the owner's own address: only the address's limit
+        pipe = client().pipeline()
         for key, _ in keys:
             pipe.get(key)
             pipe.ttl(key)
@@ -52,7 +69,13 @@ def record_failure(username: str, address: str) -> None:
 
 
 def clear(username: str, address: str) -> None:
+    """After a good login: the account's count is cleared and the address becomes known to the account."""
     try:
-        client().delete(_keys(username, address)[0][0])
+        pipe = client().pipeline()
+        pipe.delete(_keys(username, address)[0][0])
+        if address:
+            pipe.sadd(_known_key(username), address)
+            pipe.expire(_known_key(username), KNOWN_ADDRESS_SECONDS)
+        pipe.execute()
     except redis.RedisError:
         pass
