@@ -54,6 +54,9 @@ BENCHMARKS = {
     "personalize": Benchmark("bench.personalize", "does it personalize? P-DPO against plain DPO through the "
                              "dashboard's evaluation: win-rates per group with intervals, pooled over seeds",
                              "about 25 min per seed with 10 people (the default 20: not timed yet)"),
+    "ablate": Benchmark("bench.ablate", "which settings serve every group: one change at a time against the start "
+                        "form's choices, held-out pair accuracy per group on a validation split of the training "
+                        "people (resumable)", "about 10 min per variant"),
     "researcher_path": Benchmark("bench.researcher_path",
                                  "docs/command-line.md's path: PRISM files to a trained, evaluated, fitted model",
                                  "about 25 min"),

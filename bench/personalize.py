@@ -1,14 +1,17 @@
 """Does it personalize? P-DPO against plain DPO on a simulated population, through the dashboard's own code.
 
     python -m bench personalize [--dimension length | format+length | two+sides] [--seeds 3] [--people 20]
-                                [--side-weight W] [--keep DIR]
+                                [--side-weight W] [--settings form | tuned] [--keep DIR]
 
 A thin driver of the product's path, with no judging or generation of its own: a fresh SQLite database, a
 population rated by people with hidden rules (``population_synthesize``: 70 % / 30 % opposed on the
 dimension, or on two at once; ``two+sides`` is format+length where every person also weighs register and
 tone by tastes of their own, half to all of ``--side-weight`` 0.5 against the contested dimensions' 1; 20
 people make groups of 14 and 6), runs created as the start form creates them (``run_create`` with the plain-DPO
-baseline and ``repeats`` seeds), each trained by the train worker's own function (``training.execute``, here in
+baseline and ``repeats`` seeds) with the settings the form offers when nothing is typed into it (``--settings
+form``, the default: the cpu preset, then everything ``trainer.core.defaults`` reads off the data, its data
+filter as it opens; ``--steps``, ``--min-margin`` and ``--tokens`` override, as typing into the form would) or
+the hand-tuned ones measured before the form read its settings off the data (``--settings tuned``), each trained by the train worker's own function (``training.execute``, here in
 this process rather than on a Celery worker), then evaluated by the evaluation task's function
 (``personalization.execute``: the four replies to each person's held-out prompts, judged by their hidden rule,
 ties as half), and the report the run page shows (``evaluate_version``'s text), pooled over the seeds.
@@ -47,17 +50,25 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "(default: the population's own: 0.5 for two+sides, else 0)")
     ap.add_argument("--people", type=int, default=20, help="split 70 %% / 30 %%: 20 people are 14 and 6")
     ap.add_argument("--conversations", type=int, default=12, help="per person, one rated turn each")
-    ap.add_argument("--steps", type=int, default=36, help="optimizer steps of 8 pairs per run")
+    ap.add_argument("--settings", choices=("form", "tuned"), default="form",
+                    help="form: what the start form offers with nothing typed in (read off the data); tuned: the "
+                         "hand-picked SETTINGS, 36 steps, margin 15, 96 tokens")
+    ap.add_argument("--steps", type=int, help="optimizer steps of 8 pairs per run (default: the form's; tuned: 36)")
     ap.add_argument("--seeds", type=int, default=3, help="repeats of the run with seeds 0, 1, ...")
     ap.add_argument("--prompts-per-person", type=int, default=4, help="held-out prompts each person judges")
-    ap.add_argument("--tokens", type=int, default=96, help="new tokens per evaluated reply")
-    ap.add_argument("--min-margin", type=int, default=15,
-                    help="the start form's minimum score margin of a pair: 15 keeps the pairs whose two replies "
-                         "differ on the contested dimension (margins 19 to 60 here) and drops most of those "
-                         "between two replies at the same pole (0 to 26, median 5: decided by the rating noise)")
+    ap.add_argument("--tokens", type=int, help="new tokens per evaluated reply (default: the form's, read off the "
+                                               "chosen replies; tuned: 96)")
+    ap.add_argument("--min-margin", type=int,
+                    help="the start form's minimum score margin of a pair (default: the form's, read off the "
+                         "margins; tuned: 15, which keeps the pairs whose two replies differ on the contested "
+                         "dimension in the length population and drops most of those between two replies at "
+                         "the same pole)")
     ap.add_argument("--model", default=os.environ.get("BASE_MODEL", "bundled"), help="base model (default: bundled)")
     ap.add_argument("--keep", type=Path, help="use this folder and keep it (default: a temporary one)")
+    ap.add_argument("--plan", action="store_true", help="make the population, print the settings; train nothing")
     args = ap.parse_args(argv)
+    if args.settings == "tuned":
+        args.steps, args.min_margin, args.tokens = args.steps or 36, args.min_margin or 15, args.tokens or 96
     from users.synthetic.personas import population_shape
 
     try:
@@ -98,16 +109,21 @@ def main(argv=None) -> list[Figure]:
                                  turns_per_conversation=1, seed=0, **population_options(args))
     contested, side_weight = population_shape(args.dimension, args.side_weight)
     staff = get_user_model().objects.create_user("bench-staff", is_staff=True)
-    config = {**SETTINGS, "max_steps": args.steps, "seed": 0, "bf16": precision_for("auto") == "bf16"}
-    data = {"min_pairs": 1, "min_margin": args.min_margin, "unseen_fraction": 0.0, "test_fraction": 0.25}
+    config, data = run_settings(args)
+    if args.plan:
+        print(f"settings: {config}\ndata filter: {data}", flush=True)
+        return []
     first = services.run_create(created_by=staff, name=f"{args.dimension} P-DPO", config=config, data_filter=data,
                                 with_baseline=True, check_fit=False, repeats=args.seeds)
+    steps = TrainingRun.objects.get(pk=first.pk).total_steps or config.get("max_steps") or "the form's"
     print(f"{made.people} people ({args.dimension}: {contested} contested, side weight {side_weight}, 70 % / 30 %), "
-          f"{made.conversations} rated conversations; "
-          f"{args.seeds} seeds x (P-DPO + plain DPO), {args.steps} steps of {config['batch_size']} pairs each; "
-          f"pairs with a score margin of {args.min_margin} or more; evaluated on {args.prompts_per_person} held-out "
-          f"prompts per person, {args.tokens} new tokens", flush=True)
-    overrides = {"prompts_per_person": args.prompts_per_person, "max_new_tokens": args.tokens}
+          f"{made.conversations} rated conversations; {args.settings} settings; "
+          f"{args.seeds} seeds x (P-DPO + plain DPO), {steps} steps of {config['batch_size']} pairs each; "
+          f"pairs with a score margin of {data['min_margin']} or more; evaluated on {args.prompts_per_person} "
+          f"held-out prompts per person, {config.get('eval_max_new_tokens', args.tokens)} new tokens", flush=True)
+    overrides = {"prompts_per_person": args.prompts_per_person}
+    if args.tokens:
+        overrides["max_new_tokens"] = args.tokens
     evaluation_services.DEFAULTS.update(overrides)  # what the evaluation started after each pair of runs uses
     for run in report.series_of(first):
         for one in (run, run.baseline):
@@ -128,6 +144,31 @@ def main(argv=None) -> list[Figure]:
     print("\n" + render_report(found), flush=True)
     print(f"\nall in {(time.perf_counter() - started) / 60:.0f} min", flush=True)
     return figures_of(found, args.dimension)
+
+
+def run_settings(args) -> tuple[dict, dict]:
+    """The run's settings and data filter: the start form's, as it opens on this data with nothing typed in
+    (``--settings form``), or the hand-tuned ones; ``--steps``, ``--min-margin`` and ``--tokens`` override."""
+    from trainer.core.loop import precision_for
+    from trainer.core.presets import preset_values
+    from trainer.data_defaults import form_choices
+    from trainer.forms import RunForm
+
+    bf16 = precision_for("auto") == "bf16"
+    if args.settings == "tuned":
+        return ({**SETTINGS, "max_steps": args.steps, "seed": 0, "bf16": bf16},
+                {"min_pairs": 1, "min_margin": args.min_margin, "unseen_fraction": 0.0, "test_fraction": 0.25})
+    values = {**preset_values("cpu"), "seed": 0, "bf16": bf16, "log_every": 5, "checkpoint_every": 0,
+              "diagnostics_every": 0}
+    data = RunForm.initial_data_filter()
+    chosen = form_choices(values, data)
+    print("the start form's choices, read off the data:\n" + "\n".join(chosen.lines()), flush=True)
+    config = {**values, **{k: v for k, v in chosen.values.items() if k != "min_margin"}}
+    data["min_margin"] = args.min_margin or chosen.values.get("min_margin", data.get("min_margin", 1))
+    if args.steps:
+        config.pop("epochs", None)
+        config["max_steps"] = args.steps
+    return config, data
 
 
 def figures_of(found: dict | None, dimension: str) -> list[Figure]:
