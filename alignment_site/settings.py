@@ -52,6 +52,10 @@ COLLECTION_REPETITION_PENALTY = env_float("COLLECTION_REPETITION_PENALTY", 1.0, 
 REPLY_STALL_SECONDS = env_int("REPLY_STALL_SECONDS", 120, minimum=15)
 # How often every worker looks for replies and runs whose worker fell silent.
 BOOKKEEPING_SECONDS = env_int("BOOKKEEPING_SECONDS", 30, minimum=1)
+# A refit (a person's vectors) running longer than this is failed: its worker was killed (a fit takes ~1 min).
+FIT_STALL_SECONDS = env_int("FIT_STALL_SECONDS", 900, minimum=60)
+# A queued reply or refit whose request the broker no longer holds, at two looks this far apart, is failed.
+QUEUED_LOST_SECONDS = env_int("QUEUED_LOST_SECONDS", 60, minimum=1)
 
 # Personalized chat. A user's vectors are refit on the `train` queue
 # after this many new preference pairs, from at most FASTFIT_MAX_PAIRS of their newest.

@@ -43,12 +43,12 @@ def train_run(self, run_id: int) -> str:
     return training.execute(run_id, worker=self.request.hostname or "")
 
 
-@shared_task(name="trainer.fast_fit", acks_late=True)
-def fast_fit(fit_id: int) -> str:
+@shared_task(name="trainer.fast_fit", acks_late=True, bind=True)
+def fast_fit(self, fit_id: int) -> str:
     # Refit one person's vectors; the claim on the VectorFit row makes a redelivery a no-op.
     from trainer.worker import refit
 
-    return refit.vectors_refit(fit_id)
+    return refit.vectors_refit(fit_id, worker=self.request.hostname or "")
 
 
 @shared_task(name="trainer.evaluate_version", acks_late=True, bind=True)
@@ -61,13 +61,15 @@ def evaluate_version(self, evaluation_id: int) -> str:
 
 @worker_ready.connect
 def start_bookkeeping(sender=None, **_kwargs) -> None:
+    from users.chat.services import fits_reap_stale
     from users.conversations.services import replies_reap_orphans
 
     hostname = getattr(sender, "hostname", "") or ""
     if hostname:
-        reaped = replies_reap_orphans(worker=hostname)
-        if reaped:
-            log.warning("failed %d replies that this worker's previous process (%s) was writing", reaped, hostname)
+        reaped, fits = replies_reap_orphans(worker=hostname), fits_reap_stale(worker=hostname)
+        if reaped or fits:
+            log.warning("failed %d replies and %d refits that this worker's previous process (%s) was writing",
+                        reaped, fits, hostname)
     queues = sorted(getattr(getattr(sender, "app", None) and sender.app.amqp.queues, "consume_from", None) or [])
     threading.Thread(target=_keep_books, args=(hostname, queues), name="bookkeeping", daemon=True).start()
     from django.conf import settings
@@ -126,7 +128,8 @@ def _keep_books(hostname: str = "", queues: list[str] = ()) -> None:
 
     from trainer.personalization.services import evaluations_reap_stale
     from trainer.services import runs_reap_stale
-    from users.conversations.services import replies_reap_orphans
+    from users.chat.services import fits_reap_stale
+    from users.conversations.services import replies_reap_lost, replies_reap_orphans
 
     _report_device(hostname, list(queues))
     while True:
@@ -134,9 +137,11 @@ def _keep_books(hostname: str = "", queues: list[str] = ()) -> None:
         _report_device(hostname, list(queues))
         try:
             replies, runs, evaluations = replies_reap_orphans(), runs_reap_stale(), evaluations_reap_stale()
-            if replies or runs or evaluations:
-                log.warning("bookkeeping: failed %d orphaned replies, %d silent runs and %d silent evaluations",
-                            replies, runs, evaluations)
+            fits, lost = fits_reap_stale(), replies_reap_lost()
+            if replies or runs or evaluations or fits or lost:
+                log.warning("bookkeeping: failed %d orphaned replies, %d silent runs, %d silent evaluations, "
+                            "%d stalled refits and %d replies whose request was lost", replies, runs, evaluations,
+                            fits, lost)
         except Exception:  # a database or Redis hiccup: try again next round
             log.exception("bookkeeping round failed")
         finally:

@@ -255,6 +255,8 @@ class VectorFit(models.Model):
     losses = models.JSONField(default=list, blank=True)  # first and last full-batch loss
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)  # when a worker claimed it
+    worker = models.CharField(max_length=200, blank=True)  # the worker that claimed it (its Celery name)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

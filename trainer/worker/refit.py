@@ -33,22 +33,25 @@ def user_pairs(user, *, limit: int) -> list:
     return [pair_from_json(row, where=f"pair {n + 1}") for n, row in enumerate(rows)]
 
 
-def vectors_refit(fit_id: int) -> str:
-    """Run one queued fit; a second delivery finds it claimed and does nothing."""
+def vectors_refit(fit_id: int, worker: str = "") -> str:
+    """Run one queued fit; a second delivery finds it claimed and does nothing. The claim names the worker
+    and the time, so bookkeeping can fail a fit whose worker died (``fits_reap_stale``)."""
     if not VectorFit.objects.filter(pk=fit_id, status=VectorFit.Status.QUEUED).update(
-            status=VectorFit.Status.RUNNING):
+            status=VectorFit.Status.RUNNING, worker=worker, started_at=timezone.now()):
         return "skipped"
     fit = VectorFit.objects.select_related("run", "user__profile").get(pk=fit_id)
     try:
         pairs_used, seconds, losses = _fit(fit)
     except Exception as exc:  # the reason a person can act on, on the row
         log.exception("fit %s failed", fit_id)
-        VectorFit.objects.filter(pk=fit_id).update(status=VectorFit.Status.FAILED, finished_at=timezone.now(),
-                                                   error=f"{exc.__class__.__name__}: {exc}")
+        VectorFit.objects.filter(pk=fit_id, status=VectorFit.Status.RUNNING).update(
+            status=VectorFit.Status.FAILED, finished_at=timezone.now(), error=f"{exc.__class__.__name__}: {exc}")
         return VectorFit.Status.FAILED
-    VectorFit.objects.filter(pk=fit_id).update(status=VectorFit.Status.DONE, finished_at=timezone.now(),
-                                               pairs_used=pairs_used, seconds=seconds, losses=losses,
-                                               path=str(vectors_file(fit)))
+    # Only while still this fit's claim: a fit bookkeeping failed meanwhile stays failed.
+    if not VectorFit.objects.filter(pk=fit_id, status=VectorFit.Status.RUNNING).update(
+            status=VectorFit.Status.DONE, finished_at=timezone.now(), pairs_used=pairs_used, seconds=seconds,
+            losses=losses, path=str(vectors_file(fit))):
+        return "superseded"
     return VectorFit.Status.DONE
 
 

@@ -9,6 +9,7 @@ scoped selectors), so nobody can rate, compare or refit for someone else.
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -195,6 +196,31 @@ def fastfit_maybe_enqueue(*, user) -> VectorFit | None:
         fit = VectorFit.objects.create(user=user, run=run, pairs_total=total)
         transaction.on_commit(lambda: fastfit_enqueue(fit_id=fit.pk))
     return fit
+
+
+def fits_reap_stale(*, worker: str | None = None) -> int:
+    """Fail the refits nobody is finishing, with the reason, so the person may ask again: with ``worker`` (it
+    restarted) the ones it was running; without, those running longer than ``FIT_STALL_SECONDS`` (a fit takes
+    about a minute: its worker was killed or its machine went down) and the queued ones whose request the
+    broker lost. Run by every worker at start and by bookkeeping. Returns how many."""
+    now = timezone.now()
+    running = VectorFit.objects.filter(status=VectorFit.Status.RUNNING)
+    if worker is not None:
+        stalled = running.filter(worker=worker)
+        reason = f"The worker {worker} restarted while fitting these vectors. Ask for the refit again."
+    else:
+        stalled = running.filter(started_at__lt=now - timedelta(seconds=settings.FIT_STALL_SECONDS))
+        reason = (f"The refit did not finish within {settings.FIT_STALL_SECONDS} s (its worker was stopped or its "
+                  "machine went down). Ask for the refit again.")
+    reaped = stalled.update(status=VectorFit.Status.FAILED, error=reason, finished_at=now)
+    if worker is None:
+        lost = dispatch.rows_lost(VectorFit, FAST_FIT_TASK, "train", after_seconds=settings.QUEUED_LOST_SECONDS)
+        if lost:
+            reaped += VectorFit.objects.filter(pk__in=lost, status=VectorFit.Status.QUEUED).update(
+                status=VectorFit.Status.FAILED, finished_at=now,
+                error="The request for this refit was lost before a worker took it (the message broker, Redis, "
+                      "restarted). Ask for the refit again.")
+    return reaped
 
 
 def fastfit_enqueue(*, fit_id: int) -> bool:

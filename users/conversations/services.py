@@ -169,6 +169,19 @@ def replies_reap_orphans(*, worker: str | None = None) -> int:
     return reaped
 
 
+def replies_reap_lost() -> int:
+    """Fail the queued replies whose request no longer exists in the broker (Redis restarted, or its message was
+    dropped): nothing would ever write them, and each would hold one of its person's pending slots and push
+    everyone's place in line back. They are failed with the reason; Retry sends a new request."""
+    lost = dispatch.rows_lost(Reply, GENERATE_TASK, settings.GENERATE_QUEUE, after_seconds=settings.QUEUED_LOST_SECONDS)
+    if not lost:
+        return 0
+    reason = ("The request for this reply was lost before a model worker took it (the message broker, Redis, "
+              "restarted or dropped it). Press Retry to ask again.")
+    return Reply.objects.filter(pk__in=lost, status=Reply.Status.QUEUED).update(
+        status=Reply.Status.FAILED, error=reason, finished_at=timezone.now())
+
+
 def queue_position(reply: Reply) -> int:
     """1 for the next reply a worker will take; replies are taken in the order they were queued."""
     return Reply.objects.filter(status=Reply.Status.QUEUED, pk__lt=reply.pk).count() + 1
