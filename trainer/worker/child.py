@@ -30,10 +30,17 @@ def main(argv: list[str]) -> int:
                         + " %(levelname)s %(message)s")
     from trainer.models import TrainingRun
     from trainer.worker import training
+    from trainer.worker.record import Claim, ClaimLost
 
     run_id, rank = int(argv[0]), int(os.environ.get("RANK", "0"))
+    claim = None
+    if rank == 0 and os.environ.get("RUN_CLAIM_WORKER"):
+        claim = Claim(run_id, os.environ["RUN_CLAIM_WORKER"], int(os.environ["RUN_CLAIM_ATTEMPT"]))
     try:
-        status = training._train(TrainingRun.objects.get(pk=run_id), rank=rank)
+        status = training._train(TrainingRun.objects.get(pk=run_id), rank=rank, claim=claim)
+    except ClaimLost as exc:
+        logging.warning("run %s: process %s stopped writing: %s", run_id, rank, exc)
+        return 3
     except Exception:
         logging.exception("run %s failed in process %s", run_id, rank)
         return 1

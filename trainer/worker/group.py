@@ -44,17 +44,17 @@ class LaunchError(ValueError):
     """The run cannot be launched on this worker as asked; the message says what to change."""
 
 
-def train_in_group(run: TrainingRun) -> str:
+def train_in_group(run: TrainingRun, claim=None) -> str:
     folder = run_folder(run.pk)
     folder.mkdir(parents=True, exist_ok=True)
     command = launch_command(run, offered=devices_offered())
-    env = group_environment(run.processes)
+    env = group_environment(run.processes, claim)
     out = folder / GROUP_LOG
     with out.open("ab") as sink:
         sink.write(f"\n=== attempt {run.attempts} at {timezone.now():%Y-%m-%d %H:%M:%S} UTC: "
                    f"{' '.join(command)}\n".encode())
         sink.flush()
-        phase(run.pk, f"starting {run.processes} processes")
+        phase(run.pk, f"starting {run.processes} processes", claim)
         proc = subprocess.Popen(dying_with_this_process(command), cwd=settings.BASE_DIR, env=env, stdout=sink,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         forced = _watch(run.pk, proc)
@@ -64,12 +64,12 @@ def train_in_group(run: TrainingRun) -> str:
         return run.status
     checkpoint = _last_checkpoint(folder / "checkpoints")
     if forced:
-        finish(run.pk, TrainingRun.Status.CANCELLED, only_running=True,
+        finish(run.pk, TrainingRun.Status.CANCELLED, only_running=True, claim=claim,
                error=f"Cancelled: the {run.processes} processes did not stop by themselves within "
                      f"{CANCEL_GRACE_SECONDS} s, so they were stopped. Resume continues from {checkpoint}.")
         return TrainingRun.Status.CANCELLED
     reason = failure_reason(out.read_bytes()[-200_000:].decode(errors="replace"), proc.returncode)
-    finish(run.pk, TrainingRun.Status.FAILED, only_running=True,
+    finish(run.pk, TrainingRun.Status.FAILED, only_running=True, claim=claim,
            error=f"{reason} Press Resume to continue from {checkpoint}.")
     return TrainingRun.Status.FAILED
 
@@ -124,14 +124,16 @@ def _yaml(text: str) -> dict:
         raise ValueError(str(exc).splitlines()[0]) from exc
 
 
-def group_environment(processes: int) -> dict:
-    """The children's environment: the worker's (settings, BASE_MODEL), this checkout importable, and on a CPU
-    the cores shared out between the processes."""
+def group_environment(processes: int, claim=None) -> dict:
+    """The children's environment: the worker's (settings, BASE_MODEL), this checkout importable, on a CPU
+    the cores shared out between the processes, and the worker's claim (process 0 fences its writes on it)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(settings.BASE_DIR),
                                                                      os.environ.get("PYTHONPATH")])),
                DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "alignment_site.settings"),
                PYTHONUNBUFFERED="1")
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    if claim is not None:
+        env.update(RUN_CLAIM_WORKER=claim.worker, RUN_CLAIM_ATTEMPT=str(claim.attempt))
     return env
 
 

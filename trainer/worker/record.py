@@ -5,6 +5,7 @@ the last lines of which the run page shows), the phase line, and its end. Shared
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from django.utils import timezone
 
@@ -24,15 +25,58 @@ def journal(run_id: int, text: str) -> None:
         log.exception("could not write run %s's log", run_id)
 
 
-def phase(run_id: int, text: str) -> None:
-    """What the worker is doing now, in words (also a heartbeat)."""
-    TrainingRun.objects.filter(pk=run_id).update(phase=text, heartbeat_at=timezone.now())
+class ClaimLost(RuntimeError):
+    """The run is no longer this worker's: it was failed by bookkeeping (no heartbeat) and perhaps resumed by
+    another worker. Whatever this worker would write now would overwrite the truth, so it stops."""
 
 
-def finish(run_id: int, status: str, *, only_running: bool = False, **fields) -> None:
-    """End the run with ``status`` (and its error, results...); ``only_running``: unless it has ended already."""
-    journal(run_id, f"{status}{': ' + fields['error'] if fields.get('error') else ''}")
-    runs = TrainingRun.objects.filter(pk=run_id)
+@dataclass(frozen=True)
+class Claim:
+    """What a worker holds while it trains a run: the run, its own name and the attempt it claimed. Every write
+    of the worker matches all three (and a running status), so a worker that lost the run writes nothing."""
+
+    run_id: int
+    worker: str
+    attempt: int
+
+    @classmethod
+    def of(cls, run_id: int) -> "Claim":
+        """The claim as the database holds it now (right after ``run_claim``)."""
+        worker, attempt = TrainingRun.objects.filter(pk=run_id).values_list("worker", "attempts").get()
+        return cls(run_id, worker, attempt)
+
+    def rows(self):
+        return TrainingRun.objects.filter(pk=self.run_id, status=TrainingRun.Status.RUNNING, worker=self.worker,
+                                          attempts=self.attempt)
+
+    def update(self, **fields) -> None:
+        """Write ``fields`` while the claim holds; raise ``ClaimLost`` when it does not."""
+        if not self.rows().update(**fields):
+            raise ClaimLost(f"run {self.run_id} is no longer attempt {self.attempt} of {self.worker}")
+
+    def check(self) -> None:
+        if not self.rows().exists():
+            raise ClaimLost(f"run {self.run_id} is no longer attempt {self.attempt} of {self.worker}")
+
+
+def phase(run_id: int, text: str, claim: Claim | None = None) -> None:
+    """What the worker is doing now, in words (also a heartbeat); with ``claim``, only while it holds."""
+    if claim is not None:
+        claim.update(phase=text, heartbeat_at=timezone.now())
+    else:
+        TrainingRun.objects.filter(pk=run_id).update(phase=text, heartbeat_at=timezone.now())
+
+
+def finish(run_id: int, status: str, *, only_running: bool = False, claim: Claim | None = None, **fields) -> bool:
+    """End the run with ``status`` (and its error, results...); ``only_running``: unless it has ended already;
+    ``claim``: only while this worker's claim holds. Whether it was written."""
+    runs = TrainingRun.objects.filter(pk=run_id) if claim is None else claim.rows()
     if only_running:
         runs = runs.filter(status=TrainingRun.Status.RUNNING)
-    runs.update(status=status, finished_at=timezone.now(), phase="", cancel_requested=False, **fields)
+    written = bool(runs.update(status=status, finished_at=timezone.now(), phase="", cancel_requested=False,
+                               **fields))
+    if written:
+        journal(run_id, f"{status}{': ' + fields['error'] if fields.get('error') else ''}")
+    else:
+        journal(run_id, f"not written ({status}): the run is no longer this worker's")
+    return written

@@ -21,27 +21,33 @@ from django.utils import timezone
 from trainer import services
 from trainer.core import provision
 from trainer.models import RunLog, TrainingRun, run_folder
-from trainer.worker.record import finish, journal, phase
+from trainer.worker.record import Claim, ClaimLost, finish, journal, phase
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat:
     """Touch the run's heartbeat from a thread, so a long step does not look like a dead worker (``model``: any
-    row with a status and a heartbeat_at, e.g. a personalization evaluation)."""
+    row with a status and a heartbeat_at, e.g. a personalization evaluation; ``fence``: more fields the row
+    must still have, the worker's claim). A database error (a PostgreSQL restart, SQLite busy) does not end
+    the thread: the connection is dropped and the next beat tries again."""
 
-    def __init__(self, run_id: int, model=TrainingRun):
-        self.run_id, self.model = run_id, model
+    def __init__(self, run_id: int, model=TrainingRun, fence: dict | None = None):
+        self.run_id, self.model, self.fence = run_id, model, dict(fence or {})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
 
     def _beat(self) -> None:
-        from django.db import connection
+        from django.db import DatabaseError, connection
 
         try:
             while not self._stop.wait(settings.TRAIN_HEARTBEAT_SECONDS):
-                self.model.objects.filter(pk=self.run_id, status=self.model.Status.RUNNING).update(
-                    heartbeat_at=timezone.now())
+                try:
+                    self.model.objects.filter(pk=self.run_id, status=self.model.Status.RUNNING,
+                                              **self.fence).update(heartbeat_at=timezone.now())
+                except DatabaseError as exc:
+                    log.warning("heartbeat of %s %s missed: %r", self.model.__name__, self.run_id, exc)
+                    connection.close()  # a broken connection is opened afresh at the next beat
         finally:
             connection.close()
 
@@ -98,7 +104,8 @@ def execute(run_id: int, worker: str = "") -> str:
     if not services.run_claim(run_id=run_id, worker=worker):
         log.info("run %s is not queued (already taken or finished): nothing to do", run_id)
         return "skipped"
-    with Heartbeat(run_id):
+    claim = Claim.of(run_id)
+    with Heartbeat(run_id, fence={"worker": claim.worker, "attempts": claim.attempt}):
         try:
             run = TrainingRun.objects.get(pk=run_id)
             journal(run_id, f"claimed by {worker} (attempt {run.attempts}, {run.processes} "
@@ -106,11 +113,15 @@ def execute(run_id: int, worker: str = "") -> str:
             if run.processes > 1:  # the heartbeat above covers the whole group
                 from trainer.worker import group
 
-                return group.train_in_group(run)
-            return _train(run)
+                return group.train_in_group(run, claim=claim)
+            return _train(run, claim=claim)
+        except ClaimLost as exc:  # failed by bookkeeping meanwhile (and perhaps resumed elsewhere): hands off
+            log.warning("run %s: stopped writing: %s", run_id, exc)
+            journal(run_id, f"attempt {claim.attempt} by {worker} stopped: the run is no longer its own")
+            return "superseded"
         except Exception as exc:  # every failure ends as a reason a person can act on
             log.exception("run %s failed", run_id)
-            finish(run_id, TrainingRun.Status.FAILED, error=_reason(exc))
+            finish(run_id, TrainingRun.Status.FAILED, claim=claim, error=_reason(exc))
             return TrainingRun.Status.FAILED
 
 
@@ -123,9 +134,11 @@ def _reason(exc: Exception) -> str:
     return f"{exc.__class__.__name__}: {exc}"
 
 
-def _train(run: TrainingRun, rank: int = 0) -> str:
+def _train(run: TrainingRun, rank: int = 0, claim: Claim | None = None) -> str:
     """Train, evaluate and publish ``run``. Under ``accelerate launch`` every process runs this with its
-    rank: all train their share; only process 0 writes to the database and evaluates and saves."""
+    rank: all train their share; only process 0 writes to the database and evaluates and saves. With
+    ``claim`` (one process) every write is fenced on it: a lost claim raises ``ClaimLost`` at the next write
+    or cancel check, before anything more is written to the database or the run's folder."""
     from trainer.core.config import TrainConfig
     from trainer.core.loop import train
 
@@ -133,7 +146,7 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
     location = provision.resolve(settings.BASE_MODEL, settings.DATA_DIR)
     main = rank == 0
     if main:
-        phase(run.pk, "collecting pairs")
+        phase(run.pk, "collecting pairs", claim)
     pairs = gather_pairs(run.data_filter)
     if not pairs:
         raise ValueError("The selected data has no preference pairs: collect ratings first, "
@@ -150,8 +163,9 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
     if run.processes > 1:
         summary["processes"] = run.processes
     if main:  # the step count the loop will run (the same function), before the model takes a while to load
-        TrainingRun.objects.filter(pk=run.pk).update(data_summary=summary, phase="loading the model",
-                                                     total_steps=config.total_steps(len(split.train)))
+        fields = {"data_summary": summary, "phase": "loading the model",
+                  "total_steps": config.total_steps(len(split.train))}
+        _write(run.pk, claim, **fields)
 
     started = time.perf_counter()
     first_step: list[int] = []
@@ -161,14 +175,18 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
         if not first_step:
             first_step.append(step)
         fields = {"step": step, "total_steps": total, "heartbeat_at": timezone.now(), "step_seconds": clock.tick()}
-        TrainingRun.objects.filter(pk=run.pk).update(**fields)
+        _write(run.pk, claim, **fields)
         if metrics:
             services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.TRAIN, step=step, values=_finite(metrics))
             journal(run.pk, f"step {step}/{total}: loss {metrics.get('loss', float('nan')):.4f}, "
                             f"accuracy {metrics.get('rewards/accuracies', float('nan')):.3f}")
 
     def should_cancel() -> bool:  # the loop takes process 0's answer in every process
-        return main and TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+        if not main:
+            return False
+        if claim is not None:
+            claim.check()  # lost: stop here, before the loop writes a checkpoint
+        return TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
 
     def on_diagnostics(step: int, report: dict) -> None:
         values = _finite({k: v for k, v in report.items() if k != "step"})
@@ -176,7 +194,7 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
 
     result = train(config, location.path, split.train, checkpoint_dir=checkpoints,
                    progress=progress if main else None, should_cancel=should_cancel, users=split.seen_users,
-                   on_diagnostics=on_diagnostics, on_phase=PhaseText(run.pk) if main else None,
+                   on_diagnostics=on_diagnostics, on_phase=PhaseText(run.pk, claim=claim) if main else None,
                    log=lambda msg: log.info("run %s: %s", run.pk, msg))
     if not main:  # process 0 evaluates, saves and reports
         return result.status
@@ -184,22 +202,24 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
     summary.update(result.data)
     summary["first_step_this_attempt"] = first_step[0] if first_step else None
     if result.status == "cancelled":
-        finish(run.pk, TrainingRun.Status.CANCELLED, data_summary=summary,
+        finish(run.pk, TrainingRun.Status.CANCELLED, claim=claim, data_summary=summary,
                error=f"Cancelled at step {result.step}/{result.total_steps}; resume continues from there.")
         return TrainingRun.Status.CANCELLED
 
     steps_done = result.step - (first_step[0] - 1 if first_step else 0)
     summary["pairs_per_second"] = steps_done * config.batch_size / elapsed if elapsed > 0 else None
-    phase(run.pk, "evaluating on held-out pairs")
+    phase(run.pk, "evaluating on held-out pairs", claim)
     evaluation = _evaluate(result, split)
     services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.EVAL, step=result.step,
                              values=_finite(evaluation.get("metrics", {})))
-    phase(run.pk, "saving the model")
+    phase(run.pk, "saving the model", claim)
     relative = _publish(result, folder, base_model=location.path,
                         metrics={"history": result.history, "diagnostics": result.diagnostics,
                                  "evaluation": evaluation, "data": summary})
-    finish(run.pk, TrainingRun.Status.COMPLETED, data_summary=summary, evaluation=evaluation,
-           user_map=_user_map(result), diagnostics=[_finite(d) for d in result.diagnostics], artifacts=relative)
+    if not finish(run.pk, TrainingRun.Status.COMPLETED, claim=claim, data_summary=summary, evaluation=evaluation,
+                  user_map=_user_map(result), diagnostics=[_finite(d) for d in result.diagnostics],
+                  artifacts=relative):
+        raise ClaimLost(f"run {run.pk} was no longer this worker's when it finished")
     try:  # a personalized run and its baseline both done: "does it personalize?" is asked at once
         from trainer.personalization.services import evaluation_start_after_training
 
@@ -207,6 +227,14 @@ def _train(run: TrainingRun, rank: int = 0) -> str:
     except Exception:  # the run itself is done and saved; the evaluation can be started by hand
         log.exception("could not start the personalization evaluation after run %s", run.pk)
     return TrainingRun.Status.COMPLETED
+
+
+def _write(run_id: int, claim: Claim | None, **fields) -> None:
+    """Update the run: fenced on ``claim`` when there is one (``ClaimLost`` when it no longer holds)."""
+    if claim is not None:
+        claim.update(**fields)
+    else:
+        TrainingRun.objects.filter(pk=run_id).update(**fields)
 
 
 class StepClock:
@@ -229,8 +257,8 @@ class PhaseText:
     """The loop's (phase, done, total) as the run's phase line, written at most every 2 s (and at each change):
     the page shows progress inside a step too (model load, tokenising, micro-batches with their reference pass)."""
 
-    def __init__(self, run_id: int, every: float = 2.0):
-        self.run_id, self.every = run_id, every
+    def __init__(self, run_id: int, every: float = 2.0, claim: Claim | None = None):
+        self.run_id, self.every, self.claim = run_id, every, claim
         self.shown, self.at = "", 0.0
 
     def __call__(self, name: str, done: int, total: int | None) -> None:
@@ -246,7 +274,7 @@ class PhaseText:
             text = f"training: {done} of {total} micro-batches"
         else:
             text = f"{name}: {done} of {total}"
-        phase(self.run_id, text)
+        phase(self.run_id, text, self.claim)
 
 
 def _finite(values: dict) -> dict:
