@@ -50,6 +50,8 @@ COLLECTION_MAX_NEW_TOKENS = env_int("COLLECTION_MAX_NEW_TOKENS", 512, minimum=16
 COLLECTION_REPETITION_PENALTY = env_float("COLLECTION_REPETITION_PENALTY", 1.0, minimum=1.0, maximum=2.0)
 # A reply whose worker has not touched it for this long is failed (workers touch theirs every 5 s).
 REPLY_STALL_SECONDS = env_int("REPLY_STALL_SECONDS", 120, minimum=15)
+# A reply that has not ended this long after its worker took it is given up (failed with the reason; Retry).
+REPLY_MAX_SECONDS = env_int("REPLY_MAX_SECONDS", 1800, minimum=30)
 # How often every worker looks for replies and runs whose worker fell silent.
 BOOKKEEPING_SECONDS = env_int("BOOKKEEPING_SECONDS", 30, minimum=1)
 # A refit (a person's vectors) running longer than this is failed: its worker was killed (a fit takes ~1 min).

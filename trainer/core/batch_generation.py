@@ -29,6 +29,10 @@ from trainer.core.sequences import collate, embed_inputs, encode_prompt, prefix_
 END = None  # put on ``deltas`` after the last piece of text
 
 
+class EngineClosed(RuntimeError):
+    """The model a request waited for was closed (unloaded) before the request was written."""
+
+
 @dataclass
 class GenerationRequest:
     messages: list[dict]
@@ -192,22 +196,44 @@ class BatchScheduler:
         self._inbox: queue.Queue = queue.Queue()
         self._held: list[GenerationRequest] = []
         self._closed = threading.Event()
+        self._accepting = threading.Lock()  # a submit and the close that ends the inbox do not interleave
         self.batches: list[int] = []  # sizes of the batches run so far (most recent 1000)
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, request: GenerationRequest) -> GenerationRequest:
         """Queue a request; its prompt is templated here, in the caller's thread, not the shared one."""
-        if self._closed.is_set():
-            raise RuntimeError("the batch scheduler is closed")
         encoded(self.tokenizer, request)
-        self._inbox.put(request)
+        with self._accepting:
+            if self._closed.is_set():
+                raise EngineClosed("this model was unloaded (a newer version took its place)")
+            self._inbox.put(request)
         return request
 
     def close(self) -> None:
-        self._closed.set()
-        self._inbox.put(None)
+        """Stop taking requests; the batch being written finishes, and every request still waiting (in the
+        inbox or held back for a batch of its own) ends at once with ``EngineClosed`` as its error, so nobody
+        waits for a model that is gone."""
+        with self._accepting:
+            self._closed.set()
+            self._inbox.put(None)
         self._thread.join(timeout=30)
+
+    def _fail_waiting(self) -> None:
+        """In the scheduler's thread, as it ends: every request that will not be written now ends with a reason."""
+        with self._accepting:  # no submit slips in after the inbox is emptied
+            waiting, self._held = list(self._held), []
+            while True:
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    waiting.append(item)
+        for request in waiting:
+            request.error = EngineClosed("the model this reply waited for was unloaded before it was written "
+                                         "(a newer version was loaded in its place)")
+            request.deltas.put(END)
 
     def _gather(self) -> list[GenerationRequest]:
         if self._held:  # prompts too long for the last batch: a batch of their own, next
@@ -241,12 +267,15 @@ class BatchScheduler:
         return keep
 
     def _loop(self) -> None:
-        while not self._closed.is_set():
-            batch = self._gather()
-            if not batch:
-                continue
-            self.batches = (self.batches + [len(batch)])[-1000:]
-            try:
-                generate_batch(self.model, self.tokenizer, batch)
-            except Exception:  # already handed to each request; keep serving the next batch
-                pass
+        try:
+            while not self._closed.is_set():
+                batch = self._gather()
+                if not batch:
+                    continue
+                self.batches = (self.batches + [len(batch)])[-1000:]
+                try:
+                    generate_batch(self.model, self.tokenizer, batch)
+                except Exception:  # already handed to each request; keep serving the next batch
+                    pass
+        finally:
+            self._fail_waiting()

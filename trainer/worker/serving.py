@@ -49,6 +49,7 @@ _runs: dict[int, "ServedRun"] = {}  # run id -> its served model and vectors
 KEEP_RUNS = 2  # versions kept in memory: the active one and the one before (rollback is instant)
 STOP_POLL_SECONDS = 0.25
 HEARTBEAT_SECONDS = 5  # well inside REPLY_STALL_SECONDS (15 s at least, 120 by default)
+STOP_GRACE_SECONDS = 30  # a stopped reply whose model has not ended it by then ends as stopped anyway
 
 
 @dataclass
@@ -245,26 +246,85 @@ def reply_plan(reply: Reply) -> Plan:
     return Plan(served.scheduler, served.name, soft, record)
 
 
+class ReplyLost(RuntimeError):
+    """The reply is no longer this attempt's (failed by bookkeeping, or retried and claimed again): stop writing."""
+
+
+class ReplyClaim:
+    """What a worker holds while it writes a reply: the reply, the worker and the time it claimed it (a Retry
+    queues the reply again and the next claim has another time). Every write matches all three and a
+    streaming status, so an attempt that lost the reply writes nothing over the truth."""
+
+    def __init__(self, reply_id: int, worker: str, at):
+        self.reply_id, self.worker, self.at = reply_id, worker, at
+
+    def rows(self):
+        return Reply.objects.filter(pk=self.reply_id, status=Reply.Status.STREAMING, worker=self.worker,
+                                    started_at=self.at)
+
+    def touch(self) -> None:
+        if not self.rows().update(heartbeat_at=timezone.now()):
+            raise ReplyLost(f"reply {self.reply_id} is no longer this attempt's")
+
+
+class Beating:
+    """Touch the claimed reply's heartbeat from a thread while something slow happens in this one (loading a
+    version under the serving lock can take minutes), so bookkeeping does not take a busy worker for a dead
+    one. Fenced on the claim; a database error skips one beat."""
+
+    def __init__(self, claim: ReplyClaim):
+        self.claim = claim
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"reply-heartbeat-{claim.reply_id}", daemon=True)
+
+    def _beat(self) -> None:
+        from django.db import DatabaseError, connection
+
+        try:
+            while not self._stop.wait(HEARTBEAT_SECONDS):
+                try:
+                    self.claim.touch()
+                except ReplyLost:
+                    return
+                except DatabaseError as exc:
+                    log.warning("heartbeat of reply %s missed: %r", self.claim.reply_id, exc)
+                    connection.close()
+        finally:
+            connection.close()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 def generate_reply(reply_id: int, worker: str = "") -> str:
     """Produce one reply. A second delivery of the same task finds it claimed and does nothing.
 
     ``worker`` (the Celery node name) is recorded with the claim, and the reply's heartbeat is touched
-    every few seconds while it waits for a batch or streams, so the reaper can tell a busy worker from
-    a dead one.
+    every few seconds while its version loads, while it waits for a batch and while it streams, so the
+    reaper can tell a busy worker from a dead one. Every write is fenced on the claim (``ReplyClaim``): an
+    attempt whose reply was failed or retried meanwhile stops and writes nothing.
     """
     now = timezone.now()
     claimed = Reply.objects.filter(pk=reply_id, status=Reply.Status.QUEUED).update(
         status=Reply.Status.STREAMING, started_at=now, heartbeat_at=now, worker=worker[:200], error="")
     if not claimed:
         return "skipped"
+    claim = ReplyClaim(reply_id, worker[:200], now)
     reply = Reply.objects.select_related("turn__conversation__user__profile").get(pk=reply_id)
     redis_client = client()
     parts: list[str] = []
+    request = None
     try:
         redis_client.delete(reply.stream_key)  # a stream left by an earlier attempt of this reply
         from trainer.core.batch_generation import GenerationRequest
 
-        plan = reply_plan(reply)
+        with Beating(claim):  # loading a version may take minutes
+            plan = reply_plan(reply)
         messages, sampling = services.reply_generation_settings(reply=reply)
         request = GenerationRequest(messages, plan.soft_prompt, max_prompt_length=settings.CHAT_MAX_PROMPT_TOKENS,
                                     **sampling)
@@ -276,26 +336,32 @@ def generate_reply(reply_id: int, worker: str = "") -> str:
             parts.append(reply.content)
             redis_client.xadd(reply.stream_key, {"t": reply.content})
         plan.scheduler.submit(request)
-        stopped = _relay(request, reply, redis_client, parts)
+        stopped = _relay(request, reply, redis_client, parts, claim)
         status = Reply.Status.STOPPED if stopped else Reply.Status.DONE
         continued = reply.serving.get("continued", 0) + (1 if written_before else 0)
-        Reply.objects.filter(pk=reply_id).update(
+        if not claim.rows().update(
             status=status, content="".join(parts), token_count=written_before + request.tokens,
             model_name=plan.name[:120],
             serving={**plan.record, "batch": request.batch_size, "cut": request.cut and not stopped,
                      **({"continued": continued} if continued else {})},
             finished_at=timezone.now(), error="",
-        )
+        ):
+            raise ReplyLost(f"reply {reply_id} is no longer this attempt's")
         streams.finish(reply, status)
         return status
+    except ReplyLost as exc:  # failed by bookkeeping or retried meanwhile: the row and its stream are not ours
+        log.warning("reply %s: stopped writing: %s", reply_id, exc)
+        if request is not None:
+            request.cancelled = True  # its batch row stops at the next token
+        return "superseded"
     except Exception as exc:
         log.exception("reply %s failed", reply_id)
-        Reply.objects.filter(pk=reply_id).update(status=Reply.Status.FAILED, error=failure_message(exc),
-                                                 content="".join(parts), finished_at=timezone.now())
-        try:
-            streams.finish(reply, Reply.Status.FAILED)
-        except Exception:  # Redis itself may be what failed
-            pass
+        if claim.rows().update(status=Reply.Status.FAILED, error=failure_message(exc), content="".join(parts),
+                               finished_at=timezone.now()):
+            try:
+                streams.finish(reply, Reply.Status.FAILED)
+            except Exception:  # Redis itself may be what failed
+                pass
         return Reply.Status.FAILED
 
 
@@ -313,8 +379,14 @@ def failure_message(exc: BaseException) -> str:
 
     from trainer.core.vllm import VLLMUnavailable
 
+    from trainer.core.batch_generation import EngineClosed
+
     if isinstance(exc, redis.RedisError):
         happened = "the model worker lost contact with Redis, which carries replies to your browser"
+    elif isinstance(exc, EngineClosed):
+        happened = "the model version it waited for was unloaded to make room for a newer one"
+    elif isinstance(exc, ReplyTimeout):
+        happened = str(exc)
     elif isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
         happened = "the model worker ran out of memory"
     elif isinstance(exc, VLLMUnavailable):
@@ -325,13 +397,21 @@ def failure_message(exc: BaseException) -> str:
     return f"This reply could not be finished: {happened}. What was written so far is kept. Press Retry."
 
 
-def _relay(request, reply: Reply, redis_client, parts: list[str]) -> bool:
+class ReplyTimeout(RuntimeError):
+    """A reply that did not end within ``REPLY_MAX_SECONDS`` (its model never answered)."""
+
+
+def _relay(request, reply: Reply, redis_client, parts: list[str], claim: ReplyClaim | None = None) -> bool:
     """Copy the scheduler's deltas into ``parts`` and the reply's Redis stream; pass a stop request back;
-    touch the reply's heartbeat every HEARTBEAT_SECONDS, also while it waits for a batch. True if stopped."""
+    touch the reply's heartbeat every HEARTBEAT_SECONDS, also while it waits for a batch (``ReplyLost`` when
+    the claim no longer holds). True if stopped. It does not wait for good: a stopped reply whose model does
+    not end it within STOP_GRACE_SECONDS ends as stopped, and one that has not ended after
+    ``REPLY_MAX_SECONDS`` is cancelled and fails with that reason."""
     from trainer.core.batch_generation import END
 
     stopped = False
-    touched = time.monotonic()
+    started = touched = time.monotonic()
+    stopped_at = None
     while True:
         try:
             piece = request.deltas.get(timeout=STOP_POLL_SECONDS)
@@ -344,8 +424,20 @@ def _relay(request, reply: Reply, redis_client, parts: list[str]) -> bool:
         if piece:
             parts.append(piece)
             redis_client.xadd(reply.stream_key, {"t": piece})
+        now = time.monotonic()
         if not stopped and redis_client.exists(reply.stop_key):
             stopped = request.cancelled = True
-        if time.monotonic() - touched > HEARTBEAT_SECONDS:
-            touched = time.monotonic()
-            Reply.objects.filter(pk=reply.pk, status=Reply.Status.STREAMING).update(heartbeat_at=timezone.now())
+            stopped_at = now
+        if stopped and now - stopped_at > STOP_GRACE_SECONDS:
+            return True  # the model never acknowledged the stop: the reply ends as stopped all the same
+        if now - started > settings.REPLY_MAX_SECONDS:
+            request.cancelled = True
+            raise ReplyTimeout(f"it had not ended after {settings.REPLY_MAX_SECONDS} s (REPLY_MAX_SECONDS), "
+                               "so it was given up")
+        if now - touched > HEARTBEAT_SECONDS:
+            touched = now
+            if claim is not None:
+                claim.touch()
+            else:
+                Reply.objects.filter(pk=reply.pk, status=Reply.Status.STREAMING).update(
+                    heartbeat_at=timezone.now())

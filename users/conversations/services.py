@@ -15,7 +15,7 @@ from django.utils import timezone
 from alignment_site import dispatch
 from alignment_site.redis_client import client
 from users.conversations import streams
-from users.models import Conversation, Reply, ReplySource, Turn
+from users.models import Conversation, Reply, ReplySource, Turn, new_stream_token
 
 GENERATE_TASK = "trainer.generate_reply"
 
@@ -78,9 +78,11 @@ def reply_retry(*, reply: Reply, from_statuses=(Reply.Status.FAILED, Reply.Statu
     (Retry), or with ``from_statuses`` a done one (Regenerate, checked by its caller)."""
     if reply.status in from_statuses:
         generation_budget_take(user=reply.turn.conversation.user)
+    # A new stream token: the new attempt streams under a key of its own, so a late write of the old attempt
+    # (still running on a worker that lost the reply) cannot mix into it.
     updated = Reply.objects.filter(pk=reply.pk, status__in=list(from_statuses)).update(
         status=Reply.Status.QUEUED, content="", error="", token_count=0, started_at=None, finished_at=None,
-        heartbeat_at=None, worker="")
+        heartbeat_at=None, worker="", stream_token=new_stream_token())
     if updated:
         streams.delete(reply)
         transaction.on_commit(lambda: reply_enqueue(reply_id=reply.pk))
