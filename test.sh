@@ -7,6 +7,8 @@ export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/tes
 export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/9}"
 export DATA_DIR="${TEST_DATA_DIR:-$ROOT/.cache/test}"
 export SECRET_KEY="test-only-secret-key"
+# The suite signs up many accounts from 127.0.0.1; the sign-up limit's own test sets it low again.
+export SIGNUPS_PER_ADDRESS="${SIGNUPS_PER_ADDRESS:-10000}"
 # The suite chooses its own serving set-up per test: a developer's exported choice must not leak into it.
 unset SERVING_BACKEND VLLM_URL VLLM_PYTHON VLLM_ARGS GENERATE_QUEUE
 

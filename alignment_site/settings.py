@@ -152,6 +152,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
 LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1)
 LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+# Accounts one address may make in an hour (the sign-up page).
+SIGNUPS_PER_ADDRESS = env_int("SIGNUPS_PER_ADDRESS", 5, minimum=1)
 # Largest PRISM upload accepted through the staff page, in MB (the real files are about 90 MB together;
 # larger imports go through `manage.py import_prism`).
 UPLOAD_MAX_MB = env_int("UPLOAD_MAX_MB", 200, minimum=1)

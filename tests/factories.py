@@ -2,6 +2,7 @@
 
 from django.contrib.auth import get_user_model
 
+from users.accounts.onboarding import CONSENT_GIVEN
 from users.models import Conversation, Profile, Reply, SyntheticPersona, Turn
 
 SHORT = "Sleep at the same time every night."
@@ -14,7 +15,7 @@ PROMPTS = ["How can I sleep better?", "How do I start running?", "Tips for learn
 def person(username: str, *, group: str | None = None, prefs: dict | None = None):
     """A participant; with a ``group``, a simulated one whose hidden rule weighs ``prefs`` (dimension -> weight)."""
     user = get_user_model().objects.create_user(username=username, password="pw-" + username + "-123")
-    Profile.objects.update_or_create(user=user, defaults={"completed_at": user.date_joined})
+    Profile.objects.update_or_create(user=user, defaults={"completed_at": user.date_joined, "consent": CONSENT_GIVEN})
     if group:
         SyntheticPersona.objects.create(user=user, population="tests", seed=0, group=group,
                                         hidden_profile={"group": group, "prefs": prefs or {}, "noise": 0.0})

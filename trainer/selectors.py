@@ -7,10 +7,15 @@ from django.db.models import Count
 from trainer.models import GROUP_LOG, RUN_LOG, Activation, RunLog, TrainingRun, run_folder
 
 
-def _filtered_rejected(data_filter: dict):
+def _filtered_rejected(data_filter: dict, *, consented_only: bool = True):
+    """The rejected replies that make the data filter's pairs: of people who consented and have not withdrawn
+    (``consented_only``; runs, their previews and evaluations never see anyone else's)."""
+    from users.accounts.onboarding import consented
     from users.collection.pairs import pair_rejected_replies
 
     qs = pair_rejected_replies(min_margin=int(data_filter.get("min_margin", 1)))
+    if consented_only:
+        qs = qs.filter(**consented("turn__conversation__user__"))
     if data_filter.get("since"):
         qs = qs.filter(turn__conversation__created_at__date__gte=data_filter["since"])
     if data_filter.get("until"):
@@ -41,6 +46,22 @@ def pair_counts(data_filter: dict) -> dict[int, int]:
     rows = _filtered_rejected(data_filter).values("turn__conversation__user").annotate(n=Count("id"))
     minimum = int(data_filter.get("min_pairs", 1))
     return {row["turn__conversation__user"]: row["n"] for row in rows if row["n"] >= minimum}
+
+
+def people_left_out(data_filter: dict) -> dict[str, int]:
+    """People whose pairs the data filter would select but a run leaves out: ``withdrawn`` (they left the
+    study) and ``no_consent`` (no consent that says yes: imported people whose survey lacks it, accounts
+    that never agreed). One query."""
+    rows = (_filtered_rejected(data_filter, consented_only=False)
+            .values_list("turn__conversation__user", "turn__conversation__user__profile__consent",
+                         "turn__conversation__user__profile__withdrawn_at").distinct())
+    withdrawn, no_consent = set(), set()
+    for user, consent, withdrawn_at in rows:
+        if withdrawn_at is not None:
+            withdrawn.add(user)
+        elif not (consent or "").strip().lower().startswith("yes"):
+            no_consent.add(user)
+    return {"withdrawn": len(withdrawn), "no_consent": len(no_consent)}
 
 
 def pairs_by_conversation(data_filter: dict) -> dict[tuple[int, int], int]:

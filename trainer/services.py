@@ -38,7 +38,7 @@ def run_preview(*, data_filter: dict, config: dict, processes: int = 1) -> dict:
     held_out = plan["pairs"] - plan["train_pairs"]  # evaluated at the end
     passes = plan["steps"] * batch * per_pair + EVALUATION_SHARE * held_out * per_pair
     timing = time_estimate(passes, processes=processes)
-    return {**plan, **timing}
+    return {**plan, **timing, "left_out": selectors.people_left_out(data_filter)}
 
 
 def data_plan(keys: dict, *, data_filter: dict, config: dict) -> dict:

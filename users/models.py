@@ -182,6 +182,8 @@ class Profile(models.Model):
 
     consent = models.TextField(null=True, blank=True)
     consent_age = models.TextField(null=True, blank=True)
+    # The person withdrew from the study: none of their data enters a run, an export or an evaluation after this.
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
     lm_familiarity = models.TextField(null=True, blank=True)
     lm_indirect_use = models.TextField(null=True, blank=True)
     lm_direct_use = models.TextField(null=True, blank=True)

@@ -83,7 +83,7 @@ def test_the_conversation_page_query_count_does_not_grow_with_turns(owner_client
                                                                    django_assert_max_num_queries):
     for text in ("one", "two", "three", "four"):
         services.chat_send(conversation=conversation, text=text)
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):
         response = owner_client.get(reverse("chat_detail", args=[conversation.pk]))
     assert response.content.decode().count('class="turn"') == 4
 

@@ -28,3 +28,22 @@ def test_a_password_that_is_easy_to_guess_is_refused(client, password):
 def test_a_varied_password_signs_up(client):
     response = client.post(reverse("signup"), {"username": "bob", "password1": GOOD, "password2": GOOD})
     assert response.status_code == 302 and get_user_model().objects.filter(username="bob").exists()
+
+
+def test_an_address_that_made_too_many_accounts_waits(client, settings, test_redis):
+    settings.SIGNUPS_PER_ADDRESS = 2
+    test_redis.delete(*test_redis.keys("signups:*") or ["none"])
+    try:
+        for name in ("bot1", "bot2"):
+            assert client.post(reverse("signup"), {"username": name, "password1": GOOD, "password2": GOOD},
+                               REMOTE_ADDR="10.7.7.7").status_code == 302
+            client.logout()
+        refused = client.post(reverse("signup"), {"username": "bot3", "password1": GOOD, "password2": GOOD},
+                              REMOTE_ADDR="10.7.7.7")
+        assert refused.status_code == 429
+        assert "2 accounts were made from this address in the last hour" in refused.content.decode()
+        assert not get_user_model().objects.filter(username="bot3").exists()
+        assert client.post(reverse("signup"), {"username": "carol", "password1": GOOD, "password2": GOOD},
+                           REMOTE_ADDR="10.8.8.8").status_code == 302  # another address
+    finally:
+        test_redis.delete(*test_redis.keys("signups:*") or ["none"])

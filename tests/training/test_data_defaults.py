@@ -12,6 +12,7 @@ from django.urls import reverse
 from trainer import data_defaults, devices, preflight, services
 from trainer.forms import RunForm
 from trainer.models import TrainingRun
+from users.accounts.onboarding import CONSENT_GIVEN
 from users.models import Conversation, Profile, Reply, Turn
 
 TIGHT_NOISE = (2, 4, 6, 8)  # ratings of two equally good replies differ by under 10
@@ -24,7 +25,7 @@ def rated_people(noise: tuple, *, people: int = 8, conversations: int = 6) -> No
     and two at the other (90 minus a preference margin); the chosen replies' lengths vary."""
     for u in range(people):
         user = get_user_model().objects.create(username=f"rater{u}")  # no password: hashing eight is seconds
-        Profile.objects.create(user=user, completed_at=user.date_joined)
+        Profile.objects.create(user=user, completed_at=user.date_joined, consent=CONSENT_GIVEN)
         for c in range(conversations):
             i = u * conversations + c
             turn = Turn.objects.create(conversation=Conversation.objects.create(user=user, title=f"q{i}"), index=0,

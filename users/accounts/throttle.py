@@ -79,3 +79,33 @@ def clear(username: str, address: str) -> None:
         pipe.execute()
     except redis.RedisError:
         pass
+
+
+# --- sign-ups -------------------------------------------------------------------------------------------
+SIGNUP_WINDOW_SECONDS = 3600
+
+
+def signup_wait_seconds(address: str) -> int:
+    """0 when this address may make another account; else the seconds until it may (``SIGNUPS_PER_ADDRESS``
+    accounts an hour). Not throttled when Redis cannot be reached."""
+    key = f"signups:address:{address}"
+    try:
+        pipe = client().pipeline()
+        pipe.get(key)
+        pipe.ttl(key)
+        count, ttl = pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("sign-up throttling is off: Redis is unreachable (%r)", exc)
+        return 0
+    return max(int(ttl), 1) if count is not None and int(count) >= settings.SIGNUPS_PER_ADDRESS else 0
+
+
+def record_signup(address: str) -> None:
+    key = f"signups:address:{address}"
+    try:
+        pipe = client().pipeline()
+        pipe.incr(key)
+        pipe.expire(key, SIGNUP_WINDOW_SECONDS, nx=True)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("sign-up not counted: Redis is unreachable (%r)", exc)

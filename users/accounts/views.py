@@ -7,7 +7,7 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 
-from users.accounts import onboarding
+from users.accounts import onboarding, throttle
 from users.accounts.forms import SignupForm
 from users.conversations.selectors import conversations_for
 from users.models import StudyText
@@ -17,10 +17,20 @@ def signup(request):
     if request.user.is_authenticated:
         return redirect("home")
     form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("study_intro")
+    address = request.META.get("REMOTE_ADDR", "")
+    if request.method == "POST":
+        wait = throttle.signup_wait_seconds(address)
+        if wait:  # scripted accounts pouring ratings into every run: a few an hour per address
+            minutes = -(-wait // 60)
+            form.add_error(None, f"{settings.SIGNUPS_PER_ADDRESS} accounts were made from this address in the last "
+                                 f"hour, the most allowed. Try again in {minutes} minute{'s' if minutes != 1 else ''}, "
+                                 "or ask the study's staff for an account.")
+            return render(request, "registration/signup.html", {"form": form}, status=429)
+        if form.is_valid():
+            user = form.save()
+            throttle.record_signup(address)
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect("study_intro")
     return render(request, "registration/signup.html", {"form": form})
 
 

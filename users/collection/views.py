@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from alignment_site.access import participant_required
 from users.collection import selectors
 from users.collection import services as collection
 from users.collection.forms import EndForm, RatingForm, SendForm, StartForm
@@ -21,6 +22,7 @@ from users.survey.services import survey_is_complete
 
 @never_cache  # Back and Forward show the conversation as it is now, not a stale copy
 @login_required
+@participant_required
 def collect_home(request):
     if not survey_is_complete(request.user):
         return redirect(reverse("survey") + "?next=" + reverse("collect_home"))
@@ -36,6 +38,7 @@ def _home(request, form, status=200):
 
 @require_POST
 @login_required
+@participant_required
 def collect_start(request):
     form = StartForm(request.POST)
     if form.is_valid():
@@ -51,6 +54,7 @@ def collect_start(request):
 
 @never_cache  # Back and Forward show the conversation as it is now, not a stale copy
 @login_required
+@participant_required
 def collect_detail(request, conversation_id: int):
     conversation = selectors.conversation_visible_to(request.user, conversation_id)
     return _detail(request, conversation)
@@ -95,6 +99,7 @@ def _own_open_turn(request, conversation_id: int):
 
 @require_POST
 @login_required
+@participant_required
 def collect_rate(request, conversation_id: int):
     conversation, turn = _own_open_turn(request, conversation_id)
     if turn is None:
@@ -114,6 +119,7 @@ def collect_rate(request, conversation_id: int):
 
 @require_POST
 @login_required
+@participant_required
 def collect_continue(request, reply_id: int):
     """Continue a candidate cut at the length limit; htmx swaps the reply in place (it streams on from there)."""
     reply = reply_for(request.user, reply_id)
@@ -132,6 +138,7 @@ def collect_continue(request, reply_id: int):
 
 @require_POST
 @login_required
+@participant_required
 def collect_send(request, conversation_id: int):
     conversation = selectors.own_prism_conversation(request.user, conversation_id)
     form = SendForm(request.POST)
@@ -147,6 +154,7 @@ def collect_send(request, conversation_id: int):
 
 @require_POST
 @login_required
+@participant_required
 def collect_end(request, conversation_id: int):
     conversation = selectors.own_prism_conversation(request.user, conversation_id)
     form = EndForm(request.POST)

@@ -1,6 +1,7 @@
 """Downloads (a participant gets their own data, staff everyone's) and the staff dataset pages."""
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -9,6 +10,7 @@ from django.shortcuts import redirect, render
 
 from alignment_site.access import staff_required
 from alignment_site.streaming import streamed
+from users.accounts.onboarding import consented
 from users.collection.pairs import pairs_export_lines
 from users.dataset import browse, selectors
 from users.dataset.forms import ImportForm
@@ -29,12 +31,18 @@ def _int(value, default: int) -> int:
 
 @login_required
 def data_export(request, name: str):
-    """``pairs``, ``survey``, ``conversations`` or ``utterances`` as JSONL. Staff may add ?user=<username or id>."""
+    """``pairs``, ``survey``, ``conversations`` or ``utterances`` as JSONL. Staff may add ?user=<username or id>.
+
+    A participant gets their own data whatever its state. Staff's exports leave out the people who withdrew,
+    and the pairs (training data) also those without consent (their records stay in the PRISM files, which
+    round-trip what was imported)."""
     if name not in EXPORTS:
         raise Http404
     if request.user.is_staff:
         person = request.GET.get("user")  # a username, or the user_id the exports carry
-        users = selectors.people_named([person])[0] if person else None
+        everyone = get_user_model().objects.filter(
+            **(consented() if name == "pairs" else {"profile__withdrawn_at__isnull": True}))
+        users = everyone.filter(pk__in=[u.pk for u in selectors.people_named([person])[0]]) if person else everyone
     else:
         users = [request.user]
     if name == "pairs":

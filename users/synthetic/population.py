@@ -20,6 +20,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.db import transaction
 
+from users.accounts.onboarding import consent_give
 from users.collection import services as collection
 from users.models import Conversation, SyntheticPersona
 from users.prism import wording
@@ -95,6 +96,7 @@ def population_synthesize(*, population: str, n_people: int, conversations_per_p
             user = User.objects.create(username=persona.user_id[:150], password=make_password(None))
             SyntheticPersona.objects.create(user=user, population=population, seed=seed, group=persona.group,
                                             hidden_profile=asdict(persona))
+            consent_give(user=user)  # a simulated participant takes part as a real one would: having agreed
             survey_save(
                 user=user, stated_prefs={d: rng.randint(1, 100) for d, _ in wording.STATED_PREFS},
                 self_description="A simulated participant.", lm_familiarity=rng.choice(wording.LM_FAMILIARITY))

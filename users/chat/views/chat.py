@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from alignment_site.access import participant_required
 from users.chat import selectors as chat_selectors
 from users.chat import services
 from users.chat.forms import QuickRateForm
@@ -17,12 +18,14 @@ from users.models import Conversation
 
 @never_cache  # Back and Forward show the conversation as it is now, not a stale copy
 @login_required
+@participant_required
 def chat_list(request):
     conversations = list(conversations_for(request.user).filter(kind=Conversation.Kind.CHAT))
     return render(request, "chat/list.html", {"conversations": conversations})
 
 
 @login_required
+@participant_required
 def chat_new(request):
     """POST: a new chat, or the person's chat that is still empty (no empty conversations pile up).
     GET (a typed or bookmarked address): the list of chats, with its New chat button."""
@@ -34,6 +37,7 @@ def chat_new(request):
 
 @never_cache  # Back and Forward show the conversation as it is now, not a stale copy
 @login_required
+@participant_required
 def chat_detail(request, conversation_id: int):
     conversation = conversation_for(request.user, conversation_id)
     turns = turns_with_replies(conversation)
@@ -53,6 +57,7 @@ def _newest(turns) -> int | None:
 
 @require_POST
 @login_required
+@participant_required
 def chat_rename(request, conversation_id: int):
     conversation = conversation_for(request.user, conversation_id)
     try:
@@ -64,6 +69,7 @@ def chat_rename(request, conversation_id: int):
 
 @require_POST
 @login_required
+@participant_required
 def chat_delete(request, conversation_id: int):
     conversation = conversation_for(request.user, conversation_id)
     if request.POST.get("confirm") != "yes":
@@ -80,6 +86,7 @@ def chat_delete(request, conversation_id: int):
 
 @require_POST
 @login_required
+@participant_required
 def reply_regenerate(request, reply_id: int):
     reply = reply_for(request.user, reply_id)
     try:
@@ -95,6 +102,7 @@ def reply_regenerate(request, reply_id: int):
 
 @require_POST
 @login_required
+@participant_required
 def chat_send(request, conversation_id: int):
     conversation = conversation_for(request.user, conversation_id)
     text = request.POST.get("message", "")
@@ -121,6 +129,7 @@ def chat_send(request, conversation_id: int):
 
 @require_POST
 @login_required
+@participant_required
 def reply_rate(request, reply_id: int):
     reply = reply_for(request.user, reply_id)
     form = QuickRateForm(request.POST)
@@ -145,6 +154,7 @@ def reply_rate(request, reply_id: int):
 
 
 @login_required
+@participant_required
 def personal_panel(request):
     """The vectors notice and the "why" panel; the full block on first load, the panel alone on refresh, and a
     whole page when followed as a link (without JavaScript)."""

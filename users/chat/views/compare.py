@@ -6,6 +6,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from alignment_site.access import participant_required
 from users.chat import selectors, services
 from users.chat.forms import CompareForm
 from users.collection.forms import RatingForm
@@ -16,6 +17,7 @@ from users.prism import wording
 
 @never_cache  # Back and Forward show the conversation as it is now, not a stale copy
 @login_required
+@participant_required
 def compare_home(request):
     return _home(request, CompareForm())
 
@@ -33,6 +35,7 @@ def _home(request, form, status=200):
 
 @require_POST
 @login_required
+@participant_required
 def compare_start(request):
     form = CompareForm(request.POST)
     if form.is_valid():
@@ -54,6 +57,7 @@ def _own_compare(request, conversation_id: int):
 
 @never_cache  # Back and Forward show the conversation as it is now, not a stale copy
 @login_required
+@participant_required
 def compare_detail(request, conversation_id: int, *, form=None, error=None, status=200):
     conversation, turn = _own_compare(request, conversation_id)
     if turn is None:
@@ -71,6 +75,7 @@ def compare_detail(request, conversation_id: int, *, form=None, error=None, stat
 
 @require_POST
 @login_required
+@participant_required
 def compare_rate(request, conversation_id: int):
     conversation, turn = _own_compare(request, conversation_id)
     if turn is None:
