@@ -95,10 +95,13 @@ def main(argv=None) -> list[Figure]:
     model = setup_django(folder, CHAT_MAX_NEW_TOKENS=str(args.tokens))
     from django.contrib.auth import get_user_model
 
+    from users.accounts.onboarding import consent_give
     from users.models import Reply
 
     names = [f"person{i + 1}" for i in range(args.people)]
     users = {n: get_user_model().objects.create_user(n, password=PASSWORD) for n in names}
+    for user in users.values():
+        consent_give(user=user)  # people who agreed to take part: chat is theirs
     print(f"model {model}; {args.people} people x {args.messages} messages at once, {args.tokens} new tokens each; "
           f"one generate worker, 8 threads", flush=True)
     with web_stack(folder, generate_threads=8) as base:

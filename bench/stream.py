@@ -91,7 +91,9 @@ def main(argv: list[str] | None = None) -> list[Figure]:
     model_path = setup_django(folder, CHAT_TEMPERATURE="0", CHAT_MAX_NEW_TOKENS=str(args.tokens))
     from django.contrib.auth import get_user_model
 
-    get_user_model().objects.create_user("bench", password="bench-pass-123")
+    from users.accounts.onboarding import consent_give
+
+    consent_give(user=get_user_model().objects.create_user("bench", password="bench-pass-123"))
 
     print(f"model {model_path}\nprompt {PROMPT!r}, {args.tokens} new tokens, greedy, median of {args.runs} runs "
           f"after one warm-up, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
