@@ -67,7 +67,10 @@ def pages(db, owner, staff, monkeypatch, sources_here):
 
     monkeypatch.setattr(collection, "reply_enqueue", lambda *, reply_id: True)
     monkeypatch.setattr(chat, "reply_enqueue", lambda *, reply_id: True)
+    from users.accounts.onboarding import consent_give
+
     rater = get_user_model().objects.create_user("rater", password=PASSWORD)
+    consent_give(user=rater)
     survey_save(user=rater, stated_prefs={d: 60 for d in ("values", "creativity", "fluency", "factuality",
                                                            "diversity", "safety", "personalisation",
                                                            "helpfulness")},
