@@ -24,6 +24,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("survey/", survey.survey, name="survey"),
+    path("me/data/", accounts.my_data, name="my_data"),
     # the participant's chat, blind comparisons and the side panel
     path("chat/", chat.chat_list, name="chat_list"),
     path("chat/new/", chat.chat_new, name="chat_new"),

@@ -196,3 +196,13 @@ def run_log_tail(run: TrainingRun, lines: int = 60) -> list[str]:
                 f.seek(max(0, path.stat().st_size - 64_000))
                 found += [f"{name}: {line}" for line in f.read().decode(errors="replace").splitlines()[-lines:]]
     return found[-2 * lines:]
+
+
+def withdrawn_since_training(run: TrainingRun) -> list[str]:
+    """The people this version was trained on (its user map names them) who have withdrawn from the study
+    since: their exported ids, sorted. One query."""
+    trained = [p["user_id"] for p in run.user_map or [] if not p.get("generic")]
+    if not trained:
+        return []
+    profiles = profiles_by_exported_id(trained)
+    return sorted(uid for uid, profile in profiles.items() if profile.withdrawn_at is not None)

@@ -190,7 +190,7 @@ def test_the_dataset_page_counts_and_stays_at_a_fixed_number_of_queries(client, 
     client.force_login(staff)
     with django_assert_max_num_queries(12):
         response = client.get(reverse("dataset"))
-    assert response.context["counts"] == {"people": 1, "conversations": 1, "rated_replies": 8, "pairs": 3}
+    assert response.context["counts"] == {"people": 1, "withdrawn": 0, "conversations": 1, "rated_replies": 8, "pairs": 3}
     assert [r["pairs"] for r in response.context["people"]] == [3]
     bands = {b["label"]: b["count"] for b in response.context["histogram"]}
     assert (bands["71–80"], bands["61–70"], bands["1–10"], bands["91–100"]) == (2, 1, 1, 0)

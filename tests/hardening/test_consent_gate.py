@@ -56,3 +56,28 @@ def test_runs_leave_out_people_without_consent_or_who_withdrew_and_the_preview_s
     assert "1 person who withdrew from the study" in page
     exported = b"".join(client.get(reverse("data_export", args=["pairs"])).streaming_content).decode()
     assert exported.count("\n") == 10 and "web-scripted" not in exported
+
+
+def test_a_participants_chats_download_holds_their_chats_and_comparisons_only(client, owner, outsider):
+    from users.models import Reply, Turn
+
+    for person, text in ((owner, "Tea or coffee?"), (outsider, "Mallory's secret question")):
+        turn = Turn.objects.create(conversation=Conversation.objects.create(user=person), index=0,
+                                   user_message=text)
+        Reply.objects.create(turn=turn, status=Reply.Status.DONE, content="An answer.", chosen=True, score=70)
+    client.force_login(owner)
+    lines = b"".join(client.get(reverse("data_export", args=["chats"])).streaming_content).decode().splitlines()
+    assert len(lines) == 1 and "Tea or coffee?" in lines[0] and "Mallory" not in lines[0]
+    assert '"score": 70' in lines[0]
+
+
+def test_agreeing_again_after_withdrawing_takes_part_from_then_on(client, owner):
+    from users.accounts import onboarding
+
+    onboarding.withdraw(user=owner)
+    assert not onboarding.consent_given(owner)
+    client.force_login(owner)
+    assert client.get(reverse("chat_list")).status_code == 302
+    onboarding.consent_give(user=owner)
+    assert onboarding.consent_given(owner) and Profile.objects.get(user=owner).withdrawn_at is None
+    assert client.get(reverse("chat_list")).status_code == 200

@@ -31,6 +31,7 @@ def run_context(run: TrainingRun, *, color_by: str) -> dict:
         "config_rows": sorted(run.config.items()),
         "summary_rows": sorted((k, v) for k, v in run.data_summary.items() if not isinstance(v, (dict, list))),
         "log_lines": selectors.run_log_tail(run),
+        "withdrawn": selectors.withdrawn_since_training(run) if run.status == TrainingRun.Status.COMPLETED else [],
     }
 
 

@@ -52,12 +52,26 @@ def consent_given(user) -> bool:
 
 
 def consent_give(*, user) -> Profile:
+    """Record that the person agrees to take part (again, after a withdrawal: from now on)."""
     with transaction.atomic():
         profile, _ = Profile.objects.select_for_update().get_or_create(user=user)
-        if not profile.consent:
+        if not (profile.consent or "").lower().startswith("yes") or profile.withdrawn_at is not None:
             profile.consent = CONSENT_GIVEN
-            profile.consent_age = profile.consent_age or f"given on this site on {timezone.now():%Y-%m-%d}"
-            profile.save(update_fields=["consent", "consent_age", "updated_at"])
+            profile.consent_age = f"given on this site on {timezone.now():%Y-%m-%d}"
+            profile.withdrawn_at = None
+            profile.save(update_fields=["consent", "consent_age", "withdrawn_at", "updated_at"])
+    return profile
+
+
+def withdraw(*, user) -> Profile:
+    """The person leaves the study: from now on none of their data enters a run, an export for training or an
+    evaluation (``CONSENTED``); what they gave stays theirs to download, and the versions trained on it before
+    say so on their run pages. Their chat, compare and collection pages close until they agree again."""
+    with transaction.atomic():
+        profile, _ = Profile.objects.select_for_update().get_or_create(user=user)
+        if profile.withdrawn_at is None:
+            profile.withdrawn_at = timezone.now()
+            profile.save(update_fields=["withdrawn_at", "updated_at"])
     return profile
 
 

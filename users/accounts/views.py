@@ -10,7 +10,13 @@ from django.shortcuts import redirect, render
 from users.accounts import onboarding, throttle
 from users.accounts.forms import SignupForm
 from users.conversations.selectors import conversations_for
-from users.models import StudyText
+from users.models import Profile, StudyText
+
+MY_DOWNLOADS = [
+    ("survey", "your profile survey"), ("conversations", "your rated conversations (PRISM format)"),
+    ("utterances", "every reply you rated, one per line (PRISM format)"), ("pairs", "the preference pairs your ratings make"),
+    ("chats", "your chats and blind comparisons"),
+]
 
 
 def signup(request):
@@ -55,4 +61,20 @@ def study_intro(request):
             messages.success(request, "Thank you for taking part. Next: your profile survey.")
             return redirect("survey")
     return render(request, "study.html", {"study": StudyText.current(), "given": given},
+                  status=422 if request.method == "POST" else 200)
+
+
+@login_required
+def my_data(request):
+    """Everything stored about the person, to download, and the way out of the study."""
+    profile = Profile.objects.filter(user=request.user).first()
+    if request.method == "POST":
+        if request.POST.get("withdraw") != "yes":
+            messages.error(request, "Tick the box to confirm that you withdraw: nothing was changed.")
+        else:
+            onboarding.withdraw(user=request.user)
+            messages.success(request, "You have withdrawn from the study. None of your data goes into any model "
+                                      "trained, export made or evaluation run from now on.")
+            return redirect("my_data")
+    return render(request, "my_data.html", {"profile": profile, "downloads": MY_DOWNLOADS},
                   status=422 if request.method == "POST" else 200)

@@ -9,8 +9,10 @@ from users.prism.ids import exported_id, web_username
 
 
 def dataset_counts(*, min_margin: int = 1) -> dict:
+    people = Profile.objects.aggregate(people=Count("pk", filter=Q(completed_at__isnull=False)),
+                                       withdrawn=Count("pk", filter=Q(withdrawn_at__isnull=False)))
     return {
-        "people": Profile.objects.filter(completed_at__isnull=False).count(),
+        "people": people["people"], "withdrawn": people["withdrawn"],
         "conversations": Conversation.objects.filter(kind__in=Conversation.PRISM_KINDS).count(),
         "rated_replies": Reply.objects.filter(score__isnull=False).count(),
         "pairs": pair_rejected_replies(min_margin=min_margin).count(),
@@ -35,14 +37,15 @@ def people_rows(users_page, *, min_margin: int = 1) -> list[dict]:
                  .values_list("turn__conversation__user").annotate(n=Count("id")))
     pairs = pair_counts_by_user(min_margin=min_margin, users=ids)
     return [{"user": u, "user_id": exported_id(u.prism_user_id, u.username), "conversations": u.n_conversations,
-             "rated": rated.get(u.pk, 0), "pairs": pairs.get(u.pk, 0)} for u in users]
+             "rated": rated.get(u.pk, 0), "pairs": pairs.get(u.pk, 0), "withdrawn_at": u.withdrawn_at}
+            for u in users]
 
 
 def people_with_data():
     return (get_user_model().objects.filter(profile__completed_at__isnull=False)
             .annotate(n_conversations=Count("conversations",
                                             filter=Q(conversations__kind__in=Conversation.PRISM_KINDS)),
-                      prism_user_id=F("profile__prism_user_id"))
+                      prism_user_id=F("profile__prism_user_id"), withdrawn_at=F("profile__withdrawn_at"))
             .order_by("pk"))
 
 

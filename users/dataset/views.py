@@ -13,13 +13,14 @@ from alignment_site.streaming import streamed
 from users.accounts.onboarding import consented
 from users.collection.pairs import pairs_export_lines
 from users.dataset import browse, selectors
+from users.dataset.chats import chat_export_lines
 from users.dataset.forms import ImportForm
 from users.models import Conversation
 from users.prism.importer import prism_import
 from users.prism.schema import FILES, PrismImportError
 from users.prism.writer import prism_export_lines
 
-EXPORTS = ("pairs", *FILES)
+EXPORTS = ("pairs", "chats", *FILES)
 
 
 def _int(value, default: int) -> int:
@@ -31,7 +32,7 @@ def _int(value, default: int) -> int:
 
 @login_required
 def data_export(request, name: str):
-    """``pairs``, ``survey``, ``conversations`` or ``utterances`` as JSONL. Staff may add ?user=<username or id>.
+    """``pairs``, ``chats`` (chats and blind comparisons), ``survey``, ``conversations`` or ``utterances`` as JSONL. Staff may add ?user=<username or id>.
 
     A participant gets their own data whatever its state. Staff's exports leave out the people who withdrew,
     and the pairs (training data) also those without consent (their records stay in the PRISM files, which
@@ -45,7 +46,9 @@ def data_export(request, name: str):
         users = everyone.filter(pk__in=[u.pk for u in selectors.people_named([person])[0]]) if person else everyone
     else:
         users = [request.user]
-    if name == "pairs":
+    if name == "chats":
+        lines = chat_export_lines(users=users)
+    elif name == "pairs":
         lines = pairs_export_lines(users=users, min_margin=_int(request.GET.get("min_margin"), 1),
                                    with_profile=request.GET.get("profile") == "1")
     else:
