@@ -81,6 +81,9 @@ GENERATE_QUEUE = env_str("GENERATE_QUEUE", "generate")
 # run elsewhere (comma-separated); empty, the generate worker starts them itself from VLLM_PYTHON's environment.
 SERVING_BACKEND = env_choice("SERVING_BACKEND", "hf", ("hf", "vllm"))
 VLLM_URL = env_urls("VLLM_URL")
+# The key vLLM servers ask for (their --api-key; sent as a bearer token on every request). Unset, the servers a
+# generate worker starts itself ask for a key made for that worker process; a server in VLLM_URL needs it set.
+VLLM_API_KEY = env_str("VLLM_API_KEY", "")
 VLLM_PYTHON = env_path("VLLM_PYTHON", BASE_DIR / ".venv-vllm" / "bin" / "python")
 # On a CPU vLLM must be told its KV-cache size (its GPU-memory share means nothing there); eager mode skips
 # minutes of graph compilation at each start. On a GPU use e.g. "--dtype bfloat16 --gpu-memory-utilization 0.8".

@@ -122,12 +122,21 @@ def check_vllm(redis_ok: bool) -> list[Check]:
         return []
     if settings.VLLM_URL:
         checks = []
+        from trainer.core.vllm import answers_without_key
+
         for url in settings.VLLM_URL:
             ok = vllm.healthy(url)
-            checks.append(Check(f"vLLM server {redacted(url)}", ok, "answers" if ok else "does not answer",
+            if ok and answers_without_key(url):
+                checks.append(Check(f"vLLM server {redacted(url)}", False, "answers without asking for a key: "
+                                    "whoever reaches it gets free inference and sends it tensors to unpickle",
+                                    "Restart it with `--api-key <key>` on a private address and set VLLM_API_KEY "
+                                    "to the same key."))
+                continue
+            checks.append(Check(f"vLLM server {redacted(url)}", ok, "answers, and asks for the key" if ok else
+                                "does not answer",
                                 "" if ok else "Start it on its machine (`vllm serve <model folder> --served-model-name "
-                                "<name> --enable-prompt-embeds`; names are on the replies that failed) or fix "
-                                "VLLM_URL."))
+                                "<name> --enable-prompt-embeds --api-key <key>`; names are on the replies that "
+                                "failed) or fix VLLM_URL."))
         return checks
     if not settings.VLLM_PYTHON.is_file():
         return [Check("vLLM environment", False, f"{settings.VLLM_PYTHON} is missing",

@@ -85,6 +85,13 @@ def vllm_setup(bundled_model_path, tmp_path_factory, django_db_setup, test_redis
             serving._bases.clear()
 
 
+def vllm_key() -> str:
+    """The key the module's servers ask for (they were started by this process)."""
+    from trainer.worker import vllm
+
+    return vllm.api_key()
+
+
 def _hf_texts(folder, soft_of, prompts):
     """Greedy replies from the transformers path (the merged model, the same placement)."""
     from trainer.core.artifacts import load_run
@@ -100,8 +107,25 @@ def test_the_worker_starts_one_server_per_model_and_says_so(vllm_setup):
     assert vllm_setup["pid_files"] == [f"vllm-{n}.{os.getpid()}.pid" for n in names]
     assert {k: v["state"] for k, v in vllm_setup["states"].items()} == dict.fromkeys(names, "ready")
     from trainer.core.vllm import served_models
+    from trainer.worker import vllm
 
-    assert served_models(vllm_setup["urls"][1]) == {"version-970001": 2048}
+    assert served_models(vllm_setup["urls"][1], api_key=vllm.api_key()) == {"version-970001": 2048}
+
+
+def test_a_server_the_worker_started_refuses_a_request_without_its_key(vllm_setup):
+    import requests
+
+    from trainer.core.vllm import VLLMUnavailable, answers_without_key, auth, served_models
+    from trainer.worker import vllm
+
+    url = vllm_setup["urls"]["base"]
+    assert requests.get(f"{url}/v1/models", timeout=10).status_code == 401
+    assert requests.post(f"{url}/v1/completions", json={"model": "base-SmolLM2-135M-Instruct", "prompt": "Hi",
+                                                        "max_tokens": 2}, timeout=10).status_code == 401
+    assert requests.get(f"{url}/v1/models", timeout=10, headers=auth(vllm.api_key())).status_code == 200
+    assert not answers_without_key(url)
+    with pytest.raises(VLLMUnavailable, match="refuses the API key"):
+        served_models(url, api_key="not-the-key")
 
 
 @pytest.mark.parametrize("vectors", ["base", "own", "generic"])
@@ -129,7 +153,8 @@ def test_greedy_replies_through_vllm_equal_the_hf_path_token_for_token(vllm_setu
         model_name = "version-970001"
     from trainer.core.artifacts import input_embedding
 
-    engine = VLLMEngine(lambda _name: url, model_name, tokenizer, input_embedding(served_folder))
+    engine = VLLMEngine(lambda _name: url, model_name, tokenizer, input_embedding(served_folder),
+                        api_key=vllm_key())
     for prompt, hf_text in zip(PROMPTS, expected):
         request = engine.submit(GenerationRequest(prompt, soft, max_new_tokens=TOKENS, temperature=0.0))
         text = "".join(request.stream(timeout=120))
@@ -148,7 +173,7 @@ def test_own_and_generic_vectors_give_different_replies_on_vllm(vllm_setup):
     folder = vllm_setup["folders"][1]
     _, tokenizer = load_base(str(folder / "merged"))
     engine = VLLMEngine(lambda _n: vllm_setup["urls"][1], "version-970001", tokenizer,
-                        input_embedding(folder / "merged"))
+                        input_embedding(folder / "merged"), api_key=vllm_key())
     user_model, index = load_user_model(folder), load_user_index(folder)
     texts = {}
     for person in ("web-sim-a", "web-sim-b", None):
@@ -170,7 +195,7 @@ def test_stop_closes_the_request_and_the_server_drops_it(vllm_setup):
     _, tokenizer = load_base(base)
     url = vllm_setup["urls"]["base"]
     engine = VLLMEngine(lambda _n: url, "base-SmolLM2-135M-Instruct", tokenizer, input_embedding(base),
-                        extra={"ignore_eos": True})
+                        extra={"ignore_eos": True}, api_key=vllm_key())
     request = engine.submit(GenerationRequest(PROMPTS[0], None, max_new_tokens=1500, temperature=0.0))
     pieces = []
     for piece in request.stream(timeout=120):

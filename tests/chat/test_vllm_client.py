@@ -27,8 +27,10 @@ class FakeServer(BaseHTTPRequestHandler):
 
     script: list[bytes] = []
     bodies: list[dict] = []
+    auth_seen: list[str] = []  # the Authorization header of every request
 
     def do_GET(self):  # noqa: N802
+        FakeServer.auth_seen.append(self.headers.get("Authorization", ""))
         body = json.dumps({"data": [{"id": "m", "max_model_len": 64}]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -37,6 +39,7 @@ class FakeServer(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self):  # noqa: N802
+        FakeServer.auth_seen.append(self.headers.get("Authorization", ""))
         FakeServer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -54,7 +57,7 @@ class FakeServer(BaseHTTPRequestHandler):
 def fake():
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    FakeServer.bodies = []
+    FakeServer.bodies, FakeServer.auth_seen = [], []
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
@@ -162,3 +165,28 @@ def test_a_pid_file_whose_server_pid_now_names_another_program_stops_nothing(set
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_the_status_page_is_red_for_a_server_that_answers_without_a_key(fake, settings):
+    from trainer import health
+
+    settings.SERVING_BACKEND, settings.VLLM_URL = "vllm", [fake]
+    (check,) = health.check_vllm(redis_ok=False)
+    assert not check.ok and "answers without asking for a key" in check.detail and "--api-key" in check.fix
+
+
+def test_vllm_args_may_not_move_the_workers_servers_off_loopback():
+    from trainer.core.vllm import server_command
+
+    command = server_command("python", "/m", "version-1", 8001, ["--dtype", "float32"], api_key="k3y")
+    assert command[command.index("--host") + 1] == "127.0.0.1" and command[command.index("--api-key") + 1] == "k3y"
+    for args in (["--host", "0.0.0.0"], ["--host=0.0.0.0"]):
+        with pytest.raises(ValueError, match="VLLM_ARGS may not set --host"):
+            server_command("python", "/m", "version-1", 8001, args, api_key="k3y")
+
+
+def test_every_request_carries_the_key(engine, fake):
+    engine.api_key = "s3cret"
+    FakeServer.script = [chunk("Hi", finish="stop"), b"data: [DONE]\n\n"]
+    ask(engine, tokens=4)
+    assert FakeServer.auth_seen and set(FakeServer.auth_seen) == {"Bearer s3cret"}

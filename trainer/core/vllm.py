@@ -38,10 +38,23 @@ class VLLMUnavailable(RuntimeError):
         self.url, self.reason = url, reason
 
 
-def server_command(python: str, folder, name: str, port: int, args: list[str]) -> list[str]:
-    """The command that serves ``folder`` as ``name`` on 127.0.0.1:``port``, taking prompt embeddings."""
+def server_command(python: str, folder, name: str, port: int, args: list[str], api_key: str = "") -> list[str]:
+    """The command that serves ``folder`` as ``name`` on 127.0.0.1:``port``, taking prompt embeddings; with
+    ``api_key`` it answers only requests that carry it (``Authorization: Bearer``). ``args`` may not move it
+    off the loopback address (``--host``): the server deserialises the tensors it is sent."""
+    if any(a == "--host" or a.startswith("--host=") for a in args):
+        raise ValueError("VLLM_ARGS may not set --host: the servers the worker starts listen on 127.0.0.1 only "
+                         "(anyone who reaches one gets free inference and sends it tensors to unpickle). To serve "
+                         "other machines, run `vllm serve` there with --api-key, bound to a private address, and "
+                         "set VLLM_URL and VLLM_API_KEY.")
+    key = ["--api-key", api_key] if api_key else []
     return [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder), "--served-model-name",
-            name, "--enable-prompt-embeds", "--host", "127.0.0.1", "--port", str(port), *args]
+            name, "--enable-prompt-embeds", "--host", "127.0.0.1", "--port", str(port), *key, *args]
+
+
+def auth(api_key: str = "") -> dict:
+    """The request headers that carry ``api_key`` (none without one)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 def free_port() -> int:
@@ -53,12 +66,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def healthy(url: str, timeout: float = 2.0) -> bool:
+def healthy(url: str, timeout: float = 2.0, api_key: str = "") -> bool:
     """Whether the server at ``url`` answers its health check (ready to serve)."""
     import requests
 
     try:
-        return requests.get(f"{url}/health", timeout=timeout).status_code == 200
+        return requests.get(f"{url}/health", timeout=timeout, headers=auth(api_key)).status_code == 200
     except requests.RequestException:
         return False
 
@@ -70,13 +83,16 @@ def encode_embeddings(embeds: torch.Tensor) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def served_models(url: str, timeout: float = 3.0) -> dict[str, int | None]:
+def served_models(url: str, timeout: float = 3.0, api_key: str = "") -> dict[str, int | None]:
     """The model names a server at ``url`` serves, each with its longest sequence (prompt and reply, tokens);
-    raises VLLMUnavailable when it does not answer."""
+    raises VLLMUnavailable when it does not answer (or refuses the key)."""
     import requests
 
     try:
-        response = requests.get(f"{url}/v1/models", timeout=timeout)
+        response = requests.get(f"{url}/v1/models", timeout=timeout, headers=auth(api_key))
+        if response.status_code == 401:
+            raise VLLMUnavailable(url, "refuses the API key: set VLLM_API_KEY to the key the server was started "
+                                       "with (--api-key)")
         response.raise_for_status()
         return {m["id"]: m.get("max_model_len") for m in response.json().get("data", [])}
     except (requests.RequestException, ValueError, KeyError) as exc:
@@ -92,8 +108,9 @@ class VLLMEngine:
     """
 
     def __init__(self, locate: Callable[[str], str], model: str, tokenizer, embedding: torch.Tensor,
-                 name: str = "vllm", extra: dict | None = None):
+                 name: str = "vllm", extra: dict | None = None, api_key: str = ""):
         self.locate, self.model, self.tokenizer, self.embedding, self.name = locate, model, tokenizer, embedding, name
+        self.api_key = api_key  # sent with every request (Authorization: Bearer)
         self.hidden = embedding.shape[1]
         self.extra = extra or {}  # more request fields (the benchmark's ignore_eos)
         self._longest: dict[str, int | None] = {}  # server URL -> its max_model_len for this model
@@ -138,9 +155,9 @@ class VLLMEngine:
             if request.cancelled:  # stopped while it waited
                 return
             if url not in self._longest:
-                self._longest[url] = served_models(url).get(self.model)
+                self._longest[url] = served_models(url, api_key=self.api_key).get(self.model)
             with requests.post(f"{url}/v1/completions", json=self.payload(request, self._longest[url]), stream=True,
-                               timeout=(CONNECT_SECONDS, READ_SECONDS)) as response:
+                               timeout=(CONNECT_SECONDS, READ_SECONDS), headers=auth(self.api_key)) as response:
                 if response.status_code >= 400:
                     raise _http_error(url, response)
                 if not self._relay(request, response) and not request.cancelled:
@@ -193,3 +210,13 @@ def _http_error(url: str, response) -> Exception:
     if response.status_code == 404:  # the server runs, but not this model: it was restarted with another
         return VLLMUnavailable(url, f"does not serve this model ({message[:300]})")
     return RuntimeError(f"vLLM at {url} answered {response.status_code}: {message[:500]}")
+
+
+def answers_without_key(url: str, timeout: float = 3.0) -> bool:
+    """Whether the server at ``url`` serves its model list to a request with no key (an open server)."""
+    import requests
+
+    try:
+        return requests.get(f"{url}/v1/models", timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False

@@ -96,7 +96,7 @@ def _vllm_engine(folder: Path, model_name: str, label: str):
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     engine = VLLMEngine(partial(vllm.locate, folder=folder), model_name, tokenizer, input_embedding(folder),
-                        name=label)
+                        name=label, api_key=vllm.api_key())
     return tokenizer, engine
 
 

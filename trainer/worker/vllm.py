@@ -22,6 +22,7 @@ import atexit
 import json
 import logging
 import os
+import secrets
 import shlex
 import signal
 import socket
@@ -64,10 +65,20 @@ def version_name(run_id: int) -> str:
     return f"version-{run_id}"
 
 
+_LOCAL_KEY = secrets.token_urlsafe(24)  # for the servers this process starts when VLLM_API_KEY is not set
+
+
+def api_key() -> str:
+    """The key every server is asked with: ``VLLM_API_KEY``, else one made for this worker process (the
+    servers it starts itself ask for it, so another local user cannot use them)."""
+    return settings.VLLM_API_KEY or _LOCAL_KEY
+
+
 def serve_command(folder: str | Path, name: str, port: int) -> list[str]:
     from trainer.core.vllm import server_command
 
-    return server_command(settings.VLLM_PYTHON, folder, name, port, shlex.split(settings.VLLM_ARGS))
+    return server_command(settings.VLLM_PYTHON, folder, name, port, shlex.split(settings.VLLM_ARGS),
+                          api_key=api_key())
 
 
 def serve_hint(folder: str | Path, name: str) -> str:
@@ -88,7 +99,7 @@ def _external(name: str, folder) -> str:
     problems = []
     for url in settings.VLLM_URL:
         try:
-            if name in served_models(url):
+            if name in served_models(url, api_key=api_key()):
                 if known is None or known[1] != url:
                     _publish(name, state="ready", url=url, external=True)
                 _found[name] = (time.monotonic(), url)
@@ -168,12 +179,17 @@ def _start(name: str, folder) -> LocalServer:
     from trainer.core.vllm import free_port
 
     port = free_port()
+    try:
+        command = serve_command(folder, name, port)
+    except ValueError as exc:  # VLLM_ARGS asked for something refused (--host)
+        _publish(name, state="failed", error=str(exc), log=str(log_path))
+        raise VLLMUnavailable("", str(exc)) from exc
     url = f"http://127.0.0.1:{port}"
     _publish(name, state="starting", url=url, log=str(log_path))
     log.info("starting a vLLM server for %s on %s (log %s)", name, url, log_path)
     try:
         with open(log_path, "ab") as out:
-            proc = subprocess.Popen(serve_command(folder, name, port), stdout=out, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True, env={**os.environ, "VLLM_LOGGING_LEVEL": "INFO"})
     except OSError:
         _starting.pop(name, None)
@@ -181,7 +197,7 @@ def _start(name: str, folder) -> LocalServer:
     pid_path.write_text(f"{os.getpid()} {proc.pid}\n")
     _starting[name] = proc
     deadline = time.monotonic() + settings.VLLM_START_SECONDS
-    while not healthy(url):
+    while not healthy(url):  # /health answers without the key
         if proc.poll() is not None or time.monotonic() > deadline or _starting.get(name) is not proc:
             if _starting.get(name) is not proc:
                 what = "was stopped while starting (its worker is shutting down)"
