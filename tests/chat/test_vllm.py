@@ -240,7 +240,8 @@ def vllm_worker(vllm_setup, bundled_model_path, settings, django_db_blocker):
     with django_db_blocker.unblock():
         env = service_env(bundled_model_path, root / "worker-data", SERVING_BACKEND="vllm", GENERATE_QUEUE=queue,
                           VLLM_URL=",".join(vllm_setup["urls"].values()), ARTIFACTS_DIR=str(vllm_setup["artifacts"]),
-                          CHAT_TEMPERATURE="0", CHAT_MAX_NEW_TOKENS=str(TOKENS))
+                          CHAT_TEMPERATURE="0", CHAT_MAX_NEW_TOKENS=str(TOKENS),
+                          VLLM_API_KEY=vllm_key())  # the servers' key, as for servers on another machine
     cmd = celery_worker_cmd(queue, name)
     cmd[cmd.index("--pool") + 1] = "threads"
     cmd[cmd.index("-c") + 1] = "4"
