@@ -112,6 +112,38 @@ def load_user_model(path: Path):
     return user_model.eval()
 
 
+FORGOTTEN = "(deleted {row})"  # the index's name for the row of a person whose account was deleted
+
+
+def forget_person(path: Path, user_id: str) -> bool:
+    """Remove a person from a saved version: their row of the user model becomes the generic user's (an
+    individual model's offsets zeroed, a cluster model's mixture set to the generic one) and their id leaves
+    ``users.json`` (the row keeps a placeholder name, so every other row and the version's loading stay as
+    they were). Each file is replaced whole. False when the version does not know them."""
+    path = Path(path)
+    index_file, tensors_file = path / "users.json", path / "user_model.safetensors"
+    if not index_file.is_file():
+        return False
+    index = json.loads(index_file.read_text())
+    row = index["users"].get(user_id)
+    if row is None:
+        return False
+    if tensors_file.is_file():
+        tensors = load_file(tensors_file)
+        if "offsets" in tensors:  # individual: (N, T, H), user row u at u - 1
+            tensors["offsets"][row - 1] = 0.0
+        if "weights" in tensors:  # cluster: (N + 1, K) mixture logits, row 0 the generic user's
+            tensors["weights"][row] = tensors["weights"][0]
+        tmp = tensors_file.with_suffix(".tmp")
+        save_file(tensors, tmp)
+        tmp.replace(tensors_file)
+    index["users"] = {(FORGOTTEN.format(row=r) if u == user_id else u): r for u, r in index["users"].items()}
+    tmp = index_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(index, indent=2))
+    tmp.replace(index_file)
+    return True
+
+
 def load_user_index(path: Path) -> UserIndex:
     return UserIndex.from_json(json.loads((Path(path) / "users.json").read_text()))
 
