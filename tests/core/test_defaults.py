@@ -111,7 +111,9 @@ def test_budget_epochs_make_exactly_the_steps_that_fit(pairs, batch, steps):
 def test_few_people_get_the_rates_measured_with_ten_and_prism_sized_ones_the_papers():
     for people in (3, 10):
         rates = learning_rates(people, hidden=576)
-        assert (rates["lr_lora"].value, rates["lr_user"].value) == (1e-3, 5e-2)
+        assert (rates["lr_lora"].value, rates["lr_user"].value) == (1e-3, 8e-2)
+    rates = learning_rates(100, hidden=576)  # the user vectors' rate holds up to 100 people
+    assert rates["lr_user"].value == 8e-2 and "chosen on a validation split" in rates["lr_user"].reason
     for people in (1000, 5000):
         rates = learning_rates(people, hidden=4096)  # the paper's rates are never scaled
         assert (rates["lr_lora"].value, rates["lr_user"].value) == (5e-5, 5e-5)
@@ -119,16 +121,18 @@ def test_few_people_get_the_rates_measured_with_ten_and_prism_sized_ones_the_pap
     assert learning_rates(0) == {}
 
 
-def test_rates_in_between_are_the_geometric_mean_at_a_hundred_people():
-    rates = learning_rates(100)  # t = log(10) / log(100) = 1/2
+def test_rates_in_between_are_geometric_in_the_number_of_people():
+    rates = learning_rates(100)  # the adapter's: t = log(10) / log(100) = 1/2
     assert rates["lr_lora"].value == 2.2e-4  # sqrt(1e-3 x 5e-5) = 2.236e-4
-    assert rates["lr_user"].value == 1.6e-3  # sqrt(5e-2 x 5e-5) = 1.581e-3
-    assert "between the one measured with 10 and the paper's" in rates["lr_user"].reason
+    assert "between the one for 10 or fewer and the paper's" in rates["lr_lora"].reason
+    rates = learning_rates(316)  # the user vectors': t = log(3.16) / log(10) = 1/2
+    assert rates["lr_user"].value == 2e-3  # sqrt(8e-2 x 5e-5) = 2.0e-3
+    assert "between the one for 100 or fewer and the paper's" in rates["lr_user"].reason
 
 
 def test_a_wider_model_scales_the_few_people_rates_down():
     rates = learning_rates(10, hidden=4 * 576)  # sqrt(576 / 2304) = 1/2
-    assert (rates["lr_lora"].value, rates["lr_user"].value) == (5e-4, 2.5e-2)
+    assert (rates["lr_lora"].value, rates["lr_user"].value) == (5e-4, 4e-2)
     assert "scaled for a model of hidden size 2304" in rates["lr_lora"].reason
     assert learning_rates(10, hidden=64)["lr_lora"].value == 1e-3  # a narrower model is not scaled up
 
@@ -197,7 +201,7 @@ def test_the_steps_announced_are_the_steps_of_the_runs_own_split():
     config = TrainConfig(epochs=chosen.values["epochs"], batch_size=8, micro_batch_size=8)
     assert chosen.steps == config.total_steps(len(split.train))
     # 9 seen people x 6 training conversations (2 of 8 held out) x 2 pairs over the filter: 12 each -> 2 passes.
-    assert chosen.values["epochs"] == 2.0 and chosen.values["lr_user"] == 5e-2 and chosen.values["n_clusters"] == 4
+    assert chosen.values["epochs"] == 2.0 and chosen.values["lr_user"] == 8e-2 and chosen.values["n_clusters"] == 4
     assert all(p.score_chosen - p.score_rejected >= 16 for p in split.train)
 
 

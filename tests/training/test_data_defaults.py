@@ -83,7 +83,7 @@ def test_every_setting_read_off_the_data_has_its_reason_beside_its_field(client,
     for name in ("min_margin", "epochs", "lr_lora", "lr_user", "n_user_tokens", "n_clusters", "eval_max_new_tokens"):
         assert f'aria-describedby="id_{name}-reason"' in page and f'id="id_{name}-reason"' in page, name
     assert re.search(r"each person's pairs seen (twice|\d+ times), so a person with the median \d+ training", page)
-    assert initial(page, "lr_user") == "0.05" and initial(page, "n_clusters") == "3"  # 7 seen people
+    assert initial(page, "lr_user") == "0.08" and initial(page, "n_clusters") == "3"  # 7 seen people
     budget = int(initial(page, "eval_max_new_tokens"))
     assert budget % 16 == 0 and f"{budget} read off the data: 9 in 10 of the " in page
     assert "read off the training pairs (each says why)" in page
@@ -155,4 +155,4 @@ def test_a_gpu_worker_gets_the_same_rules_on_the_papers_batch(client, staff, no_
     page = start_page(client)
     assert initial(page, "batch_size") == "32" and initial(page, "min_margin") == "16"
     assert re.search(r"read off the data: \d+ steps? of 32: each person's pairs seen", page)
-    assert initial(page, "lr_lora") == "0.001" and initial(page, "lr_user") == "0.05"  # 7 people, not PRISM's
+    assert initial(page, "lr_lora") == "0.001" and initial(page, "lr_user") == "0.08"  # 7 people, not PRISM's
