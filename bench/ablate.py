@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -154,9 +155,19 @@ def finished(out: Path) -> list[dict]:
     return found
 
 
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson interval of a proportion ``p`` of ``n``."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
 def render(rows: list[dict], groups: list[str]) -> str:
     def cell(d):
-        return "-" if not d or d.get("accuracy") is None else f"{d['accuracy']:.1%} (n={d['n']})"
+        if not d or d.get("accuracy") is None:
+            return "-"
+        low, high = wilson(d["accuracy"], d["n"])
+        return f"{d['accuracy']:.1%} [{low * 100:.0f}, {high * 100:.0f}] (n={d['n']})"
 
     lines = ["| variant | what changes | " + " | ".join(groups) + " | all | steps | train s |",
              "|---|---|" + "---|" * len(groups) + "---|---|---|"]
