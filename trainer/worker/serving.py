@@ -37,7 +37,7 @@ from django.utils import timezone
 from alignment_site.redis_client import client
 from trainer.core import provision
 from trainer.selectors import active_version
-from trainer.worker.reply_claim import HEARTBEAT_SECONDS, Beating, ReplyClaim, ReplyLost
+from trainer.worker.reply_claim import HEARTBEAT_SECONDS, ReplyClaim, ReplyLost, beating
 from users.conversations import services, streams
 from users.models import Reply
 
@@ -268,7 +268,7 @@ def generate_reply(reply_id: int, worker: str = "") -> str:
         redis_client.delete(reply.stream_key)  # a stream left by an earlier attempt of this reply
         from trainer.core.batch_generation import GenerationRequest
 
-        with Beating(claim):  # loading a version may take minutes
+        with beating(claim):  # loading a version may take minutes
             plan = reply_plan(reply)
         messages, sampling = services.reply_generation_settings(reply=reply)
         request = GenerationRequest(messages, plan.soft_prompt, max_prompt_length=settings.CHAT_MAX_PROMPT_TOKENS,

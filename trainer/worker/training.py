@@ -32,8 +32,11 @@ class Heartbeat:
     must still have, the worker's claim). A database error (a PostgreSQL restart, SQLite busy) does not end
     the thread: the connection is dropped and the next beat tries again."""
 
-    def __init__(self, run_id: int, model=TrainingRun, fence: dict | None = None):
+    def __init__(self, run_id: int, model=TrainingRun, fence: dict | None = None, status: str | None = None,
+                 every: float | None = None):
         self.run_id, self.model, self.fence = run_id, model, dict(fence or {})
+        self.status = status or model.Status.RUNNING  # the row's status while it is being worked on
+        self.every = every  # seconds between beats (default TRAIN_HEARTBEAT_SECONDS)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
 
@@ -41,9 +44,9 @@ class Heartbeat:
         from django.db import DatabaseError, connection
 
         try:
-            while not self._stop.wait(settings.TRAIN_HEARTBEAT_SECONDS):
+            while not self._stop.wait(self.every or settings.TRAIN_HEARTBEAT_SECONDS):
                 try:
-                    self.model.objects.filter(pk=self.run_id, status=self.model.Status.RUNNING,
+                    self.model.objects.filter(pk=self.run_id, status=self.status,
                                               **self.fence).update(heartbeat_at=timezone.now())
                 except DatabaseError as exc:
                     log.warning("heartbeat of %s %s missed: %r", self.model.__name__, self.run_id, exc)
