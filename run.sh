@@ -7,6 +7,12 @@ source "$(dirname "$0")/scripts_common.sh"
 
 SETUP_ONLY=0
 [ "${1:-}" = "--setup" ] && SETUP_ONLY=1
+# DEBUG is off unless asked for; this local demo (served on 127.0.0.1 only) turns it on when it is unset.
+if [ -z "${DEBUG:-}" ] && [ "$SETUP_ONLY" = 0 ]; then
+  export DEBUG=1 SECURE_COOKIES="${SECURE_COOKIES:-0}"
+  say "DEBUG is on for this local demo (error pages with tracebacks, demo accounts, cookies over plain http);" \
+      "on a server run DEBUG=0 ./run.sh (docs/deployment.md)"
+fi
 ensure_venv requirements.txt
 # SERVING_BACKEND=vllm without VLLM_URL: the generate worker starts vLLM servers from their own environment.
 # (Not when VLLM_PYTHON names an environment of one's own.)

@@ -6,7 +6,9 @@ source "$(dirname "$0")/scripts_common.sh"
 export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/9}"
 export DATA_DIR="${TEST_DATA_DIR:-$ROOT/.cache/test}"
-export SECRET_KEY="test-only-secret-key"
+export SECRET_KEY="test-only-secret-key-$(printf 'abcdefghij%.0s' 1 2 3 4 5)"
+# The suite talks plain http to its own servers (DEBUG is off, so cookies would otherwise be https-only).
+export SECURE_COOKIES=0
 # The suite signs up many accounts from 127.0.0.1; the sign-up limit's own test sets it low again.
 export SIGNUPS_PER_ADDRESS="${SIGNUPS_PER_ADDRESS:-10000}"
 # The suite chooses its own serving set-up per test: a developer's exported choice must not leak into it.

@@ -135,7 +135,9 @@ def _sqlite(path: Path) -> dict:
 
 
 def secret_key(name: str, keep_in: Path, debug: bool) -> str:
-    """SECRET_KEY from the environment, or generated once and kept for local runs."""
+    """SECRET_KEY from the environment (a weak one refused with DEBUG off), or generated once and kept in
+    ``keep_in``, readable by its owner only: the key of this machine's data folder. Several web servers
+    that share sessions need one key, set in the environment."""
     value = _raw(name)
     if value:
         if not debug and (len(value) < 50 or len(set(value)) < 5):
@@ -144,14 +146,19 @@ def secret_key(name: str, keep_in: Path, debug: bool) -> str:
                 "least 50 characters with at least 5 different ones, e.g. the output of "
                 "python -c 'import secrets; print(secrets.token_urlsafe(50))'.")
         return value
-    if not debug and os.environ.get("ALLOW_GENERATED_SECRET_KEY") != "1":
-        raise ImproperlyConfiguredEnv(f"{name} is not set and DEBUG is off: set {name} to a long random string.")
     keep_in.parent.mkdir(parents=True, exist_ok=True)
-    if keep_in.exists():
-        return keep_in.read_text().strip()
-    import secrets
+    if not keep_in.exists():
+        import secrets
+        import tempfile
 
-    generated = secrets.token_urlsafe(50)
-    keep_in.write_text(generated)
-    keep_in.chmod(0o600)
-    return generated
+        # Written whole, owner-only, then linked into place: processes starting at once agree on one key.
+        fd, draft = tempfile.mkstemp(dir=keep_in.parent, prefix=".secret-")
+        try:
+            os.write(fd, secrets.token_urlsafe(50).encode())
+            os.close(fd)
+            os.link(draft, keep_in)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(draft)
+    return keep_in.read_text().strip()

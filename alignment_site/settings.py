@@ -16,7 +16,8 @@ from alignment_site.env import (
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = env_path("DATA_DIR", BASE_DIR / "data")
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: ./run.sh turns it on for its local demo (and says so); a server leaves it off.
+DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = secret_key("SECRET_KEY", DATA_DIR / "secret_key.txt", DEBUG)
 ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
@@ -58,6 +59,9 @@ BOOKKEEPING_SECONDS = env_int("BOOKKEEPING_SECONDS", 30, minimum=1)
 FIT_STALL_SECONDS = env_int("FIT_STALL_SECONDS", 900, minimum=60)
 # A queued reply or refit whose request the broker no longer holds, at two looks this far apart, is failed.
 QUEUED_LOST_SECONDS = env_int("QUEUED_LOST_SECONDS", 60, minimum=1)
+# How long a worker's write (a run's progress and end, a reply's text) waits for a database that does not
+# answer before it gives up: a restart or failover shorter than this loses nothing.
+DB_PATIENCE_SECONDS = env_int("DB_PATIENCE_SECONDS", 60, minimum=0, maximum=600)
 
 # Personalized chat. A user's vectors are refit on the `train` queue
 # after this many new preference pairs, from at most FASTFIT_MAX_PAIRS of their newest.

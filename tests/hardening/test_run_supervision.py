@@ -38,7 +38,8 @@ def test_a_killed_worker_is_restarted_and_the_site_keeps_answering(tmp_path, tin
     env = {**os.environ, "PORT": str(port), "DATA_DIR": str(tmp_path), "BASE_MODEL": str(tiny_model_path),
            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
            "REDIS_URL": urlunsplit(parts._replace(path=f"/{(int(parts.path.strip('/') or 0) + 6) % 16}"))}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
+    for name in ("DJANGO_SETTINGS_MODULE", "DEBUG", "SECURE_COOKIES"):  # run.sh's own local-demo choices
+        env.pop(name, None)
     log = open(tmp_path / "run.out", "wb")
     run = subprocess.Popen(["bash", "run.sh"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                            start_new_session=True)
@@ -53,6 +54,7 @@ def test_a_killed_worker_is_restarted_and_the_site_keeps_answering(tmp_path, tin
         assert run.poll() is None
         supervisor = (tmp_path / "logs" / "supervisor.log").read_text()
         assert f"generate (pid {first}) stopped with exit 137; restarting it" in supervisor
+        assert "DEBUG is on for this local demo" in (tmp_path / "run.out").read_text()
         started = {name: int((pids / f"{name}.pid").read_text()) for name in ("generate", "train", "web")}
     finally:
         run.send_signal(signal.SIGTERM)

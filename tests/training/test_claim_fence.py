@@ -8,7 +8,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from tests.services import train_worker
-from tests.training.test_train_worker import start, status_of, wait_for, workdir  # noqa: F401
+from tests.training.test_train_worker import start, status_of, wait_for
 from trainer import services
 from trainer.models import RUN_LOG, TrainingRun, run_folder
 from trainer.worker.record import Claim, ClaimLost, finish
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 
 @pytest.mark.slow
 def test_a_run_failed_and_resumed_under_a_live_worker_is_trained_by_the_new_attempt_alone(
-        staff, people, workdir, tiny_model_path):  # noqa: F811
+        staff, people, workdir, tiny_model_path):
     with train_worker(tiny_model_path, workdir, "train-fence@localhost"):
         run = start(staff, epochs=40)
         wait_for(lambda: (run.refresh_from_db() or run.step) >= 2, every=0.05)

@@ -19,13 +19,6 @@ FAST = {"user_model": "individual", "batch_size": 4, "micro_batch_size": 4, "n_u
 DATA = {"min_pairs": 1, "unseen_fraction": 0.2, "test_fraction": 0.34}
 
 
-@pytest.fixture
-def workdir(tmp_path, settings):
-    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
-    settings.TRAIN_HEARTBEAT_TIMEOUT = 4
-    return tmp_path
-
-
 def start(staff, **config) -> TrainingRun:
     return services.run_create(created_by=staff, name="t", config={**FAST, **config}, data_filter=DATA,
                                with_baseline=False)

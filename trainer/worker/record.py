@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from trainer.models import RUN_LOG, TrainingRun, run_folder
+from trainer.worker.patience import patiently
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,11 @@ class Claim:
 
     def update(self, **fields) -> None:
         """Write ``fields`` while the claim holds; raise ``ClaimLost`` when it does not."""
-        if not self.rows().update(**fields):
+        if not patiently(lambda: self.rows().update(**fields), f"run {self.run_id}"):
             raise ClaimLost(f"run {self.run_id} is no longer attempt {self.attempt} of {self.worker}")
 
     def check(self) -> None:
-        if not self.rows().exists():
+        if not patiently(self.rows().exists, f"run {self.run_id}"):
             raise ClaimLost(f"run {self.run_id} is no longer attempt {self.attempt} of {self.worker}")
 
 
@@ -64,7 +65,8 @@ def phase(run_id: int, text: str, claim: Claim | None = None) -> None:
     if claim is not None:
         claim.update(phase=text, heartbeat_at=timezone.now())
     else:
-        TrainingRun.objects.filter(pk=run_id).update(phase=text, heartbeat_at=timezone.now())
+        patiently(lambda: TrainingRun.objects.filter(pk=run_id).update(phase=text, heartbeat_at=timezone.now()),
+                  f"run {run_id}")
 
 
 def finish(run_id: int, status: str, *, only_running: bool = False, claim: Claim | None = None, **fields) -> bool:
@@ -73,8 +75,8 @@ def finish(run_id: int, status: str, *, only_running: bool = False, claim: Claim
     runs = TrainingRun.objects.filter(pk=run_id) if claim is None else claim.rows()
     if only_running:
         runs = runs.filter(status=TrainingRun.Status.RUNNING)
-    written = bool(runs.update(status=status, finished_at=timezone.now(), phase="", cancel_requested=False,
-                               **fields))
+    written = bool(patiently(lambda: runs.update(status=status, finished_at=timezone.now(), phase="",
+                                                 cancel_requested=False, **fields), f"run {run_id}"))
     if written:
         journal(run_id, f"{status}{': ' + fields['error'] if fields.get('error') else ''}")
     else:

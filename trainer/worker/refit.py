@@ -15,6 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from trainer.worker.patience import patiently
 from users.models import VectorFit
 
 log = logging.getLogger(__name__)
@@ -36,21 +37,22 @@ def user_pairs(user, *, limit: int) -> list:
 def vectors_refit(fit_id: int, worker: str = "") -> str:
     """Run one queued fit; a second delivery finds it claimed and does nothing. The claim names the worker
     and the time, so bookkeeping can fail a fit whose worker died (``fits_reap_stale``)."""
-    if not VectorFit.objects.filter(pk=fit_id, status=VectorFit.Status.QUEUED).update(
-            status=VectorFit.Status.RUNNING, worker=worker, started_at=timezone.now()):
+    if not patiently(lambda: VectorFit.objects.filter(pk=fit_id, status=VectorFit.Status.QUEUED).update(
+            status=VectorFit.Status.RUNNING, worker=worker, started_at=timezone.now()), f"fit {fit_id}"):
         return "skipped"
     fit = VectorFit.objects.select_related("run", "user__profile").get(pk=fit_id)
     try:
         pairs_used, seconds, losses = _fit(fit)
     except Exception as exc:  # the reason a person can act on, on the row
         log.exception("fit %s failed", fit_id)
-        VectorFit.objects.filter(pk=fit_id, status=VectorFit.Status.RUNNING).update(
-            status=VectorFit.Status.FAILED, finished_at=timezone.now(), error=f"{exc.__class__.__name__}: {exc}")
+        patiently(lambda: VectorFit.objects.filter(pk=fit_id, status=VectorFit.Status.RUNNING).update(
+            status=VectorFit.Status.FAILED, finished_at=timezone.now(), error=f"{exc.__class__.__name__}: {exc}"),
+            f"fit {fit_id}")
         return VectorFit.Status.FAILED
     # Only while still this fit's claim: a fit bookkeeping failed meanwhile stays failed.
-    if not VectorFit.objects.filter(pk=fit_id, status=VectorFit.Status.RUNNING).update(
+    if not patiently(lambda: VectorFit.objects.filter(pk=fit_id, status=VectorFit.Status.RUNNING).update(
             status=VectorFit.Status.DONE, finished_at=timezone.now(), pairs_used=pairs_used, seconds=seconds,
-            losses=losses, path=str(vectors_file(fit))):
+            losses=losses, path=str(vectors_file(fit))), f"fit {fit_id}"):
         return "superseded"
     return VectorFit.Status.DONE
 

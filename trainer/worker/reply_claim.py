@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
+from trainer.worker.patience import best_effort
 from users.models import Reply
 
 HEARTBEAT_SECONDS = 5  # well inside REPLY_STALL_SECONDS (15 s at least, 120 by default)
@@ -27,7 +28,11 @@ class ReplyClaim:
                                     started_at=self.at)
 
     def touch(self) -> None:
-        if not self.rows().update(heartbeat_at=timezone.now()):
+        """The reply's heartbeat, fenced on the claim. A database that does not answer skips this beat (the
+        reply goes on streaming; bookkeeping waits REPLY_STALL_SECONDS, far longer than a beat)."""
+        updated = []
+        if best_effort(lambda: updated.append(self.rows().update(heartbeat_at=timezone.now())),
+                       f"reply {self.reply_id}'s heartbeat") and not updated[0]:
             raise ReplyLost(f"reply {self.reply_id} is no longer this attempt's")
 
 

@@ -37,6 +37,7 @@ from django.utils import timezone
 from alignment_site.redis_client import client
 from trainer.core import provision
 from trainer.selectors import active_version
+from trainer.worker.patience import patiently
 from trainer.worker.reply_claim import HEARTBEAT_SECONDS, ReplyClaim, ReplyLost, beating
 from users.conversations import services, streams
 from users.models import Reply
@@ -255,12 +256,14 @@ def generate_reply(reply_id: int, worker: str = "") -> str:
     attempt whose reply was failed or retried meanwhile stops and writes nothing.
     """
     now = timezone.now()
-    claimed = Reply.objects.filter(pk=reply_id, status=Reply.Status.QUEUED).update(
-        status=Reply.Status.STREAMING, started_at=now, heartbeat_at=now, worker=worker[:200], error="")
+    claimed = patiently(lambda: Reply.objects.filter(pk=reply_id, status=Reply.Status.QUEUED).update(
+        status=Reply.Status.STREAMING, started_at=now, heartbeat_at=now, worker=worker[:200], error=""),
+        f"reply {reply_id}")
     if not claimed:
         return "skipped"
     claim = ReplyClaim(reply_id, worker[:200], now)
-    reply = Reply.objects.select_related("turn__conversation__user__profile").get(pk=reply_id)
+    reply = patiently(lambda: Reply.objects.select_related("turn__conversation__user__profile").get(pk=reply_id),
+                      f"reply {reply_id}")
     redis_client = client()
     parts: list[str] = []
     request = None
@@ -284,13 +287,13 @@ def generate_reply(reply_id: int, worker: str = "") -> str:
         stopped = _relay(request, reply, redis_client, parts, claim)
         status = Reply.Status.STOPPED if stopped else Reply.Status.DONE
         continued = reply.serving.get("continued", 0) + (1 if written_before else 0)
-        if not claim.rows().update(
+        if not patiently(lambda: claim.rows().update(
             status=status, content="".join(parts), token_count=written_before + request.tokens,
             model_name=plan.name[:120],
             serving={**plan.record, "batch": request.batch_size, "cut": request.cut and not stopped,
                      **({"continued": continued} if continued else {})},
             finished_at=timezone.now(), error="",
-        ):
+        ), f"reply {reply_id}"):
             raise ReplyLost(f"reply {reply_id} is no longer this attempt's")
         streams.finish(reply, status)
         return status
@@ -301,8 +304,9 @@ def generate_reply(reply_id: int, worker: str = "") -> str:
         return "superseded"
     except Exception as exc:
         log.exception("reply %s failed", reply_id)
-        if claim.rows().update(status=Reply.Status.FAILED, error=failure_message(exc), content="".join(parts),
-                               finished_at=timezone.now()):
+        if patiently(lambda: claim.rows().update(status=Reply.Status.FAILED, error=failure_message(exc),
+                                                 content="".join(parts), finished_at=timezone.now()),
+                     f"reply {reply_id}"):
             try:
                 streams.finish(reply, Reply.Status.FAILED)
             except Exception:  # Redis itself may be what failed

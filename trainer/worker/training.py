@@ -21,6 +21,7 @@ from django.utils import timezone
 from trainer import services
 from trainer.core import provision
 from trainer.models import RunLog, TrainingRun, run_folder
+from trainer.worker.patience import patiently
 from trainer.worker.record import Claim, ClaimLost, finish, journal, phase
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,8 @@ def _train(run: TrainingRun, rank: int = 0, claim: Claim | None = None) -> str:
         fields = {"step": step, "total_steps": total, "heartbeat_at": timezone.now(), "step_seconds": clock.tick()}
         _write(run.pk, claim, **fields)
         if metrics:
-            services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.TRAIN, step=step, values=_finite(metrics))
+            patiently(lambda: services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.TRAIN, step=step,
+                                                       values=_finite(metrics)), f"run {run.pk}")
             journal(run.pk, f"step {step}/{total}: loss {metrics.get('loss', float('nan')):.4f}, "
                             f"accuracy {metrics.get('rewards/accuracies', float('nan')):.3f}")
 
@@ -189,11 +191,12 @@ def _train(run: TrainingRun, rank: int = 0, claim: Claim | None = None) -> str:
             return False
         if claim is not None:
             claim.check()  # lost: stop here, before the loop writes a checkpoint
-        return TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+        return patiently(TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists, f"run {run.pk}")
 
     def on_diagnostics(step: int, report: dict) -> None:
         values = _finite({k: v for k, v in report.items() if k != "step"})
-        services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.DIAG, step=step, values=values)
+        patiently(lambda: services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.DIAG, step=step, values=values),
+                  f"run {run.pk}")
 
     result = train(config, location.path, split.train, checkpoint_dir=checkpoints,
                    progress=progress if main else None, should_cancel=should_cancel, users=split.seen_users,
@@ -213,8 +216,8 @@ def _train(run: TrainingRun, rank: int = 0, claim: Claim | None = None) -> str:
     summary["pairs_per_second"] = steps_done * config.batch_size / elapsed if elapsed > 0 else None
     phase(run.pk, "evaluating on held-out pairs", claim)
     evaluation = _evaluate(result, split)
-    services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.EVAL, step=result.step,
-                             values=_finite(evaluation.get("metrics", {})))
+    patiently(lambda: services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.EVAL, step=result.step,
+                                               values=_finite(evaluation.get("metrics", {}))), f"run {run.pk}")
     phase(run.pk, "saving the model", claim)
     relative = _publish(result, folder, base_model=location.path,
                         metrics={"history": result.history, "diagnostics": result.diagnostics,
@@ -237,7 +240,7 @@ def _write(run_id: int, claim: Claim | None, **fields) -> None:
     if claim is not None:
         claim.update(**fields)
     else:
-        TrainingRun.objects.filter(pk=run_id).update(**fields)
+        patiently(lambda: TrainingRun.objects.filter(pk=run_id).update(**fields), f"run {run_id}")
 
 
 class StepClock:
