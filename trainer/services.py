@@ -260,24 +260,29 @@ def run_rollback(*, user) -> Activation:
     return _activate(history[1].run, user)
 
 
-def runs_reap_stale() -> int:
+def runs_reap_stale(*, worker: str | None = None) -> int:
     """Mark running runs whose worker stopped sending heartbeats as failed, with the reason.
 
     Called by the pages that show runs, by every train worker at start-up and
     between tasks, so a killed worker's run is failed within the heartbeat timeout
-    of someone looking.
+    of someone looking. With ``worker``, when that worker (re)starts: every run it
+    held, at once, since the process that trained them is gone.
     """
     timeout = settings.TRAIN_HEARTBEAT_TIMEOUT
     cutoff = timezone.now() - timedelta(seconds=timeout)
-    stale = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=cutoff)
+    stale = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING)
+    stale = stale.filter(worker=worker) if worker is not None else stale.filter(heartbeat_at__lt=cutoff)
     reaped = 0
-    for run in stale.only("pk", "worker", "step", "total_steps"):
-        reaped += TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING,
-                                             heartbeat_at__lt=cutoff).update(
+    for run in stale.only("pk", "worker", "step", "total_steps", "attempts"):
+        if worker is not None:
+            happened, why = f"The worker {worker} restarted while training this run", ""
+        else:
+            happened = f"The worker {run.worker or '?'} stopped sending heartbeats for over {timeout} s"
+            why = " (killed, out of memory, or its machine went down)"
+        reaped += stale.filter(pk=run.pk, attempts=run.attempts).update(
             status=TrainingRun.Status.FAILED, finished_at=timezone.now(), phase="",
-            error=(f"The worker {run.worker or '?'} stopped sending heartbeats for over {timeout} s at step "
-                   f"{run.step}/{run.total_steps} (killed, out of memory, or its machine went down). "
-                   f"Press Resume to continue from the last checkpoint."),
+            error=f"{happened} at step {run.step}/{run.total_steps}{why}. Press Resume to continue from the last "
+                  "checkpoint.",
         )
     return reaped
 

@@ -61,15 +61,17 @@ def evaluate_version(self, evaluation_id: int) -> str:
 
 @worker_ready.connect
 def start_bookkeeping(sender=None, **_kwargs) -> None:
+    from trainer.services import runs_reap_stale
     from users.chat.services import fits_reap_stale
     from users.conversations.services import replies_reap_orphans
 
     hostname = getattr(sender, "hostname", "") or ""
     if hostname:
         reaped, fits = replies_reap_orphans(worker=hostname), fits_reap_stale(worker=hostname)
-        if reaped or fits:
-            log.warning("failed %d replies and %d refits that this worker's previous process (%s) was writing",
-                        reaped, fits, hostname)
+        runs = runs_reap_stale(worker=hostname)
+        if reaped or fits or runs:
+            log.warning("failed %d replies, %d refits and %d runs that this worker's previous process (%s) was "
+                        "working on", reaped, fits, runs, hostname)
     queues = sorted(getattr(getattr(sender, "app", None) and sender.app.amqp.queues, "consume_from", None) or [])
     threading.Thread(target=_keep_books, args=(hostname, queues), name="bookkeeping", daemon=True).start()
     from django.conf import settings

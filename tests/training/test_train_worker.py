@@ -91,6 +91,21 @@ def test_a_killed_worker_leaves_a_failed_run_that_resumes_from_its_checkpoint(st
     assert run.data_summary["first_step_this_attempt"] == resumed_step + 1
 
 
+def test_a_restarted_worker_fails_the_run_its_killed_process_held_at_once(staff, people, workdir,
+                                                                          tiny_model_path):
+    with train_worker(tiny_model_path, workdir, "train-restart@localhost") as proc:
+        run = start(staff, epochs=16)
+        wait_for(lambda: (run.refresh_from_db() or run.step) >= 2, every=0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # The new process of the same worker knows the old one is gone: no need to wait for the heartbeat timeout
+    # (90 s in the worker), nobody in this process reaps.
+    with train_worker(tiny_model_path, workdir, "train-restart@localhost"):
+        wait_for(lambda: status_of(run) == TrainingRun.Status.FAILED, timeout=30)
+    assert "train-restart@localhost restarted while training this run at step" in run.error
+    assert "Press Resume" in run.error
+
+
 def test_the_same_task_delivered_twice_trains_once(staff, people, workdir, tiny_model_path):
     with train_worker(tiny_model_path, workdir, "train-dup@localhost"):
         run = start(staff)
