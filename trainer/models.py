@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 
 RUN_LOG = "run.log"  # in a run's folder: what the worker did, a line each (the run page shows the last ones)
+SPLIT_FILE = "split.json"  # in a run's folder: which conversations it trained on and which it held out
 GROUP_LOG = "processes.log"  # in a run's folder: the output of a run's processes, every attempt
 
 

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from trainer.core.data import DataError, Pair, read_pairs, require_pairs, split_pairs, write_pairs
+from trainer.core.data import (DataError, Pair, read_pairs, require_pairs, split_as_recorded, split_forget, split_pairs,
+                               write_pairs)
 
 LINE = {"user_id": "user12", "conversation_id": "c-3", "turn": 0,
         "prompt": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "earlier chosen"},
@@ -65,3 +66,30 @@ def test_split_is_by_user_first_then_by_conversation_and_seeded():
 def test_a_user_with_one_conversation_keeps_it_for_training():
     s = split_pairs(_pairs(users=1, convs=1), unseen_fraction=0.5, test_fraction=0.5)
     assert s.seen_users == ["u0"] and len(s.train) == 2 and not s.test_seen and not s.test_unseen
+
+
+def test_a_recorded_split_keeps_every_conversation_where_it_was_when_people_leave_or_rate_more():
+    pairs = _pairs()
+    first = split_pairs(pairs, unseen_fraction=0.1, test_fraction=0.2, seed=3)
+    leaving = first.seen_users[0]
+    later = [p for p in pairs if p.user_id != leaving] + _pairs(users=22, convs=6)[-24:]  # u21 is new, c5 too
+    naive = split_pairs(later, unseen_fraction=0.1, test_fraction=0.2, seed=3)
+    trained_on = {p.conversation_id for p in first.train}
+    # Split afresh, the same seed moves conversations the run trained on into the held-out parts.
+    assert trained_on & {p.conversation_id for p in naive.test_seen + naive.test_unseen}
+    again = split_as_recorded(later, json.loads(json.dumps(first.keys())))
+    assert again.train == [p for p in first.train if p.user_id != leaving]
+    assert again.test_seen == [p for p in first.test_seen if p.user_id != leaving]
+    assert again.test_unseen == first.test_unseen
+    assert again.seen_users == first.seen_users and again.unseen_users == first.unseen_users
+
+
+def test_forgetting_a_person_in_a_recorded_split_keeps_the_number_of_people(tmp_path):
+    first = split_pairs(_pairs(users=5, convs=3), unseen_fraction=0.2, test_fraction=0.34, seed=1)
+    record = tmp_path / "split.json"
+    record.write_text(json.dumps(first.keys()))
+    gone = first.seen_users[1]
+    assert split_forget(record, gone) and not split_forget(record, gone)
+    kept = json.loads(record.read_text())
+    assert gone not in json.dumps(kept) and len(kept["seen_users"]) == len(first.seen_users)
+    assert kept["seen_users"][1] == "(deleted 1)"

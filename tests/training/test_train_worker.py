@@ -1,6 +1,7 @@
 """Fault tests with a real Celery `train` worker and the tiny model: a killed
 worker, a resume, a duplicate delivery, a cancel, a NaN loss, and a clean run."""
 
+import json
 import signal
 import time
 
@@ -63,6 +64,8 @@ def test_a_run_trains_evaluates_and_publishes_its_model(staff, people, workdir, 
     model = workdir / "artifacts" / run.artifacts
     assert (model / "adapter" / "adapter_config.json").is_file() and (model / "user_model.safetensors").is_file()
     assert not [p for p in model.parent.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    split = json.loads((model.parent / "split.json").read_text())  # what a resume and each evaluation apply
+    assert len(split["seen_users"]) == run.data_summary["seen_users"] and split["test_unseen"]
 
 
 def test_a_killed_worker_leaves_a_failed_run_that_resumes_from_its_checkpoint(staff, people, workdir,

@@ -103,6 +103,15 @@ class Split:
                 "test_unseen_pairs": len(self.test_unseen), "seen_users": len(self.seen_users),
                 "unseen_users": len(self.unseen_users)}
 
+    def keys(self) -> dict:
+        """Which (user, conversation) went where, in order: what ``split_as_recorded`` applies again."""
+        def ordered(pairs):
+            return [list(k) for k in dict.fromkeys((p.user_id, p.conversation_id) for p in pairs)]
+
+        return {"train": ordered(self.train), "test_seen": ordered(self.test_seen),
+                "test_unseen": ordered(self.test_unseen), "seen_users": list(self.seen_users),
+                "unseen_users": list(self.unseen_users)}
+
 
 @dataclass
 class SplitPlan:
@@ -162,3 +171,36 @@ def split_pairs(pairs: list[Pair], *, unseen_fraction: float = 0.1, test_fractio
 
     return Split(gathered(plan.train), gathered(plan.test_seen), gathered(plan.test_unseen),
                  sorted(plan.seen_users), sorted(plan.unseen_users))
+
+
+def split_as_recorded(pairs: list[Pair], recorded: dict) -> Split:
+    """``pairs`` split as ``Split.keys()`` recorded it when the run trained: each conversation stays in the part
+    it was in, whatever was added or withdrawn since. Pairs of conversations the record does not name (rated
+    since) are left out; the people stay as recorded (a version's user table does not change)."""
+    by_key: dict[tuple, list[Pair]] = {}
+    for p in pairs:
+        by_key.setdefault((p.user_id, p.conversation_id), []).append(p)
+
+    def gathered(part):
+        return [p for key in recorded[part] for p in by_key.get(tuple(key), [])]
+
+    return Split(gathered("train"), gathered("test_seen"), gathered("test_unseen"),
+                 list(recorded["seen_users"]), list(recorded["unseen_users"]))
+
+
+def split_forget(path: str | Path, user_id: str) -> bool:
+    """Remove a person from a run's recorded split (``split.json``): their conversations leave every part and
+    their name becomes a placeholder (the number of people, and so a resumed run's user table, stays). The
+    file is replaced whole. False when the record does not name them."""
+    path = Path(path)
+    recorded = json.loads(path.read_text())
+    if user_id not in recorded["seen_users"] + recorded["unseen_users"]:
+        return False
+    for part in ("train", "test_seen", "test_unseen"):
+        recorded[part] = [key for key in recorded[part] if key[0] != user_id]
+    for part in ("seen_users", "unseen_users"):
+        recorded[part] = [f"(deleted {n})" if u == user_id else u for n, u in enumerate(recorded[part])]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(recorded))
+    tmp.replace(path)
+    return True

@@ -110,7 +110,8 @@ def plan(run: TrainingRun, chosen: dict) -> tuple[list[Planned], dict]:
     rng = random.Random(chosen["seed"])
     people = sorted(split.seen_users)
     rng.shuffle(people)
-    people = people[:chosen["max_people"]]
+    taking_part = {pair.user_id for pair in pairs}  # who withdrew since the run trained is not evaluated
+    people = [person for person in people if person in taking_part][:chosen["max_people"]]
     profiles = selectors.profiles_by_exported_id(people)
     held_out: dict[str, list[list[dict]]] = {}
     for pair in split.test_seen:

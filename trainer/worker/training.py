@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from trainer import services
 from trainer.core import provision
-from trainer.models import RunLog, TrainingRun, run_folder
+from trainer.models import SPLIT_FILE, RunLog, TrainingRun, run_folder
 from trainer.worker.patience import patiently
 from trainer.worker.record import Claim, ClaimLost, finish, journal, phase
 
@@ -85,13 +85,35 @@ def gather_pairs(data_filter: dict) -> list:
     return pairs
 
 
-def run_split(run: TrainingRun, pairs: list):
-    """The run's seen/unseen and train/held-out split of ``pairs``, as its training made it (seeded): the
-    evaluation after it judges the same held-out conversations."""
-    from trainer.core.config import TrainConfig
-    from trainer.core.data import split_pairs, split_settings
+def run_split(run: TrainingRun, pairs: list, *, record: bool = False):
+    """The run's seen/unseen and train/held-out split of ``pairs``. Its first attempt makes it (seeded) and,
+    with ``record``, keeps it in the run's folder; from then on a resumed attempt and every evaluation apply
+    that record, so pairs rated since or people who withdrew since move no conversation from one part to
+    another (a held-out conversation never becomes a training one). Runs trained before the record existed
+    are split again, as they were."""
+    import json
 
-    return split_pairs(pairs, **split_settings(run.data_filter, TrainConfig.from_dict(run.config).seed))
+    from trainer.core.config import TrainConfig
+    from trainer.core.data import split_as_recorded, split_pairs, split_settings
+
+    path = run_folder(run.pk) / SPLIT_FILE
+    if path.exists():
+        return split_as_recorded(pairs, json.loads(path.read_text()))
+    split = split_pairs(pairs, **split_settings(run.data_filter, TrainConfig.from_dict(run.config).seed))
+    if record:
+        import tempfile
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, draft = tempfile.mkstemp(dir=path.parent, prefix=".split-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(split.keys(), f)
+            os.link(draft, path)  # the processes of a group agree on the first one written
+        except FileExistsError:
+            return split_as_recorded(pairs, json.loads(path.read_text()))
+        finally:
+            os.unlink(draft)
+    return split
 
 
 def worker_name(celery_hostname: str = "") -> str:
@@ -155,7 +177,7 @@ def _train(run: TrainingRun, rank: int = 0, claim: Claim | None = None) -> str:
     if not pairs:
         raise ValueError("The selected data has no preference pairs: collect ratings first, "
                          "or lower the minimum number of pairs per person.")
-    split = run_split(run, pairs)
+    split = run_split(run, pairs, record=True)
     folder = run_folder(run.pk)
     checkpoints = folder / "checkpoints"
     from trainer.core.checkpoint import latest_checkpoint

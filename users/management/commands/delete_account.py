@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from trainer.models import TrainingRun
+from trainer.models import SPLIT_FILE, TrainingRun
 from users.dataset.selectors import people_named
 from users.models import VectorFit
 from users.prism.ids import exported_user_id
@@ -30,6 +30,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, name: str, yes: bool, **options):
         from trainer.core.artifacts import forget_person
+        from trainer.core.data import split_forget
 
         found, missing = people_named([name])
         if missing or len(found) != 1:
@@ -42,6 +43,8 @@ class Command(BaseCommand):
         for run in TrainingRun.objects.exclude(artifacts="").only("pk", "artifacts"):
             if forget_person(settings.ARTIFACTS_DIR / run.artifacts, exported):
                 versions += 1
+        for record in (settings.ARTIFACTS_DIR / "runs").glob(f"*/{SPLIT_FILE}"):  # which runs held them out
+            split_forget(record, exported)
         files = 0
         for fit in VectorFit.objects.filter(user=user).exclude(path=""):
             target = settings.ARTIFACTS_DIR / fit.path
