@@ -1,0 +1,76 @@
+"""A version exported for the field's tools: a standard PEFT folder with each person's vectors, the tokenizer
+and a model card whose own code, run in a fresh process with PEFT and transformers alone, writes the same
+greedy reply as the dashboard for a person's vectors."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from django.core.management import CommandError, call_command
+from safetensors.torch import load_file
+
+from trainer.core.artifacts import load_run
+from trainer.core.generation import generate_text
+from trainer.core.sequences import encode_prompt, prompt_embeddings
+
+pytestmark = pytest.mark.django_db
+
+MESSAGES = [{"role": "user", "content": "Tell me about tea."}]
+
+
+def test_an_exported_version_loads_without_the_project_and_replies_as_the_dashboard_does(
+        active_run, settings, tmp_path, tiny_model_path):
+    out = tmp_path / "export"
+    call_command("export_version", active_run.pk, str(out))
+    names = {p.name for p in out.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "user_vectors.safetensors", "users.json",
+            "README.md", "training_config.json", "tokenizer_config.json"} <= names
+    card = (out / "README.md").read_text()
+    assert re.search(r"^---\nbase_model: .+\nlibrary_name: peft\n", card)
+    assert "personal data" in card
+    assert json.loads((out / "users.json").read_text())["web-alice"] >= 1
+
+    usage = re.search(r"```python\n(.*?)```", card, re.S).group(1)  # the card's own instructions, run as they are
+    script = usage + (  # the replies, and the next-token scores after each person's prompt
+        f"\nmessages = {MESSAGES!r}\n"
+        "print(json.dumps([[reply(p, messages, max_new_tokens=20) for p in ('web-alice', 'nobody')],\n"
+        "                  [model(inputs_embeds=prompt_embeddings(p, messages)).logits[0, -1].tolist()\n"
+        "                   for p in ('web-alice', 'nobody')]]))\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=out, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    exported, scores = json.loads(done.stdout.strip().splitlines()[-1])
+
+    version = load_run(settings.ARTIFACTS_DIR / active_run.artifacts, base_model=str(tiny_model_path), merge=True)
+    dashboard = [generate_text(version.model.lm, version.tokenizer, MESSAGES, soft_prompt=version.soft_prompt(p),
+                               max_new_tokens=20, temperature=0.0) for p in ("web-alice", "nobody")]
+    assert exported == dashboard and all(dashboard)
+    for person, score in zip(("web-alice", "nobody"), scores):  # the same prompt layout, to the last digit
+        inputs = prompt_embeddings(version.model.lm.get_input_embeddings().weight, version.tokenizer,
+                                   encode_prompt(version.tokenizer, MESSAGES).ids, version.soft_prompt(person))
+        with torch.no_grad():
+            ours = version.model.lm(inputs_embeds=inputs.unsqueeze(0)).logits[0, -1]
+        assert torch.allclose(torch.tensor(score), ours, atol=1e-4)
+    assert not torch.allclose(torch.tensor(scores[0]), torch.tensor(scores[1]), atol=1e-4)
+    # What the card's code put in front of each prompt is the dashboard's own vectors of that person.
+    vectors = load_file(out / "user_vectors.safetensors")["vectors"]
+    rows = json.loads((out / "users.json").read_text())
+    assert torch.equal(vectors[rows["web-alice"]], version.soft_prompt("web-alice").float())
+    assert torch.equal(vectors[0], version.soft_prompt("nobody").float())
+    assert not torch.equal(vectors[0], vectors[rows["web-alice"]])
+
+
+def test_export_refuses_a_run_without_a_model_and_an_existing_folder(active_run, staff, tmp_path):
+    from trainer.models import TrainingRun
+
+    failed = TrainingRun.objects.create(name="f", created_by=staff, status=TrainingRun.Status.FAILED)
+    with pytest.raises(CommandError, match="has no saved model"):
+        call_command("export_version", failed.pk, str(tmp_path / "a"))
+    with pytest.raises(CommandError, match="exists: choose a new folder"):
+        call_command("export_version", active_run.pk, str(tmp_path))
+    with pytest.raises(CommandError, match="no run 999999"):
+        call_command("export_version", 999999, str(tmp_path / "b"))

@@ -1,0 +1,116 @@
+"""A version exported for the field's tools: the folder ``trainer.core.export`` writes, with a model card written
+from what the dashboard knows about the run (its settings, data, evaluation and personalization report)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.conf import settings
+
+from trainer.core import export, provision
+from trainer.models import TrainingRun
+
+
+class NotExportable(ValueError):
+    """The run has no saved model to export."""
+
+
+def base_names(run: TrainingRun) -> tuple[str, str]:
+    """(the base model's folder here, the name the export records for it: the hub id of the bundled model)."""
+    from trainer.core.artifacts import base_model_here
+    from trainer.worker.serving import local_base_model
+
+    folder = base_model_here(settings.ARTIFACTS_DIR / run.artifacts, local_base_model)
+    bundled = provision.bundled_folder(settings.DATA_DIR)
+    return folder, export.BUNDLED_HUB_ID if Path(folder).resolve() == bundled.resolve() else folder
+
+
+def _rate(d: dict | None) -> str:
+    if not d or d.get("rate") is None:
+        return "not judged"
+    return f"{d['rate']:.0%} [{d['low'] * 100:.0f}, {d['high'] * 100:.0f}], n={d['n']}"
+
+
+def _accuracy(d: dict | None) -> str:
+    return "-" if not d or d.get("accuracy") is None else f"{d['accuracy']:.1%} (n={d['n']})"
+
+
+def model_card(run: TrainingRun, base_model: str) -> str:
+    from trainer.personalization.report import OPPONENTS, personalization_report
+
+    config, data = run.config or {}, run.data_summary or {}
+    evaluation = run.evaluation or {}
+    lines = [
+        "---",
+        f"base_model: {base_model}",
+        "library_name: peft",
+        "tags: [lora, dpo, p-rlhf, personalization, preference-learning]",
+        "---",
+        "",
+        f"# {run.name or f'Version {run.pk}'}: a personalized LoRA with per-person soft prompts",
+        "",
+        "Trained with personalized DPO (P-RLHF, Li et al., arXiv 2402.05133): one LoRA adapter shared by everyone "
+        "and, for each person, a few vectors placed right after BOS, before the chat-templated prompt. "
+        f"`user_model`: {config.get('user_model', 'none')}, loss {config.get('loss', 'dpo')}.",
+        "",
+        "## Use",
+        "",
+        export.USAGE,
+        "",
+        "## Data",
+        "",
+        f"{data.get('pairs', '?')} preference pairs from {data.get('seen_users', '?')} people trained on "
+        f"({data.get('train_pairs', '?')} training pairs; {data.get('test_seen_pairs', '?')} held-out pairs of "
+        f"the same people, {data.get('test_unseen_pairs', '?')} of {data.get('unseen_users', '?')} people kept "
+        "out of training).",
+        "",
+        "## Evaluation",
+        "",
+        "Held-out pair accuracy (the chosen reply ranked above the rejected one by the implicit reward):",
+        "",
+        "| who | accuracy |",
+        "|---|---|",
+        f"| everyone | {_accuracy(evaluation)} |",
+        f"| people trained on (own vectors) | {_accuracy(evaluation.get('seen'))} |",
+        f"| people kept out (generic vectors) | {_accuracy(evaluation.get('unseen'))} |",
+        *[f"| group {name} | {_accuracy(group)} |" for name, group in sorted((evaluation.get("groups") or {}).items())],
+        "",
+    ]
+    report = personalization_report(run)
+    if report:
+        lines += ["Generated replies judged, own vectors against each other model (ties count half, 95 % "
+                  "intervals):", "", "| group | people | " + " | ".join(f"vs {o}" for o in OPPONENTS.values()) + " |",
+                  "|---|---|" + "---|" * len(OPPONENTS)]
+        lines += [f"| {g['name']} | {g['people']} | " + " | ".join(_rate(g["vs"].get(o)) for o in OPPONENTS) + " |"
+                  for g in report["groups"]]
+        if report["served_worse_text"]:
+            lines += ["", f"**Warning:** {report['served_worse_text']}"]
+        lines.append("")
+    else:
+        lines += ["No personalization evaluation of generated replies was run for this version.", ""]
+    lines += [
+        "## Training settings",
+        "",
+        "```json",
+        json.dumps(config, indent=2, sort_keys=True),
+        "```",
+        "",
+        "## Limitations",
+        "",
+        "- Measured on the held-out conversations of the people it was trained on; it says nothing about people "
+        "unlike them. A group served worse than by plain DPO is named above when the evaluation found one.",
+        "- `users.json` and `user_vectors.safetensors` are **personal data**: each row was learned from one "
+        "person's ratings, and the ids are the ones the study's exports carry. Share them only as the study's "
+        "consent allows; the adapter alone holds no one's vectors.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export_run(run: TrainingRun, out: Path, *, merged: bool = False) -> Path:
+    if run.status != TrainingRun.Status.COMPLETED or not run.artifacts:
+        raise NotExportable(f"run {run.pk} has no saved model (it is {run.status}).")
+    folder, name = base_names(run)
+    return export.export_version(settings.ARTIFACTS_DIR / run.artifacts, Path(out), base_folder=str(folder),
+                                 base_model=str(name), card=model_card(run, str(name)), merged=merged)
