@@ -60,6 +60,9 @@ BENCHMARKS = {
     "researcher_path": Benchmark("bench.researcher_path",
                                  "docs/command-line.md's path: PRISM files to a trained, evaluated, fitted model",
                                  "about 25 min"),
+    "faults": Benchmark("bench.faults", "faults injected into the running product (workers killed mid-reply, "
+                        "mid-run and mid-refit; Redis restarted; the database gone 10 s; a third version loaded "
+                        "under load): rows left unfinished, work lost, time to recover", "about 15 min"),
     "memory": Benchmark("bench.memory", "peak memory of a training step against the pre-flight estimate",
                         "about 6 min"),
     "first_run": Benchmark("bench.first_run", "a new user's first run with the start form's defaults: peak memory, "
