@@ -65,3 +65,26 @@ def test_people_are_found_by_web_id_username_or_prism_id_and_never_confused(db, 
     assert people_named(["web-alice"]) == ([owner], [])
     assert people_named(["alice"]) == ([imported], [])  # the id the pairs carry wins over a username
     assert people_named(["prism-alice", "nobody"]) == ([imported], ["nobody"])
+
+
+def test_export_pairs_leaves_out_who_withdrew_and_writes_a_dataset_that_load_dataset_reads(db, tmp_path, capsys):
+    from datasets import load_dataset
+
+    from tests.factories import person, rated_conversations
+    from users.accounts.onboarding import withdraw
+
+    staying, leaving = person("staying"), person("leaving")
+    for who in (staying, leaving):
+        rated_conversations(who, n=3)
+    withdraw(user=leaving)
+    call_command("export_pairs", "--dataset", str(tmp_path / "pairs"), "--user", "staying", "--user", "leaving")
+    assert "left out (no consent, or withdrew): leaving" in capsys.readouterr().err
+    pairs = load_dataset(str(tmp_path / "pairs"), split="train", cache_dir=str(tmp_path / "cache"))
+    assert len(pairs) == 3 and set(pairs["user_id"]) == {"web-staying"}
+    assert pairs[0]["chosen"] == [{"role": "assistant", "content": "Sleep at the same time every night."}]
+    assert "3 pairs from 1 people" in (tmp_path / "pairs" / "README.md").read_text()
+    call_command("export_pairs", str(tmp_path / "all.jsonl"))
+    assert {json.loads(line)["user_id"] for line in (tmp_path / "all.jsonl").read_text().splitlines()} == {
+        "web-staying"}
+    with pytest.raises(CommandError, match="exists: choose a new folder"):
+        call_command("export_pairs", "--dataset", str(tmp_path / "pairs"))

@@ -1,23 +1,35 @@
-"""Write preference pairs as JSONL (TRL's conversational format) and say how many each person has."""
+"""Write preference pairs as JSONL (TRL's conversational format) and say how many each person has; with
+``--dataset DIR``, as a Hugging Face dataset folder (the JSONL and a dataset card) that ``load_dataset`` reads.
+
+Only people who agreed to take part and have not withdrawn: the pairs are training data."""
 
 import json
+import os
+import shutil
 import statistics
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from users.accounts.onboarding import consented
 from users.collection.pairs import pairs_export_lines
 from users.dataset.selectors import people_named
 
+DATA_FILE = "data/train.jsonl"  # inside a --dataset folder
+
 
 class Command(BaseCommand):
-    help = ("Write the preference pairs as JSONL (TRL's conversational format) to a file or stdout, then the "
-            "pairs per person (to stderr).")
+    help = ("Write the preference pairs of the people who consented as JSONL (TRL's conversational format) to a "
+            "file or stdout, or as a Hugging Face dataset folder, then the pairs per person (to stderr).")
 
     def add_arguments(self, parser):
         parser.add_argument("output", nargs="?", type=Path, help="file to write (default: stdout)")
+        parser.add_argument("--dataset", type=Path, metavar="DIR",
+                            help=f"write a Hugging Face dataset folder instead: {DATA_FILE} and README.md (its card)")
         parser.add_argument("--min-margin", type=int, default=1, help="smallest score gap that makes a pair")
         parser.add_argument("--user", action="append", default=[],
                             help="a person, repeatable: the user_id the pairs carry (web-<username>, or the PRISM "
@@ -26,16 +38,29 @@ class Command(BaseCommand):
         parser.add_argument("--stats", action="store_true", help="also the distribution of pairs per person and "
                                                                  "of score margins")
 
-    def handle(self, *args, output=None, min_margin, user, with_profile, stats, **options):
-        users = None
+    def handle(self, *args, output=None, dataset=None, min_margin, user, with_profile, stats, **options):
+        if output is not None and dataset is not None:
+            raise CommandError("Give a file or --dataset DIR, not both.")
+        if dataset is not None and dataset.exists():
+            raise CommandError(f"{dataset} exists: choose a new folder.")
+        users = get_user_model().objects.filter(**consented())
         if user:
-            users, unknown = people_named(user)
+            named, unknown = people_named(user)
             if unknown:
                 raise CommandError(f"No person called {', '.join(map(repr, unknown))}: give a username or the "
                                    "user_id the pairs carry (web-<username> for this site's accounts, the PRISM "
                                    "user_id for imported people).")
+            left_out = [u.username for u in named if not users.filter(pk=u.pk).exists()]
+            if left_out:
+                self.stderr.write(f"left out (no consent, or withdrew): {', '.join(left_out)}")
+            users = users.filter(pk__in=[u.pk for u in named])
         per_person, margins = Counter(), []
-        out = sys.stdout if output is None else None
+        folder = None
+        if dataset is not None:
+            dataset.parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(tempfile.mkdtemp(prefix=f".{dataset.name}-", dir=dataset.parent))
+            output = folder / DATA_FILE
+        out = sys.stdout
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
             out = open(output, "w", encoding="utf-8")
@@ -45,9 +70,17 @@ class Command(BaseCommand):
                 pair = json.loads(line)
                 per_person[pair["user_id"]] += 1
                 margins.append(pair["score_chosen"] - pair["score_rejected"])
-        finally:
             if output is not None:
                 out.close()
+            if folder is not None:
+                (folder / "README.md").write_text(dataset_card(per_person, margins, min_margin, with_profile))
+                os.replace(folder, dataset)  # the whole folder or none of it
+                output = dataset
+        finally:
+            if output is not None and not out.closed:
+                out.close()
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
         self.stderr.write(f"{sum(per_person.values()):,} pairs of {len(per_person):,} people"
                           + (f" written to {output}" if output else ""))
         for person, count in sorted(per_person.items()):
@@ -59,3 +92,45 @@ class Command(BaseCommand):
             q = statistics.quantiles(margins, n=4) if len(margins) > 1 else [margins[0]] * 3
             self.stderr.write(f"score margin (chosen - rejected): min {min(margins)}, quartiles "
                               f"{q[0]:g} / {q[1]:g} / {q[2]:g}, max {max(margins)}")
+
+
+def dataset_card(per_person: Counter, margins: list[int], min_margin: int, with_profile: bool) -> str:
+    counts = sorted(per_person.values()) or [0]
+    return "\n".join([
+        "---",
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+        "  - split: train",
+        f"    path: {DATA_FILE}",
+        "tags: [preference, dpo, personalization, prism]",
+        "---",
+        "",
+        "# Personalized preference pairs",
+        "",
+        f"{sum(per_person.values()):,} pairs from {len(per_person):,} people who agreed to take part (those who "
+        f"withdrew are left out), in TRL's conversational format: each rated turn's chosen reply against each "
+        f"reply scored at least {max(1, min_margin)} lower (scores 1-100).",
+        "",
+        "| field | what it holds |",
+        "|---|---|",
+        "| `user_id` | the person (web-<username>, or an imported person's PRISM id) |",
+        "| `conversation_id`, `turn` | where the pair comes from |",
+        "| `prompt` | the dialog so far: earlier turns with their chosen replies, then this turn's message |",
+        "| `chosen`, `rejected` | one assistant message each |",
+        "| `score_chosen`, `score_rejected` | the person's ratings |",
+        *(["| `profile` | the person's self-description |"] if with_profile else []),
+        "",
+        f"Pairs per person: min {counts[0]}, median {statistics.median(counts):g}, max {counts[-1]}. "
+        + (f"Score margin: median {statistics.median(margins):g}." if margins else ""),
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        'pairs = load_dataset("path/to/this/folder", split="train")',
+        "```",
+        "",
+        "Each `user_id` names one person and their ratings are personal data: share the folder only as the "
+        "study's consent allows.",
+        "",
+    ])
