@@ -2,6 +2,7 @@
 and a staff member."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,13 @@ def login(page, base_url: str, username: str, password: str = PASSWORD) -> None:
     page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_url(base_url + "/")
+
+
+def screenshot(page, name: str, width: int = 1100) -> None:
+    """The README's pictures, taken where a browser test has brought a page: written to ``$SCREENSHOTS_DIR/name.png``
+    when that is set (``SCREENSHOTS_DIR=docs/images ./test.sh -m browser`` refreshes them), at a desktop width."""
+    folder = os.environ.get("SCREENSHOTS_DIR")
+    if folder:
+        page.set_viewport_size({"width": width, "height": 800})
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=False)
+

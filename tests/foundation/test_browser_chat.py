@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.personas import login
+from tests.personas import login, screenshot
 from users.conversations.markdown import render
 from users.models import Reply
 
@@ -24,7 +24,7 @@ def test_a_participant_sees_the_reply_stream_in_and_stay_after_reload(owner, pag
     page.click("text=New chat")
     page.wait_for_selector("#message")
     page.evaluate(RECORD_PARTIAL_TEXTS)
-    page.fill("#message", "Hello")
+    page.fill("#message", "How can I sleep better?")
     page.press("#message", "Enter")
     page.wait_for_selector('.bubble.model[data-status="done"]', timeout=60_000)
 
@@ -39,7 +39,8 @@ def test_a_participant_sees_the_reply_stream_in_and_stay_after_reload(owner, pag
 
     page.reload()
     assert page.inner_html('.bubble.model[data-status="done"] .reply-text') == final
-    assert page.inner_text(".bubble.user") == "Hello"
+    assert page.inner_text(".bubble.user") == "How can I sleep better?"
+    screenshot(page, "chat")
 
 
 def test_a_refused_or_failed_send_shows_its_message_and_keeps_the_text(owner, page, asgi_server):

@@ -4,7 +4,7 @@ map when it finishes, and activates it for chat."""
 
 import pytest
 
-from tests.personas import login
+from tests.personas import login, screenshot
 from tests.services import train_worker
 from trainer.models import Activation, TrainingRun
 from users.synthetic.population import population_synthesize
@@ -52,6 +52,7 @@ def test_staff_start_watch_and_activate_a_run(staff, page, asgi_server, tiny_mod
     assert page.locator("#per-user tbody tr").count() == len(run.evaluation["per_user"])
     assert page.locator("#map-canvas").is_visible()
     assert chart_points(page, "loss") == run.total_steps
+    screenshot(page, "run-page")
     page.click("text=Activate for chat")
     page.wait_for_selector("text=Activated: chat now uses this version.")
     assert Activation.objects.get().run == run
