@@ -59,6 +59,10 @@ BOOKKEEPING_SECONDS = env_int("BOOKKEEPING_SECONDS", 30, minimum=1)
 FIT_STALL_SECONDS = env_int("FIT_STALL_SECONDS", 900, minimum=60)
 # A queued reply or refit whose request the broker no longer holds, at two looks this far apart, is failed.
 QUEUED_LOST_SECONDS = env_int("QUEUED_LOST_SECONDS", 60, minimum=1)
+# Trackers a run's metrics also go to unless its form says otherwise (tensorboard, mlflow, trackio; "": none),
+# and where they keep them (MLflow: MLFLOW_TRACKING_URI when set, else mlflow.db here).
+REPORT_TO = env_str("REPORT_TO", "")
+TRACKING_DIR = env_path("TRACKING_DIR", DATA_DIR / "tracking")
 # How long a worker's write (a run's progress and end, a reply's text) waits for a database that does not
 # answer before it gives up: a restart or failover shorter than this loses nothing.
 DB_PATIENCE_SECONDS = env_int("DB_PATIENCE_SECONDS", 60, minimum=0, maximum=600)

@@ -70,6 +70,9 @@ class RunForm(forms.Form):
     checkpoint_every = forms.IntegerField(min_value=0, initial=20, label="Checkpoint every N steps (0 = never)")
     diagnostics_every = forms.IntegerField(min_value=0, initial=10,
                                            label="Gradient entanglement every N steps (0 = never)")
+    report_to = forms.MultipleChoiceField(
+        choices=[("tensorboard", "TensorBoard"), ("mlflow", "MLflow"), ("trackio", "trackio")], required=False,
+        widget=forms.CheckboxSelectMultiple, label="Also send the metrics to (stored in TRACKING_DIR on the worker)")
     eval_max_new_tokens = forms.IntegerField(min_value=1, max_value=4096, initial=96,
                                              label="Evaluation: new tokens per generated reply")
 
@@ -78,6 +81,11 @@ class RunForm(forms.Form):
 
     def __init__(self, *args, reasons: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        from django.conf import settings
+
+        from trainer.core.tracking import parse_report_to
+
+        self.fields["report_to"].initial = parse_report_to(settings.REPORT_TO)  # the site's default (REPORT_TO)
         self.explain(reasons or {})
 
     def explain(self, reasons: dict) -> None:
@@ -121,6 +129,7 @@ class RunForm(forms.Form):
             "lora_alpha", "lora_dropout", "max_prompt_length", "max_length", "seed", "log_every",
             "checkpoint_every", "diagnostics_every", "n_user_tokens", "n_clusters", "eval_max_new_tokens")}
         config["lr_mixture"] = d["lr_mixture"] or 0.0  # left empty: the user model's rate
+        config["report_to"] = ",".join(d.get("report_to") or [])
         config["gradient_checkpointing"] = bool(d.get("gradient_checkpointing"))
         config["bf16"] = True if d.get("bf16") else None  # unticked: the device's default
         config.update(loss=loss, user_model=d["user_model"] if personalized else "none",
@@ -145,6 +154,7 @@ class RunForm(forms.Form):
         values.update({k: v for k, v in (run.data_filter or {}).items() if k in cls.base_fields and v is not None})
         if personalized:
             values["user_model"] = config["user_model"]
+        values["report_to"] = [t for t in (config.get("report_to") or "").split(",") if t]
         values.update(algorithm=algorithm, name=f"{run} (again)"[:120], processes=run.processes,
                       launch_config=run.launch_config, bf16=bool(config.get("bf16")),
                       with_baseline=run.baseline_id is not None, lr_mixture=config.get("lr_mixture") or None)

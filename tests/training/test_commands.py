@@ -226,3 +226,17 @@ def test_ctrl_c_checkpoints_and_says_how_to_finish(tmp_path, tiny_model_path):
                       out)
     assert match and 0 <= int(match.group(1)) < 400  # Ctrl-C is honoured between micro-batches, too
     assert list(Path(match.group(2)).glob("step-*"))
+
+
+def test_the_command_line_reports_each_logged_step_to_tensorboard_when_asked(prism_people, tmp_path, tiny_model_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    call_command("train", "--model", str(tiny_model_path), "--out", str(run), "--steps", "3", "--report-to",
+                 "tensorboard", "--set", "log_every=1", *TINY)
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    board = EventAccumulator(str(tmp_path / "tracking" / "tensorboard" / "run"))  # tracking/ beside --out
+    board.Reload()
+    assert [(e.step, round(e.value, 5)) for e in board.Scalars("train/loss")] == [
+        (h["step"], round(h["loss"], 5)) for h in history]
+    assert "eval/seen/accuracy" in board.Tags()["scalars"]

@@ -58,6 +58,9 @@ def add_train_arguments(parser, *, model_default: str | None = None, pairs_requi
                         help="plain DPO (no user model): the baseline to compare a P-DPO run with")
     parser.add_argument("--steps", type=int, help="optimizer steps to train (instead of --set epochs=...)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--report-to", default=os.environ.get("REPORT_TO", ""), metavar="TRACKERS",
+                        help="also send the metrics to tensorboard, mlflow and/or trackio (comma-separated; default "
+                             "REPORT_TO, else none), stored under TRACKING_DIR (default: tracking/ beside --out)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="any setting listed below; repeatable")
     parser.add_argument("--unseen-fraction", type=float, default=0.1,
@@ -127,6 +130,8 @@ def train_from(options: dict, pairs, *, model_path: str, say=print) -> Path | No
 
     set_threads(options.get("threads"))
     config = build_config(preset=options["preset"], sets=options["set"], steps=options.get("steps"))
+    if options.get("report_to") and "report_to" not in parse_sets(options["set"]):
+        config = dataclasses.replace(config, report_to=options["report_to"])
     if options.get("plain"):
         config = plain_dpo(config)
     # --min-pairs is a database filter (manage.py train): applied again after the margin filter, as the worker does.

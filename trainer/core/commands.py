@@ -9,7 +9,9 @@ results and the files written go to ``say`` (stdout).
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
 import shutil
 import signal
@@ -132,18 +134,30 @@ def train_command(config: TrainConfig, model_path: str, pairs: list[Pair], out: 
     if resume and found is None:
         talk(f"--resume: no checkpoint in {checkpoints} yet, so this starts at step 0")
 
+    from trainer.core.tracking import Trackers
+
+    trackers = Trackers.start(config.report_to if rank == 0 else "", name=out.name,
+                              params={**dataclasses.asdict(config), **split.summary()},
+                              where=Path(os.environ.get("TRACKING_DIR") or out.parent / "tracking"))
+
     def progress(step: int, steps: int, metrics: dict | None) -> None:
         if metrics:
             bars.postfix(step=f"{step}/{steps}", loss=metrics["loss"], acc=metrics["rewards/accuracies"])
+            trackers.log(step, {f"train/{k}": v for k, v in metrics.items()})
 
-    with interrupt_flag() as interrupted:
-        result = train(config, model_path, split.train, checkpoint_dir=checkpoints, progress=progress,
-                       should_cancel=interrupted, users=split.seen_users, log=talk,
-                       on_phase=None if rank else bars)
+    try:
+        with interrupt_flag() as interrupted:
+            result = train(config, model_path, split.train, checkpoint_dir=checkpoints, progress=progress,
+                           should_cancel=interrupted, users=split.seen_users, log=talk,
+                           on_phase=None if rank else bars)
+    except BaseException:
+        trackers.finish()
+        raise
     bars.close()
     if rank != 0:
         return None
     if result.status == "cancelled":
+        trackers.finish()
         talk(f"Stopped at step {result.step}/{result.total_steps}; the checkpoint is in {checkpoints}. "
              f"Run the same command with --resume to finish it.")
         return None
@@ -158,6 +172,11 @@ def train_command(config: TrainConfig, model_path: str, pairs: list[Pair], out: 
                "data": result.data, "history": result.history,
                "diagnostics": result.diagnostics, "eval": {k: v.to_dict() for k, v in evaluation.items()},
                "settings": settings_record or {}}
+    for name, outcome in evaluation.items():  # eval/seen/rewards/accuracies, eval/unseen/accuracy, ...
+        part = "seen" if name.startswith("held-out") else "unseen"
+        trackers.log(result.step, {f"eval/{part}/{k.removeprefix('eval/')}": v for k, v in outcome.metrics.items()}
+                     | {f"eval/{part}/accuracy": outcome.accuracy})
+    trackers.finish()
     held_out = split.test_seen + split.test_unseen
     save_run(out, result.model, result.user_index, config, base_model=model_path, metrics=metrics,
              files={HELD_OUT: lambda path: write_pairs(path, held_out)})

@@ -55,6 +55,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # optimizer steps between checkpoints; 0 = none
     diagnostics_every: int = 0  # optimizer steps between gradient-entanglement reports; 0 = none
     diagnostics_pairs: int = 4  # pairs used for each gradient-entanglement report
+    report_to: str = ""  # trackers the metrics also go to, comma-separated: tensorboard, mlflow, trackio ("": none)
     # --- evaluation ---
     eval_max_new_tokens: int = 96  # new tokens per reply the run's evaluation generates (read off the chosen replies)
 
@@ -71,6 +72,9 @@ class TrainConfig:
             raise ValueError("max_steps must be 0 (from epochs) or a positive number of steps")
         if self.eval_max_new_tokens < 1:
             raise ValueError("eval_max_new_tokens must be a positive number of tokens")
+        from trainer.core.tracking import parse_report_to
+
+        self.report_to = ",".join(parse_report_to(self.report_to))
 
     def total_steps(self, n_pairs: int) -> int:
         """Optimizer steps of a run on ``n_pairs`` training pairs."""

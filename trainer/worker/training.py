@@ -196,6 +196,11 @@ def _train(run: TrainingRun, rank: int = 0, claim: Claim | None = None) -> str:
     started = time.perf_counter()
     first_step: list[int] = []
     clock = StepClock()
+    from trainer.core.tracking import Trackers
+
+    trackers = Trackers.start(config.report_to if main else "", name=f"run-{run.pk}",
+                              params={**config.to_dict(), **split.summary(), "run": run.pk, "name": run.name},
+                              where=settings.TRACKING_DIR)
 
     def progress(step: int, total: int, metrics: dict | None) -> None:
         if not first_step:
@@ -205,6 +210,7 @@ def _train(run: TrainingRun, rank: int = 0, claim: Claim | None = None) -> str:
         if metrics:
             patiently(lambda: services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.TRAIN, step=step,
                                                        values=_finite(metrics)), f"run {run.pk}")
+            trackers.log(step, {f"train/{k}": v for k, v in metrics.items()})
             journal(run.pk, f"step {step}/{total}: loss {metrics.get('loss', float('nan')):.4f}, "
                             f"accuracy {metrics.get('rewards/accuracies', float('nan')):.3f}")
 
@@ -220,16 +226,21 @@ def _train(run: TrainingRun, rank: int = 0, claim: Claim | None = None) -> str:
         patiently(lambda: services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.DIAG, step=step, values=values),
                   f"run {run.pk}")
 
-    result = train(config, location.path, split.train, checkpoint_dir=checkpoints,
-                   progress=progress if main else None, should_cancel=should_cancel, users=split.seen_users,
-                   on_diagnostics=on_diagnostics, on_phase=PhaseText(run.pk, claim=claim) if main else None,
-                   log=lambda msg: log.info("run %s: %s", run.pk, msg))
+    try:
+        result = train(config, location.path, split.train, checkpoint_dir=checkpoints,
+                       progress=progress if main else None, should_cancel=should_cancel, users=split.seen_users,
+                       on_diagnostics=on_diagnostics, on_phase=PhaseText(run.pk, claim=claim) if main else None,
+                       log=lambda msg: log.info("run %s: %s", run.pk, msg))
+    except BaseException:
+        trackers.finish()
+        raise
     if not main:  # process 0 evaluates, saves and reports
         return result.status
     elapsed = time.perf_counter() - started
     summary.update(result.data)
     summary["first_step_this_attempt"] = first_step[0] if first_step else None
     if result.status == "cancelled":
+        trackers.finish()
         finish(run.pk, TrainingRun.Status.CANCELLED, claim=claim, data_summary=summary,
                error=f"Cancelled at step {result.step}/{result.total_steps}; resume continues from there.")
         return TrainingRun.Status.CANCELLED
@@ -240,6 +251,8 @@ def _train(run: TrainingRun, rank: int = 0, claim: Claim | None = None) -> str:
     evaluation = _evaluate(result, split)
     patiently(lambda: services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.EVAL, step=result.step,
                                                values=_finite(evaluation.get("metrics", {}))), f"run {run.pk}")
+    trackers.log(result.step, {**evaluation.get("metrics", {}), **tracked_accuracy(evaluation)})
+    trackers.finish()
     phase(run.pk, "saving the model", claim)
     relative = _publish(result, folder, base_model=location.path,
                         metrics={"history": result.history, "diagnostics": result.diagnostics,
@@ -255,6 +268,16 @@ def _train(run: TrainingRun, rank: int = 0, claim: Claim | None = None) -> str:
     except Exception:  # the run itself is done and saved; the evaluation can be started by hand
         log.exception("could not start the personalization evaluation after run %s", run.pk)
     return TrainingRun.Status.COMPLETED
+
+
+def tracked_accuracy(evaluation: dict) -> dict:
+    """The held-out accuracy overall, for seen and unseen people and per group, as tracker metrics."""
+    values = {"eval/accuracy": evaluation.get("accuracy")}
+    for part in ("seen", "unseen"):
+        values[f"eval/accuracy/{part}"] = (evaluation.get(part) or {}).get("accuracy")
+    for group, figures in (evaluation.get("groups") or {}).items():
+        values[f"eval/accuracy/group/{group}"] = figures.get("accuracy")
+    return values
 
 
 def _write(run_id: int, claim: Claim | None, **fields) -> None:
