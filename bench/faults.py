@@ -35,9 +35,9 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from bench.figures import Figure
+from bench.stack import Process, celery, fresh_database, pings, stream_length, wait
 
 REPO = Path(__file__).resolve().parents[1]
 FAULTS = ("reply-kill", "run-kill", "refit-kill", "redis-restart", "database-10s", "third-version")
@@ -59,72 +59,6 @@ class Outcome:
     recover_s: float  # from the fault until everything it touched is done again
     what: str  # what was in flight
     non_final: int = -1  # rows in a non-final state after recovery and bookkeeping
-
-
-class Process:
-    """One supervised process of the product: started, killed and started again as ./run.sh would."""
-
-    def __init__(self, name: str, cmd: list[str], env: dict, folder: Path, ready_text: str):
-        self.name, self.cmd, self.env, self.folder, self.ready_text = name, cmd, env, folder, ready_text
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-        self.exits: list[str] = []  # exits nobody asked for, each restarted by ``supervise``
-        self.lock = threading.Lock()
-
-    def start(self, timeout: float = 180) -> float:
-        self.starts += 1
-        log_path = self.folder / f"{self.name}-{self.starts}.log"
-        started = time.monotonic()
-        with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(self.cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        while self.ready_text.encode() not in log_path.read_bytes():
-            if self.proc.poll() is not None or time.monotonic() - started > timeout:
-                raise RuntimeError(f"{self.name} did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        return time.monotonic() - started
-
-    def kill(self) -> None:
-        """SIGKILL, then started again at once, as ./run.sh's supervisor does."""
-        with self.lock:
-            if self.proc and self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-            self.start()
-
-    def supervise(self) -> None:
-        """Started again when it exits by itself (./run.sh's supervisor), the exit noted."""
-        with self.lock:
-            if self.proc and self.proc.poll() is not None:
-                self.exits.append(f"{self.name} exited by itself (code {self.proc.returncode}); restarted")
-                print(f"  {self.exits[-1]}", flush=True)
-                self.start()
-
-    def stop(self) -> None:
-        with self.lock:
-            if self.proc and self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait()
-
-
-def celery(queue: str, name: str, threads: int = 0) -> list[str]:
-    pool = ["--pool", "threads", "-c", str(threads)] if threads else ["--pool", "solo", "-c", "1"]
-    return [sys.executable, "-m", "celery", "-A", "alignment_site", "worker", "-Q", queue, *pool, "-n", name,
-            "--without-gossip", "--without-mingle", "-l", "info"]
-
-
-def wait(predicate, timeout: float, every: float = 0.2, what: str = "") -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    print(f"  (gave up waiting {timeout:.0f} s{': ' + what if what else ''})", flush=True)
-    return False
 
 
 class Bench:
@@ -192,7 +126,7 @@ class Bench:
             ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
              "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         client = redis.Redis.from_url(self.redis_url)
-        if not wait(lambda: _pings(client), 20, what="redis-server"):
+        if not wait(lambda: pings(client), 20, what="redis-server"):
             raise SystemExit(f"redis-server did not answer on port {self.redis_port}")
 
     def teardown(self) -> None:
@@ -257,7 +191,7 @@ class Bench:
 
         client = redis.Redis.from_url(self.redis_url)
         rows = [r for r in self.replies(ids) if r.status == Reply.Status.STREAMING]
-        return len(rows) >= at_least and any(_length(client, r.stream_key) > 0 for r in rows)
+        return len(rows) >= at_least and any(stream_length(client, r.stream_key) > 0 for r in rows)
 
     def start_run(self):
         from trainer import services
@@ -397,34 +331,6 @@ class Bench:
         failed, lost = self.retried_until_done(ids)
         return Outcome("third-version", lost, failed, time.monotonic() - at,
                        "6 replies on the first version; two newer ones activated and loaded")
-
-
-def fresh_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.strip("/")
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    try:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.Error as exc:
-        raise SystemExit(f"bench faults needs PostgreSQL (BENCH_DATABASE_URL={url}): {exc}") from exc
-
-
-def _pings(client) -> bool:
-    try:
-        return client.ping()
-    except Exception:
-        return False
-
-
-def _length(client, key: str) -> int:
-    try:
-        return client.xlen(key)
-    except Exception:
-        return 0
 
 
 def main(argv=None) -> list[Figure]:

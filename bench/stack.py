@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import http.cookiejar
 import os
+import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,3 +91,99 @@ class WebClient:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"could not log in as {username}")
             time.sleep(0.05)
+
+
+# --- processes the fault benchmark kills and starts again, and the services it owns -----------------------
+
+class Process:
+    """One supervised process of the product: started, killed and started again as ./run.sh would."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict, folder: Path, ready_text: str):
+        self.name, self.cmd, self.env, self.folder, self.ready_text = name, cmd, env, folder, ready_text
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        self.exits: list[str] = []  # exits nobody asked for, each restarted by ``supervise``
+        self.lock = threading.Lock()
+
+    def start(self, timeout: float = 180) -> float:
+        self.starts += 1
+        log_path = self.folder / f"{self.name}-{self.starts}.log"
+        started = time.monotonic()
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(self.cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        while self.ready_text.encode() not in log_path.read_bytes():
+            if self.proc.poll() is not None or time.monotonic() - started > timeout:
+                raise RuntimeError(f"{self.name} did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        return time.monotonic() - started
+
+    def kill(self) -> None:
+        """SIGKILL, then started again at once, as ./run.sh's supervisor does."""
+        with self.lock:
+            if self.proc and self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            self.start()
+
+    def supervise(self) -> None:
+        """Started again when it exits by itself (./run.sh's supervisor), the exit noted."""
+        with self.lock:
+            if self.proc and self.proc.poll() is not None:
+                self.exits.append(f"{self.name} exited by itself (code {self.proc.returncode}); restarted")
+                print(f"  {self.exits[-1]}", flush=True)
+                self.start()
+
+    def stop(self) -> None:
+        with self.lock:
+            if self.proc and self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait()
+
+
+def celery(queue: str, name: str, threads: int = 0) -> list[str]:
+    pool = ["--pool", "threads", "-c", str(threads)] if threads else ["--pool", "solo", "-c", "1"]
+    return [sys.executable, "-m", "celery", "-A", "alignment_site", "worker", "-Q", queue, *pool, "-n", name,
+            "--without-gossip", "--without-mingle", "-l", "info"]
+
+
+def wait(predicate, timeout: float, every: float = 0.2, what: str = "") -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    print(f"  (gave up waiting {timeout:.0f} s{': ' + what if what else ''})", flush=True)
+    return False
+
+
+def fresh_database(url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.strip("/")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        raise SystemExit(f"bench faults needs PostgreSQL (BENCH_DATABASE_URL={url}): {exc}") from exc
+
+
+def pings(client) -> bool:
+    try:
+        return client.ping()
+    except Exception:
+        return False
+
+
+def stream_length(client, key: str) -> int:
+    try:
+        return client.xlen(key)
+    except Exception:
+        return 0

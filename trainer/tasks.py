@@ -51,6 +51,14 @@ def fast_fit(self, fit_id: int) -> str:
     return refit.vectors_refit(fit_id, worker=self.request.hostname or "")
 
 
+@shared_task(name="trainer.export_version", acks_late=False)
+def export_version(run_id: int) -> str:
+    # A version zipped for the field's tools (trainer.downloads); a lost one is asked for again from the run page.
+    from trainer.version_export import prepare_download
+
+    return prepare_download(run_id)
+
+
 @shared_task(name="trainer.evaluate_version", acks_late=True, bind=True)
 def evaluate_version(self, evaluation_id: int) -> str:
     # "Does it personalize?": the claim on the evaluation row makes a redelivery a no-op.

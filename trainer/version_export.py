@@ -4,6 +4,7 @@ from what the dashboard knows about the run (its settings, data, evaluation and 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from django.conf import settings
@@ -114,3 +115,28 @@ def export_run(run: TrainingRun, out: Path, *, merged: bool = False) -> Path:
     folder, name = base_names(run)
     return export.export_version(settings.ARTIFACTS_DIR / run.artifacts, Path(out), base_folder=str(folder),
                                  base_model=str(name), card=model_card(run, str(name)), merged=merged)
+
+
+def prepare_download(run_id: int) -> str:
+    """On a train worker: the run's download (``trainer.downloads``), zipped in a temporary folder and renamed
+    into place; a failure leaves its reason for the run page instead."""
+    import shutil
+    import tempfile
+
+    from trainer import downloads
+
+    target = downloads.folder(run_id)
+    pending = target / ".pending"
+    try:
+        run = TrainingRun.objects.get(pk=run_id)
+        with tempfile.TemporaryDirectory(dir=target, prefix=".export-") as tmp:
+            name = downloads.zip_path(run_id).stem
+            export_run(run, Path(tmp) / name)
+            archive = shutil.make_archive(str(Path(tmp) / name), "zip", root_dir=tmp, base_dir=name)
+            os.replace(archive, downloads.zip_path(run_id))
+        return "ready"
+    except Exception as exc:
+        (target / "error.txt").write_text(f"The export failed: {exc.__class__.__name__}: {exc}")
+        return "failed"
+    finally:
+        pending.unlink(missing_ok=True)

@@ -74,3 +74,44 @@ def test_export_refuses_a_run_without_a_model_and_an_existing_folder(active_run,
         call_command("export_version", active_run.pk, str(tmp_path))
     with pytest.raises(CommandError, match="no run 999999"):
         call_command("export_version", 999999, str(tmp_path / "b"))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_staff_prepare_the_download_on_the_run_page_and_a_train_worker_writes_it(
+        active_run, client, staff, owner, artifacts_dir, tiny_model_path, tmp_path):
+    import io
+    import os
+    import time
+    import zipfile
+
+    from tests.services import train_worker, wait_until
+    from trainer import downloads
+
+    client.force_login(staff)
+    page = client.get(f"/staff/runs/{active_run.pk}/").content.decode()
+    assert 'data-state="none"' in page and "Prepare the download" in page
+    with train_worker(tiny_model_path, tmp_path, "train-export@localhost", ARTIFACTS_DIR=str(artifacts_dir)):
+        response = client.post(f"/staff/runs/{active_run.pk}/download/prepare/")
+        assert response.status_code == 302
+        wait_until(lambda: downloads.download_state(active_run).state != "preparing", timeout=120)
+    panel = client.get(f"/staff/runs/{active_run.pk}/download/panel/").content.decode()
+    assert 'data-state="ready"' in panel and f"version-{active_run.pk}-peft.zip" in panel
+    response = client.get(f"/staff/runs/{active_run.pk}/download/")
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).namelist()
+    folder = f"version-{active_run.pk}-peft/"
+    assert {folder + n for n in ("adapter_config.json", "adapter_model.safetensors", "user_vectors.safetensors",
+                                 "users.json", "README.md")} <= set(names)
+
+    client.force_login(owner)  # a participant gets none of it
+    assert client.get(f"/staff/runs/{active_run.pk}/download/").status_code in (302, 403, 404)
+
+    # Asked for, and its worker stopped before writing it: after 15 minutes the page says so and offers it again.
+    pending = downloads.folder(active_run.pk) / ".pending"
+    pending.write_text("0")
+    os.utime(pending, (time.time() - 16 * 60,) * 2)
+    client.force_login(staff)
+    panel = client.get(f"/staff/runs/{active_run.pk}/download/panel/").content.decode()
+    assert 'data-state="failed"' in panel and "did not finish the download within 15 minutes" in panel
+    assert "Prepare the download" in panel

@@ -4,12 +4,13 @@ cancel, resume, activate and roll back a version."""
 import re
 
 from django.contrib import messages
-from alignment_site.access import staff_required
-from django.http import Http404, JsonResponse
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from trainer import data_defaults, preflight, selectors, services
+from alignment_site.access import staff_required
+from trainer import data_defaults, downloads, preflight, selectors, services
 from trainer.forms import RunForm
 from trainer.models import TrainingRun
 from trainer.views.personalization import personalization_context
@@ -94,6 +95,7 @@ def run_detail(request, run_id: int):
     context = run_context(run, color_by=request.GET.get("color", "group"))
     if run.status == TrainingRun.Status.COMPLETED:
         context.update(personalization_context(run, group_by=request.GET.get("by", "group")))
+        context["download"] = downloads.download_state(run)
     return render(request, "trainer/run_detail.html", context)
 
 
@@ -153,6 +155,35 @@ def run_activate(request, run_id: int):
     else:
         messages.success(request, "Activated: chat now uses this version.")
     return redirect("run_detail", run_id=run.pk)
+
+
+@require_POST
+@staff_required
+def run_download_prepare(request, run_id: int):
+    """Ask a train worker for the version's download (the export folder, zipped)."""
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    try:
+        downloads.download_request(run=run)
+    except downloads.DownloadError as exc:
+        messages.error(request, str(exc))
+    return redirect(reverse("run_detail", args=[run.pk]) + "#download")
+
+
+@staff_required
+def run_download_panel(request, run_id: int):
+    """The download panel, polled while the worker writes it."""
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    return render(request, "trainer/run_detail.html#download", {"run": run,
+                                                                "download": downloads.download_state(run)})
+
+
+@staff_required
+def run_download(request, run_id: int):
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    if downloads.download_state(run).state != "ready":
+        raise Http404("No download is ready for this run: prepare one on its page.")
+    path = downloads.zip_path(run.pk)
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=path.name, content_type="application/zip")
 
 
 @require_POST

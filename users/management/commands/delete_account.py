@@ -45,6 +45,8 @@ class Command(BaseCommand):
                 versions += 1
         for record in (settings.ARTIFACTS_DIR / "runs").glob(f"*/{SPLIT_FILE}"):  # which runs held them out
             split_forget(record, exported)
+        for download in (settings.ARTIFACTS_DIR / "runs").glob("*/downloads/*.zip"):  # written with their vectors
+            download.unlink()
         files = 0
         for fit in VectorFit.objects.filter(user=user).exclude(path=""):
             target = settings.ARTIFACTS_DIR / fit.path
