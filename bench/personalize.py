@@ -91,7 +91,7 @@ def main(argv=None) -> list[Figure]:
     from django.contrib.auth import get_user_model
 
     from trainer import services
-    from trainer.core.loop import describe_cpu, precision_for
+    from trainer.core.loop import describe_cpu
     from trainer.management.commands.evaluate_version import render_report
     from trainer.models import PersonalEvaluation, TrainingRun
     from trainer.personalization import report

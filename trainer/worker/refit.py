@@ -45,9 +45,9 @@ def vectors_refit(fit_id: int, worker: str = "") -> str:
         pairs_used, seconds, losses = _fit(fit)
     except Exception as exc:  # the reason a person can act on, on the row
         log.exception("fit %s failed", fit_id)
+        reason = f"{exc.__class__.__name__}: {exc}"
         patiently(lambda: VectorFit.objects.filter(pk=fit_id, status=VectorFit.Status.RUNNING).update(
-            status=VectorFit.Status.FAILED, finished_at=timezone.now(), error=f"{exc.__class__.__name__}: {exc}"),
-            f"fit {fit_id}")
+            status=VectorFit.Status.FAILED, finished_at=timezone.now(), error=reason), f"fit {fit_id}")
         return VectorFit.Status.FAILED
     # Only while still this fit's claim: a fit bookkeeping failed meanwhile stays failed.
     if not patiently(lambda: VectorFit.objects.filter(pk=fit_id, status=VectorFit.Status.RUNNING).update(

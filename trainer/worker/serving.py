@@ -304,9 +304,9 @@ def generate_reply(reply_id: int, worker: str = "") -> str:
         return "superseded"
     except Exception as exc:
         log.exception("reply %s failed", reply_id)
-        if patiently(lambda: claim.rows().update(status=Reply.Status.FAILED, error=failure_message(exc),
-                                                 content="".join(parts), finished_at=timezone.now()),
-                     f"reply {reply_id}"):
+        reason = failure_message(exc)
+        if patiently(lambda: claim.rows().update(status=Reply.Status.FAILED, error=reason, content="".join(parts),
+                                                 finished_at=timezone.now()), f"reply {reply_id}"):
             try:
                 streams.finish(reply, Reply.Status.FAILED)
             except Exception:  # Redis itself may be what failed
