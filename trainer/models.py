@@ -116,6 +116,18 @@ class TrainingRun(models.Model):
         return None
 
     @property
+    def silent_seconds(self) -> float | None:
+        """How long a running run's worker has not reported, once that is past TRAIN_HEARTBEAT_TIMEOUT (the
+        workers' bookkeeping fails it); None while it reports. Read only: a page never fails a run itself."""
+        from django.conf import settings
+        from django.utils import timezone
+
+        if self.status != self.Status.RUNNING or self.heartbeat_at is None:
+            return None
+        silent = (timezone.now() - self.heartbeat_at).total_seconds()
+        return silent if silent > settings.TRAIN_HEARTBEAT_TIMEOUT else None
+
+    @property
     def eta_seconds(self) -> float | None:
         """Time left at the measured step time (before a second step is measured: the time so far per step)."""
         if self.status != self.Status.RUNNING or not self.step or not self.started_at or not self.heartbeat_at:

@@ -263,10 +263,11 @@ def run_rollback(*, user) -> Activation:
 def runs_reap_stale(*, worker: str | None = None) -> int:
     """Mark running runs whose worker stopped sending heartbeats as failed, with the reason.
 
-    Called by the pages that show runs, by every train worker at start-up and
-    between tasks, so a killed worker's run is failed within the heartbeat timeout
-    of someone looking. With ``worker``, when that worker (re)starts: every run it
-    held, at once, since the process that trained them is gone.
+    Called by every worker's bookkeeping (every BOOKKEEPING_SECONDS) and by a train
+    worker before it claims a run, so a killed worker's run is failed within the
+    heartbeat timeout whoever looks; pages only read (they show a silent run as
+    such). With ``worker``, when that worker (re)starts: every run it held, at once,
+    since the process that trained them is gone.
     """
     timeout = settings.TRAIN_HEARTBEAT_TIMEOUT
     cutoff = timezone.now() - timedelta(seconds=timeout)

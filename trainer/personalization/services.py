@@ -112,7 +112,7 @@ def evaluation_finish(evaluation_id: int, status: str, **fields) -> None:
 
 
 def evaluations_reap_stale() -> int:
-    """Fail running evaluations whose worker fell silent (bookkeeping rounds and the run page call this)."""
+    """Fail running evaluations whose worker fell silent (every worker's bookkeeping calls this)."""
     timeout = settings.TRAIN_HEARTBEAT_TIMEOUT
     cutoff = timezone.now() - timedelta(seconds=timeout)
     return PersonalEvaluation.objects.filter(status=PersonalEvaluation.Status.RUNNING,

@@ -15,7 +15,6 @@ from trainer.personalization import report, services
 
 def personalization_context(run: TrainingRun, *, group_by: str = "group") -> dict:
     """What the run page (and the compare page, for each run) shows of the evaluation."""
-    services.evaluations_reap_stale()
     job = run.personal_evaluations.first()
     personalized = (run.config or {}).get("user_model", "none") != "none"
     waiting = job is None and personalized and run.baseline_id is not None and run.baseline.is_active

@@ -3,13 +3,12 @@
 from alignment_site.access import staff_required
 from django.shortcuts import render
 
-from trainer import health, services
+from trainer import health
 from trainer.models import TrainingRun
 
 
 @staff_required
 def queue(request):
-    services.runs_reap_stale()
     redis_check = health.check_redis()
     workers = health.workers_by_queue() if redis_check.ok else {}
     runs = list(TrainingRun.objects.filter(status__in=TrainingRun.ACTIVE).order_by("created_at"))

@@ -19,7 +19,6 @@ from trainer.views.presenters import run_context
 
 @staff_required
 def run_list(request):
-    services.runs_reap_stale()
     runs = list(selectors.runs_page()[:200])
     return render(request, "trainer/run_list.html", {
         "runs": runs, "activation": selectors.active_activation(),
@@ -90,7 +89,6 @@ def _fix_button(change: dict | None) -> dict | None:
 
 @staff_required
 def run_detail(request, run_id: int):
-    services.runs_reap_stale()
     run = get_object_or_404(TrainingRun.objects.select_related("baseline", "created_by"), pk=run_id)
     context = run_context(run, color_by=request.GET.get("color", "group"))
     if run.status == TrainingRun.Status.COMPLETED:
@@ -102,7 +100,6 @@ def run_detail(request, run_id: int):
 @staff_required
 def run_progress(request, run_id: int):
     """The live panel, polled while the run is queued or running."""
-    services.runs_reap_stale()
     run = get_object_or_404(TrainingRun, pk=run_id)
     response = render(request, "trainer/run_detail.html#progress", {"run": run})
     if not run.is_active and request.headers.get("HX-Request"):
