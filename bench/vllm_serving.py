@@ -36,7 +36,8 @@ from trainer.core.batch_generation import BatchScheduler, GenerationRequest
 from trainer.core.config import TrainConfig
 from trainer.core.loop import build_model, describe_device, load_base
 from trainer.core.usermodel import UserIndex
-from trainer.core.vllm import VLLMEngine, free_port, healthy, server_command
+from trainer.core.ports import free_port
+from trainer.core.vllm import VLLMEngine, healthy, server_command
 from users.synthetic.prompts import DEFAULT_PROMPTS
 
 CPU_ARGS = "--dtype float32 --enforce-eager --kv-cache-memory-bytes 1073741824 --max-model-len 2048"

@@ -5,7 +5,6 @@ database. Tests that use them need committed data: mark them
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 import redis
 
 from tests.models_fixtures import REPO
+from trainer.core.ports import free_port  # noqa: F401  (the tests and benchmarks import it from here)
 
 
 def _database_url(settings_dict: dict) -> str:
@@ -45,12 +45,6 @@ def service_env(model_path: Path, data_dir: Path, **extra: str) -> dict:
     )
     env.update(extra)
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

@@ -4,7 +4,6 @@ the gradients, which is what one process accumulating two micro-batches computes
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,14 +15,9 @@ from torch.testing import assert_close
 from tests.core.conftest import fast_config, small_pairs
 from trainer.core.data import split_pairs, write_pairs
 from trainer.core.loop import train
+from trainer.core.ports import free_port
 
 SETTINGS = dict(lora_dropout=0.0, epochs=2.0)  # no dropout: the two layouts draw different random masks
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -35,7 +29,7 @@ def test_two_process_ddp_run_matches_one_process(tiny_model_path, tmp_path):
     repo = Path(__file__).resolve().parents[2]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()), "-m", "trainer.core.cli", "train",
+           "--main_process_port", str(free_port()), "-m", "trainer.core.cli", "train",
            "--pairs", str(tmp_path / "pairs.jsonl"), "--model", str(tiny_model_path), "--out", str(tmp_path / "run"),
            "--unseen-fraction", "0", "--test-fraction", "0", *sets]
     env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")

@@ -73,7 +73,7 @@ def test_the_heartbeat_outlives_database_errors(staff, settings):
         objects = FlakyRows(failures=2)
         __name__ = "TrainingRun"
 
-    with Heartbeat(run.pk, model=Flaky, fence={"worker": "train@a", "attempts": 1}):
+    with Heartbeat(run.pk, table=Flaky, fence={"worker": "train@a", "attempts": 1}):
         time.sleep(4.5)  # two beats fail, the next ones land
     run.refresh_from_db()
     assert Flaky.objects.failures == 0 and run.heartbeat_at > before

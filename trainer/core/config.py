@@ -132,8 +132,3 @@ class FastFitConfig:
             raise ValueError(f"fast-fit method must be 'linear' or 'adam', not {self.method!r}")
 
 
-@dataclass
-class EvalConfig:
-    batch_size: int = 16  # pairs per forward pass
-    generations: int = 0  # replies generated per test user for the judged win-rate; 0 = skip
-    max_new_tokens: int = 96

@@ -57,13 +57,6 @@ def auth(api_key: str = "") -> dict:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 free now, for a server about to start."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def healthy(url: str, timeout: float = 2.0, api_key: str = "") -> bool:

@@ -57,7 +57,7 @@ def personalization_progress(request, run_id: int):
     run = get_object_or_404(TrainingRun.objects.select_related("baseline"), pk=run_id)
     context = {"run": run, **personalization_context(run)}
     response = render(request, "trainer/_personalization.html#job", context)
-    if request.headers.get("HX-Request") and request.GET.get("shown") != context["job_state"]:
+    if request.htmx and request.GET.get("shown") != context["job_state"]:
         response["HX-Refresh"] = "true"
     return response
 

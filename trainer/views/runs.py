@@ -102,7 +102,7 @@ def run_progress(request, run_id: int):
     """The live panel, polled while the run is queued or running."""
     run = get_object_or_404(TrainingRun, pk=run_id)
     response = render(request, "trainer/run_detail.html#progress", {"run": run})
-    if not run.is_active and request.headers.get("HX-Request"):
+    if not run.is_active and request.htmx:
         response["HX-Refresh"] = "true"  # show the results panels once it ends
     return response
 

@@ -30,6 +30,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from trainer import devices
+from trainer.core.ports import free_port
 from trainer.models import GROUP_LOG, TrainingRun, run_folder
 from trainer.worker.record import finish, journal, phase
 
@@ -89,7 +90,7 @@ def launch_command(run: TrainingRun, *, offered: tuple[str, int]) -> list[str]:
                           f"has {most} {what}. Resume it on a bigger worker, or start a new run with at most "
                           f"{most}.")
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(run.processes),
-               "--num_machines", "1", "--main_process_port", str(_free_port()), "--dynamo_backend", "no",
+               "--num_machines", "1", "--main_process_port", str(free_port()), "--dynamo_backend", "no",
                "--mixed_precision", "no"]  # precision is the run's own setting (autocast in the loop)
     if run.launch_config:
         command += ["--config_file", str(_checked_config(Path(run.launch_config)))]
@@ -174,12 +175,6 @@ def dying_with_this_process(command: list[str]) -> list[str]:
     """``command`` started through ``die_with_parent.py``: the kernel sends it SIGTERM when this process dies
     (no ``preexec_fn``, which is unsafe in a threaded worker)."""
     return [sys.executable, str(DIE_WITH_PARENT), str(os.getpid()), *command]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _last_checkpoint(folder: Path) -> str:

@@ -51,7 +51,7 @@ def execute(evaluation_id: int, worker: str = "") -> str:
     if not services.evaluation_claim(evaluation_id=evaluation_id, worker=worker):
         log.info("evaluation %s is not queued (already taken or finished): nothing to do", evaluation_id)
         return "skipped"
-    with Heartbeat(evaluation_id, model=PersonalEvaluation):
+    with Heartbeat(evaluation_id, table=PersonalEvaluation):
         try:
             evaluate(PersonalEvaluation.objects.select_related("run", "baseline").get(pk=evaluation_id))
         except Cancelled:

@@ -41,5 +41,5 @@ def beating(claim: ReplyClaim):
     version under the serving lock can take minutes), fenced on the claim."""
     from trainer.worker.training import Heartbeat
 
-    return Heartbeat(claim.reply_id, model=Reply, status=Reply.Status.STREAMING,
+    return Heartbeat(claim.reply_id, table=Reply, status=Reply.Status.STREAMING,
                      fence={"worker": claim.worker, "started_at": claim.at}, every=HEARTBEAT_SECONDS)

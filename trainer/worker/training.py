@@ -28,15 +28,15 @@ log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Touch the run's heartbeat from a thread, so a long step does not look like a dead worker (``model``: any
-    row with a status and a heartbeat_at, e.g. a personalization evaluation; ``fence``: more fields the row
-    must still have, the worker's claim). A database error (a PostgreSQL restart, SQLite busy) does not end
+    """Touch the run's heartbeat from a thread, so a long step does not look like a dead worker (``table``: any
+    model whose rows have a status and a heartbeat_at, e.g. a personalization evaluation; ``fence``: more
+    fields the row must still have, the worker's claim). A database error (a PostgreSQL restart, SQLite busy) does not end
     the thread: the connection is dropped and the next beat tries again."""
 
-    def __init__(self, run_id: int, model=TrainingRun, fence: dict | None = None, status: str | None = None,
+    def __init__(self, run_id: int, table=TrainingRun, fence: dict | None = None, status: str | None = None,
                  every: float | None = None):
-        self.run_id, self.model, self.fence = run_id, model, dict(fence or {})
-        self.status = status or model.Status.RUNNING  # the row's status while it is being worked on
+        self.run_id, self.table, self.fence = run_id, table, dict(fence or {})
+        self.status = status or table.Status.RUNNING  # the row's status while it is being worked on
         self.every = every  # seconds between beats (default TRAIN_HEARTBEAT_SECONDS)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
@@ -47,10 +47,10 @@ class Heartbeat:
         try:
             while not self._stop.wait(self.every or settings.TRAIN_HEARTBEAT_SECONDS):
                 try:
-                    self.model.objects.filter(pk=self.run_id, status=self.status,
+                    self.table.objects.filter(pk=self.run_id, status=self.status,
                                               **self.fence).update(heartbeat_at=timezone.now())
                 except DatabaseError as exc:
-                    log.warning("heartbeat of %s %s missed: %r", self.model.__name__, self.run_id, exc)
+                    log.warning("heartbeat of %s %s missed: %r", self.table.__name__, self.run_id, exc)
                     connection.close()  # a broken connection is opened afresh at the next beat
         finally:
             connection.close()

@@ -176,7 +176,7 @@ def _start(name: str, folder) -> LocalServer:
         raise VLLMUnavailable("", reason)
     _make_room(name)
     _stop_orphans()
-    from trainer.core.vllm import free_port
+    from trainer.core.ports import free_port
 
     port = free_port()
     try:
