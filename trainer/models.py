@@ -50,6 +50,10 @@ class TrainingRun(models.Model):
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
     phase = models.CharField(max_length=60, blank=True)  # what the worker is doing now, in words
+    # The work inside that phase as numbers (micro-batches, tokenised pairs...): the page's second bar.
+    phase_name = models.CharField(max_length=40, blank=True)
+    phase_done = models.PositiveIntegerField(null=True, blank=True)
+    phase_total = models.PositiveIntegerField(null=True, blank=True)
     step_seconds = models.FloatField(null=True, blank=True)  # measured time of an optimizer step (moving average)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -90,18 +94,16 @@ class TrainingRun(models.Model):
 
     @property
     def phase_progress(self) -> tuple[int, int] | None:
-        """(done, total) of the work inside a step that the phase line names ("tokenising: 40 of 120")."""
-        import re
-
-        found = re.search(r"(\d+) of (\d+)", self.phase or "")
-        return (int(found.group(1)), int(found.group(2))) if found and int(found.group(2)) else None
+        """(done, total) of the work inside a step, as the worker stored it (None when it has no count)."""
+        if self.phase_done is None or not self.phase_total:
+            return None
+        return self.phase_done, self.phase_total
 
     @property
     def phase_progress_label(self) -> str:
         """What the phase's own bar counts, for its label: "Micro-batches" while training (over the whole run,
         before the first optimizer step ends too), else the phase's name ("Tokenising")."""
-        name = (self.phase or "").split(":", 1)[0].strip()
-        return "Micro-batches" if name == "training" else name.capitalize()
+        return "Micro-batches" if self.phase_name == "training" else self.phase_name.capitalize()
 
     @property
     def elapsed_seconds(self) -> float | None:

@@ -60,13 +60,15 @@ def test_the_run_page_shows_when_it_was_created_and_the_polled_panel_how_long_it
 
 def test_each_progress_bar_has_a_label_that_says_what_it_counts(client, staff):
     run = make_run(staff, status=TrainingRun.Status.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now(),
-                   step=2, total_steps=12, phase="training: 25 of 72 micro-batches")
+                   step=2, total_steps=12, phase="training: 25 of 72 micro-batches", phase_name="training",
+                   phase_done=25, phase_total=72)
     client.force_login(staff)
     page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
     assert labelled_bars(page) == {"step-progress": "Optimizer steps: 2 of 12",
                                    "phase-progress": "Micro-batches: 25 of 72"}
     assert '<progress id="step-progress" max="12" value="2">' in page
-    TrainingRun.objects.filter(pk=run.pk).update(phase="tokenising: 10 of 268")
+    TrainingRun.objects.filter(pk=run.pk).update(phase="tokenising: 10 of 268", phase_name="tokenising",
+                                                 phase_done=10, phase_total=268)
     page = client.get(reverse("run_progress", args=[run.pk])).content.decode()
     assert labelled_bars(page)["phase-progress"] == "Tokenising: 10 of 268"
 
@@ -75,7 +77,8 @@ def test_a_run_counting_micro_batches_before_its_first_step_shows_its_total_step
     run = started(staff, with_baseline=False)
     assert run.total_steps > 0  # known from the start form's data and settings
     TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.RUNNING, started_at=timezone.now(),
-                                                 heartbeat_at=timezone.now(), phase="training: 1 of 8 micro-batches")
+                                                 heartbeat_at=timezone.now(), phase="training: 1 of 8 micro-batches",
+                                                 phase_name="training", phase_done=1, phase_total=8)
     client.force_login(staff)
     page = client.get(reverse("run_detail", args=[run.pk])).content.decode()
     assert f'step <strong id="step">0</strong> of <span id="total-steps">{run.total_steps}</span>' in page

@@ -167,12 +167,17 @@ def test_the_run_page_phase_follows_the_work_inside_a_step_without_a_write_per_c
     phase("training", 3, 120)
     assert TrainingRun.objects.get(pk=run.pk).phase == "training: 3 of 120 micro-batches"
     assert TrainingRun.objects.get(pk=run.pk).phase_progress == (3, 120)  # the phase's own bar on the page
+    TrainingRun.objects.filter(pk=run.pk).update(phase="micro-batch 3 of the run's 120, worded anew")
+    reworded = TrainingRun.objects.get(pk=run.pk)  # the bar reads numbers, not the words
+    assert reworded.phase_progress == (3, 120) and reworded.phase_progress_label == "Micro-batches"
+    phase("loading the model", 0, None)
+    assert TrainingRun.objects.get(pk=run.pk).phase_progress is None
 
 
 def test_the_eta_comes_from_the_measured_step_time(client, staff):
     run = make_run(staff, status=TrainingRun.Status.RUNNING, started_at=timezone.now() - timedelta(minutes=10),
                    step=2, total_steps=12, heartbeat_at=timezone.now(), step_seconds=30.0,
-                   phase="training: 5 of 40 micro-batches")
+                   phase="training: 5 of 40 micro-batches", phase_name="training", phase_done=5, phase_total=40)
     assert run.eta_seconds == 300.0  # 10 steps left at 30 s, not the 10 minutes so far (model load included)
     client.force_login(staff)
     page = client.get(reverse("run_detail", args=[run.pk])).content.decode()

@@ -60,13 +60,15 @@ class Claim:
             raise ClaimLost(f"run {self.run_id} is no longer attempt {self.attempt} of {self.worker}")
 
 
-def phase(run_id: int, text: str, claim: Claim | None = None) -> None:
-    """What the worker is doing now, in words (also a heartbeat); with ``claim``, only while it holds."""
+def phase(run_id: int, text: str, claim: Claim | None = None, *, name: str = "", done: int | None = None,
+          total: int | None = None) -> None:
+    """What the worker is doing now, in words, and (``name``, ``done`` of ``total``) the count inside it for the
+    page's bar (also a heartbeat); with ``claim``, only while it holds."""
+    fields = dict(phase=text, phase_name=name[:40], phase_done=done, phase_total=total, heartbeat_at=timezone.now())
     if claim is not None:
-        claim.update(phase=text, heartbeat_at=timezone.now())
+        claim.update(**fields)
     else:
-        patiently(lambda: TrainingRun.objects.filter(pk=run_id).update(phase=text, heartbeat_at=timezone.now()),
-                  f"run {run_id}")
+        patiently(lambda: TrainingRun.objects.filter(pk=run_id).update(**fields), f"run {run_id}")
 
 
 def finish(run_id: int, status: str, *, only_running: bool = False, claim: Claim | None = None, **fields) -> bool:
@@ -75,8 +77,9 @@ def finish(run_id: int, status: str, *, only_running: bool = False, claim: Claim
     runs = TrainingRun.objects.filter(pk=run_id) if claim is None else claim.rows()
     if only_running:
         runs = runs.filter(status=TrainingRun.Status.RUNNING)
-    written = bool(patiently(lambda: runs.update(status=status, finished_at=timezone.now(), phase="",
-                                                 cancel_requested=False, **fields), f"run {run_id}"))
+    written = bool(patiently(lambda: runs.update(status=status, finished_at=timezone.now(), phase="", phase_name="",
+                                                 phase_done=None, phase_total=None, cancel_requested=False,
+                                                 **fields), f"run {run_id}"))
     if written:
         journal(run_id, f"{status}{': ' + fields['error'] if fields.get('error') else ''}")
     else:

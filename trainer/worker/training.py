@@ -325,7 +325,7 @@ class PhaseText:
             text = f"training: {done} of {total} micro-batches"
         else:
             text = f"{name}: {done} of {total}"
-        phase(self.run_id, text, self.claim)
+        phase(self.run_id, text, self.claim, name=name, done=done if total else None, total=total)
 
 
 def _finite(values: dict) -> dict:
