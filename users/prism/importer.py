@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from dataclasses import dataclass
 from typing import IO, Callable
 
 from django.contrib.auth import get_user_model
@@ -183,6 +184,17 @@ def _parse_history(history, file: str, line: int) -> list[tuple[dict, list[dict]
     return [turns[i] for i in sorted(turns)]
 
 
+@dataclass(frozen=True)
+class _ParsedConversation:
+    """One conversations.jsonl record, checked: where it was, its ids, the record and its turns."""
+
+    line: int
+    prism_id: str
+    user_id: str
+    record: dict
+    turns: list  # (user entry, [model entries]) per turn
+
+
 def _import_conversations(batch: list[tuple[int, dict]], file: str, report: ImportReport, seen: dict) -> None:
     parsed = []
     for line, record in batch:
@@ -193,15 +205,49 @@ def _import_conversations(batch: list[tuple[int, dict]], file: str, report: Impo
         if kind not in Conversation.EXPORTED_KINDS:
             raise PrismImportError(file, line, "conversation_type",
                                    f"must be one of {', '.join(Conversation.EXPORTED_KINDS)}, found {json.dumps(kind)}")
-        parsed.append((line, cid, uid, record, _parse_history(record.get("conversation_history"), file, line)))
-    people = dict(Profile.objects.filter(prism_user_id__in={p[2] for p in parsed})
+        parsed.append(_ParsedConversation(line, cid, uid, record,
+                                          _parse_history(record.get("conversation_history"), file, line)))
+    people = dict(Profile.objects.filter(prism_user_id__in={p.user_id for p in parsed})
                   .values_list("prism_user_id", "user_id"))
-    for line, _cid, uid, _record, _turns in parsed:
-        if uid not in people:
-            raise PrismImportError(file, line, "user_id", f"no person with user_id {uid!r}: import their survey first")
+    for p in parsed:
+        if p.user_id not in people:
+            raise PrismImportError(file, p.line, "user_id",
+                                   f"no person with user_id {p.user_id!r}: import their survey first")
 
-    # Re-import replaces a conversation; the utterance ids already attached to its replies carry over.
-    existing = dict(Conversation.objects.filter(prism_id__in=[p[1] for p in parsed]).values_list("pk", "prism_id"))
+    existing, carried = _replace_existing([p.prism_id for p in parsed])
+    conversations = [_conversation(p, people[p.user_id]) for p in parsed]
+    Conversation.objects.bulk_create(conversations)
+    # Dated by PRISM's own time when it has one (browsing by date means when people talked, not when we imported);
+    # bulk_create stamps creation with now, so the dates are written after it.
+    now = timezone.now()
+    for conv, p in zip(conversations, parsed):
+        when = prism_datetime(p.record.get("generated_datetime"))
+        seconds = p.record.get("timing_duration_s")
+        conv.created_at = when or conv.created_at
+        lasted = dt.timedelta(seconds=seconds) if when and _number(seconds) and 0 <= seconds < 1e7 else None
+        conv.ended_at = when + lasted if lasted is not None else (when or now)
+    Conversation.objects.bulk_update(conversations, ["created_at", "ended_at"], batch_size=2000)
+
+    turns, reply_specs = [], []
+    for conv, p in zip(conversations, parsed):
+        for user_entry, model_entries in p.turns:
+            turn = Turn(conversation=conv, index=user_entry["turn"], user_message=user_entry["content"],
+                        extra={k: v for k, v in user_entry.items() if k not in ("turn", "role", "content")})
+            turns.append(turn)
+            reply_specs.append((p.prism_id, turn, model_entries))
+    Turn.objects.bulk_create(turns)
+    replies = [_reply(turn, entry, carried.get((cid, turn.index, entry["within_turn_id"])))
+               for cid, turn, model_entries in reply_specs for entry in model_entries]
+    Reply.objects.bulk_create(replies, batch_size=2000)
+    report.records += len(parsed)
+    report.replaced += len(existing)
+    report.created += len(parsed) - len(existing)
+
+
+def _replace_existing(prism_ids: list[str]) -> tuple[dict, dict]:
+    """Delete the conversations a re-import replaces; the utterance ids attached to their replies, by
+    (conversation, turn, position), carry over to the new ones."""
+    existing = dict(Conversation.objects.filter(prism_id__in=prism_ids).values_list("pk", "prism_id"))
     carried = {}
     if existing:
         for prism_id, index, position, *kept in Reply.objects.filter(turn__conversation__in=list(existing)).values_list(
@@ -209,76 +255,52 @@ def _import_conversations(batch: list[tuple[int, dict]], file: str, report: Impo
                 "prism_interaction_id", "utterance_extra"):
             carried[(prism_id, index, position)] = kept
         Conversation.objects.filter(pk__in=list(existing)).delete()
+    return existing, carried
 
-    conversations = []
-    for line, cid, uid, record, _turns in parsed:
-        conv = Conversation(prism_id=cid, user_id=people[uid], kind=record["conversation_type"])
-        extra = {}
-        for key, value in record.items():
-            if key in ("opening_prompt", "open_feedback") and fits(TEXT, value):
-                setattr(conv, key, value)
-            elif key in ("performance_attributes", "choice_attributes") and fits(JSON, value):
-                setattr(conv, key, value)
-            elif key not in ("conversation_id", "user_id", "conversation_history", "conversation_type"):
-                extra[key] = value
-        for key in CONVERSATION_DERIVED:  # absent means null, not "work it out"
+
+def _conversation(p: _ParsedConversation, user_pk: int) -> Conversation:
+    conv = Conversation(prism_id=p.prism_id, user_id=user_pk, kind=p.record["conversation_type"])
+    extra = {}
+    for key, value in p.record.items():
+        if key in ("opening_prompt", "open_feedback") and fits(TEXT, value):
+            setattr(conv, key, value)
+        elif key in ("performance_attributes", "choice_attributes") and fits(JSON, value):
+            setattr(conv, key, value)
+        elif key not in ("conversation_id", "user_id", "conversation_history", "conversation_type"):
+            extra[key] = value
+    for key in CONVERSATION_DERIVED:  # absent means null, not "work it out"
+        extra.setdefault(key, None)
+    conv.extra = extra
+    first = p.turns[0][0]["content"] if p.turns else ""
+    conv.title = (conv.opening_prompt if isinstance(conv.opening_prompt, str) else first)[:80]
+    return conv
+
+
+def _reply(turn: Turn, entry: dict, kept: list | None) -> Reply:
+    """One model entry of a turn as a reply; ``kept``: the utterance ids of the reply it replaces."""
+    reply = Reply(turn=turn, position=entry["within_turn_id"], source="prism-import", status=Reply.Status.DONE,
+                  score=entry.get("score"))
+    extra = {}
+    for key, value in entry.items():
+        if key in ("turn", "role", "within_turn_id", "score"):
+            continue
+        if key == "content" and fits(TEXT, value) and value is not None:
+            reply.content = value
+        elif key == "model_name" and fits(TEXT, value, 120) and value is not None:
+            reply.model_name = value
+        elif key == "model_provider" and fits(TEXT, value, 120):
+            reply.model_provider = value
+        elif key == "if_chosen" and isinstance(value, bool):
+            reply.chosen = value
+        else:
+            extra[key] = value
+    for key in ("content", "model_name", "model_provider", "if_chosen"):
+        if key not in entry:
             extra.setdefault(key, None)
-        conv.extra = extra
-        first = _turns[0][0]["content"] if _turns else ""
-        conv.title = (conv.opening_prompt if isinstance(conv.opening_prompt, str) else first)[:80]
-        conversations.append(conv)
-    Conversation.objects.bulk_create(conversations)
-    # Dated by PRISM's own time when it has one (browsing by date means when people talked, not when we imported);
-    # bulk_create stamps creation with now, so the dates are written after it.
-    now = timezone.now()
-    for conv, (_line, _cid, _uid, record, _turns) in zip(conversations, parsed):
-        when = prism_datetime(record.get("generated_datetime"))
-        seconds = record.get("timing_duration_s")
-        conv.created_at = when or conv.created_at
-        lasted = dt.timedelta(seconds=seconds) if when and _number(seconds) and 0 <= seconds < 1e7 else None
-        conv.ended_at = when + lasted if lasted is not None else (when or now)
-    Conversation.objects.bulk_update(conversations, ["created_at", "ended_at"], batch_size=2000)
-
-    turns, reply_specs = [], []
-    for conv, (_line, cid, _uid, _record, parsed_turns) in zip(conversations, parsed):
-        for user_entry, model_entries in parsed_turns:
-            turn = Turn(conversation=conv, index=user_entry["turn"], user_message=user_entry["content"],
-                        extra={k: v for k, v in user_entry.items() if k not in ("turn", "role", "content")})
-            turns.append(turn)
-            reply_specs.append((cid, turn, model_entries))
-    Turn.objects.bulk_create(turns)
-
-    replies = []
-    for cid, turn, model_entries in reply_specs:
-        for entry in model_entries:
-            reply = Reply(turn=turn, position=entry["within_turn_id"], source="prism-import",
-                          status=Reply.Status.DONE, score=entry.get("score"))
-            extra = {}
-            for key, value in entry.items():
-                if key in ("turn", "role", "within_turn_id", "score"):
-                    continue
-                if key == "content" and fits(TEXT, value) and value is not None:
-                    reply.content = value
-                elif key == "model_name" and fits(TEXT, value, 120) and value is not None:
-                    reply.model_name = value
-                elif key == "model_provider" and fits(TEXT, value, 120):
-                    reply.model_provider = value
-                elif key == "if_chosen" and isinstance(value, bool):
-                    reply.chosen = value
-                else:
-                    extra[key] = value
-            for key in ("content", "model_name", "model_provider", "if_chosen"):
-                if key not in entry:
-                    extra.setdefault(key, None)
-            reply.extra = extra
-            kept = carried.get((cid, turn.index, reply.position))
-            if kept:
-                reply.prism_utterance_id, reply.prism_interaction_id, reply.utterance_extra = kept
-            replies.append(reply)
-    Reply.objects.bulk_create(replies, batch_size=2000)
-    report.records += len(parsed)
-    report.replaced += len(existing)
-    report.created += len(parsed) - len(existing)
+    reply.extra = extra
+    if kept:
+        reply.prism_utterance_id, reply.prism_interaction_id, reply.utterance_extra = kept
+    return reply
 
 
 def _import_utterances(batch: list[tuple[int, dict]], file: str, report: ImportReport, seen: dict) -> None:
