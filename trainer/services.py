@@ -10,6 +10,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from alignment_site import dispatch
+from trainer.core.config import PLAIN_DPO
 from trainer.models import Activation, RunLog, TrainingRun, run_folder
 from trainer.personalization.report import served_worse_note
 
@@ -133,7 +134,7 @@ def run_create(*, created_by, name: str, config: dict, data_filter: dict, with_b
             first = first or run
             queued.append(run.pk)
             if with_baseline and config.get("user_model") != "none":
-                baseline_config = {**seeded, "user_model": "none", "loss": "dpo", "alpha": 0.0}
+                baseline_config = {**seeded, **PLAIN_DPO}
                 baseline = TrainingRun.objects.create(name=f"{run} · plain DPO baseline", created_by=created_by,
                                                       config=baseline_config, data_filter=data_filter, **launch)
                 run.baseline = baseline

@@ -93,3 +93,12 @@ def test_forgetting_a_person_in_a_recorded_split_keeps_the_number_of_people(tmp_
     kept = json.loads(record.read_text())
     assert gone not in json.dumps(kept) and len(kept["seen_users"]) == len(first.seen_users)
     assert kept["seen_users"][1] == "(deleted 1)"
+
+
+def test_plain_dpo_is_one_definition_for_the_dashboard_the_command_line_and_the_benchmarks():
+    from trainer.core.config import PLAIN_DPO, TrainConfig, plain_dpo
+
+    personal_ipo = TrainConfig(loss="ipo", user_model="cluster", alpha=0.7, lr_lora=3e-4)
+    baseline = plain_dpo(personal_ipo)
+    assert (baseline.loss, baseline.user_model, baseline.alpha, baseline.lr_lora) == ("dpo", "none", 0.0, 3e-4)
+    assert PLAIN_DPO == {"user_model": "none", "loss": "dpo", "alpha": 0.0}

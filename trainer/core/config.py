@@ -102,9 +102,14 @@ class TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+# Plain DPO, the baseline every report compares against: one model for everyone, the DPO loss, the rest of the
+# settings as they were. The dashboard's baselines, --plain and the benchmarks all apply this one change.
+PLAIN_DPO = {"user_model": "none", "loss": "dpo", "alpha": 0.0}
+
+
 def plain_dpo(config: TrainConfig) -> TrainConfig:
-    """The baseline every report compares against: same settings, no user model, alpha 0."""
-    return dataclasses.replace(config, user_model="none", alpha=0.0)
+    """``config`` as its plain-DPO baseline (``PLAIN_DPO``)."""
+    return dataclasses.replace(config, **PLAIN_DPO)
 
 
 @dataclass
