@@ -100,7 +100,7 @@ def prepared(args):
     training split and the validation carved from it."""
     from trainer.core.config import TrainConfig
     from trainer.core.data import split_pairs, split_settings
-    from trainer.core.loop import precision_for
+    from trainer.core.hardware import precision_for
     from trainer.core.presets import preset_values
     from trainer.data_defaults import form_choices
     from trainer.forms import RunForm
@@ -183,7 +183,7 @@ def main(argv=None) -> list[Figure]:
     args.out.mkdir(parents=True, exist_ok=True)
     model = setup_django(args.out, ARTIFACTS_DIR=str(args.out / "artifacts"),
                          BASE_MODEL=os.environ.get("BASE_MODEL", "bundled"))
-    from trainer.core.loop import describe_cpu
+    from trainer.core.hardware import describe_cpu
 
     if not args.table:
         chosen, base, run_split, carve, steps = prepared(args)

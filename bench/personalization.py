@@ -24,7 +24,8 @@ from trainer.core.config import FastFitConfig, TrainConfig, plain_dpo
 from trainer.core.data import split_pairs
 from trainer.core.evaluate import evaluate
 from trainer.core.fastfit import fast_fit
-from trainer.core.loop import describe_cpu, precision_for, train
+from trainer.core.hardware import describe_cpu, precision_for
+from trainer.core.loop import train
 from users.synthetic.pairs import make_pairs
 from users.synthetic.personas import sample_population
 from users.synthetic.prompts import PRISM_PROMPTS, SHORT_SYSTEM, prompts_or_default

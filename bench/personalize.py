@@ -91,7 +91,7 @@ def main(argv=None) -> list[Figure]:
     from django.contrib.auth import get_user_model
 
     from trainer import services
-    from trainer.core.loop import describe_cpu
+    from trainer.core.hardware import describe_cpu
     from trainer.management.commands.evaluate_version import render_report
     from trainer.models import PersonalEvaluation, TrainingRun
     from trainer.personalization import report
@@ -149,7 +149,7 @@ def main(argv=None) -> list[Figure]:
 def run_settings(args) -> tuple[dict, dict]:
     """The run's settings and data filter: the start form's, as it opens on this data with nothing typed in
     (``--settings form``), or the hand-tuned ones; ``--steps``, ``--min-margin`` and ``--tokens`` override."""
-    from trainer.core.loop import precision_for
+    from trainer.core.hardware import precision_for
     from trainer.core.presets import preset_values
     from trainer.data_defaults import form_choices
     from trainer.forms import RunForm

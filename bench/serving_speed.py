@@ -34,7 +34,8 @@ from trainer.core.artifacts import load_run, save_run
 from trainer.core.batch_generation import BatchScheduler, GenerationRequest
 from trainer.core.config import FastFitConfig, TrainConfig
 from trainer.core.fastfit import fast_fit
-from trainer.core.loop import build_model, describe_device, load_base
+from trainer.core.hardware import describe_device
+from trainer.core.loop import build_model, load_base
 from trainer.core.usermodel import UserIndex
 from users.synthetic.pairs import make_pairs
 from users.synthetic.personas import sample_population

@@ -34,7 +34,8 @@ from bench.figures import Figure, default_model
 from trainer.core.artifacts import input_embedding, load_run, save_run, write_merged
 from trainer.core.batch_generation import BatchScheduler, GenerationRequest
 from trainer.core.config import TrainConfig
-from trainer.core.loop import build_model, describe_device, load_base
+from trainer.core.hardware import describe_device
+from trainer.core.loop import build_model, load_base
 from trainer.core.usermodel import UserIndex
 from trainer.core.ports import free_port
 from trainer.core.vllm import VLLMEngine, healthy, server_command

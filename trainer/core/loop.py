@@ -1,8 +1,11 @@
 """The training loop: P-*PO (or plain *PO) with a shared LoRA and a user model.
 
 Runs as one process, or as several under ``accelerate launch`` / ``torchrun``
-(DDP: each process takes its slice of every global batch). Host syncs
-(``.item()``, NaN checks) happen only on log and checkpoint steps.
+(DDP: each process takes its slice of every global batch). Where it waits for the
+device (host syncs): the metrics and the NaN check of log and checkpoint steps;
+the reference pass of a pair the first time it is seen (its log-probs are kept on
+the host); and, with several processes and a cancel check, one broadcast per
+micro-batch so that all stop at the same one.
 """
 
 from __future__ import annotations
@@ -85,43 +88,6 @@ def autocast_for(device: torch.device, config: TrainConfig):
     return contextlib.nullcontext
 
 
-@functools.cache
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: no flags to go by
-        return ""
-
-
-def cpu_has_native_bf16() -> bool:
-    """Does this CPU compute bf16 natively (AVX512-BF16 or AMX)? Without it bf16 autocast is emulated:
-    several times slower than fp32 (an AVX2-only EPYC took over 100 s per bf16 step, 36 s in fp32)."""
-    return "avx512_bf16" in _cpuinfo() or "amx_bf16" in _cpuinfo()
-
-
-def describe_cpu() -> str:
-    """One line for benchmark headers: figures from different CPUs are not comparable."""
-    name = next((ln.split(":", 1)[1].strip() for ln in _cpuinfo().splitlines() if ln.startswith("model name")),
-                "CPU")
-    return (f"{name}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads, "
-            f"{'native' if cpu_has_native_bf16() else 'no native'} bf16")
-
-
-def describe_device(device: str | torch.device = "cpu") -> str:
-    """The benchmark header line for the device that runs it: the GPU's name, or ``describe_cpu``."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    return describe_cpu()
-
-
-def precision_for(choice: str, device: str | torch.device = "cpu") -> str:
-    """A benchmark's --precision: "auto" is bf16 on a GPU and where the CPU has it natively, else fp32."""
-    if choice != "auto":
-        return choice
-    return "bf16" if torch.device(device).type == "cuda" or cpu_has_native_bf16() else "fp32"
-
-
 def load_base(model_path: str):
     """(fp32 LM, tokenizer); fp32 master weights, bf16 comes from autocast on CUDA."""
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -172,14 +138,165 @@ def pair_order(n: int, total_steps: int, batch_size: int, seed: int) -> list[int
 
 # --- the loop --------------------------------------------------------------------------------------
 
-def agreed(should_cancel: Callable[[], bool], world: int, device: torch.device) -> bool:
-    """``should_cancel()`` of process 0, the same answer in every process (all of them must call this)."""
+def cancel_agreed(should_cancel: Callable[[], bool], world: int, device: torch.device) -> bool:
+    """``should_cancel()`` of process 0, the same answer in every process (all of them must call this: with
+    several processes it is a broadcast, a host sync)."""
     cancelled = should_cancel()
     if world == 1:
         return cancelled
     flag = torch.tensor(float(cancelled), device=device)
     dist.broadcast(flag, 0)
     return bool(flag)
+
+
+def build_optimizer(core: PreferenceModel, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the LoRA (``lr_lora``), the user model (``lr_user``) and, for the cluster model with
+    ``lr_mixture``, its mixture logits at their own rate: they live on another scale than embedding-sized
+    vectors. Each group is named, for the logged learning rates."""
+    lora = [p for p in core.lm.parameters() if p.requires_grad]
+    user = list(core.user_model.parameters()) if core.user_model is not None else []
+    mixture = [core.user_model.weights] if config.user_model == "cluster" and config.lr_mixture else []
+    user = [p for p in user if not any(p is m for m in mixture)]
+    groups = [{"params": lora, "lr": config.lr_lora, "name": "lora"}]
+    if user:
+        groups.append({"params": user, "lr": config.lr_user, "name": "user"})
+    if mixture:
+        groups.append({"params": mixture, "lr": config.lr_mixture, "name": "mixture"})
+    return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+
+
+class _Run:
+    """What one training run holds between optimizer steps, and the steps' parts: resume, one step,
+    the metrics of a log step, a checkpoint."""
+
+    def __init__(self, config: TrainConfig, core: PreferenceModel, encoded: list, index: UserIndex, *,
+                 n_pairs: int, device: torch.device, checkpoint_dir: Path | None):
+        self.config, self.core, self.encoded, self.index = config, core, encoded, index
+        self.rank, self.world = distributed()
+        self.device, self.autocast = device, autocast_for(device, config)
+        self.alpha = config.alpha if config.personalized else 0.0
+        self.checkpoint_dir = checkpoint_dir
+        self.optimizer = build_optimizer(core, config)
+        self.total = config.total_steps(n_pairs)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule(config, self.total))
+        self.refs = ReferenceCache()
+        self.history: list[dict] = []
+        self.diagnostics: list[dict] = []
+        self.step = 0
+        self.last_good: Path | None = None
+        self.model = core  # wrapped in DDP once resumed, with several processes
+        self.per_rank = config.batch_size // self.world
+        self.micro_per_step = self.per_rank // config.micro_batch_size
+        self.order = pair_order(len(encoded), self.total, config.batch_size, config.seed)
+        self.n_pairs = n_pairs
+        self._start_window()
+
+    def _start_window(self) -> None:
+        """Sums over the steps since the last log step (on the device: adding them costs no host sync)."""
+        self.sums: dict[str, torch.Tensor] = {}
+        self.non_finite = torch.zeros((), dtype=torch.bool, device=self.device)  # any NaN/inf loss since the check
+        self.window_steps = self.window_examples = self.window_tokens = 0
+        self.window_start = time.perf_counter()
+
+    def resume(self, ckpt: Path, log) -> None:
+        state = load_checkpoint(ckpt)
+        if state["config"] != self.config.to_dict():
+            raise TrainingError(f"{ckpt} was written by a run with a different config; use a new folder.")
+        self.core.load_state_dict(state["trainable"], strict=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.refs.load_state_dict(state["refs"])
+        self.history, self.diagnostics, self.step = state["history"], state["diagnostics"], state["step"]
+        rng = state["rng"]
+        set_rng_state(rng[self.rank] if self.rank < len(rng) else rng[0])
+        self.last_good = ckpt
+        log(f"Resumed from {ckpt} at step {self.step}/{self.total}")
+
+    def checkpoint(self) -> None:
+        """A checkpoint of the last whole step (process 0 writes it; every process gives its random state)."""
+        gathered = [None] * self.world
+        if self.world > 1:
+            dist.all_gather_object(gathered, rng_state())
+        else:
+            gathered = [rng_state()]
+        if self.rank != 0 or self.checkpoint_dir is None:
+            return
+        self.last_good = save_checkpoint(self.checkpoint_dir, self.step, {
+            "config": self.config.to_dict(), "step": self.step, "trainable": trainable_state(self.core),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "refs": self.refs.state_dict(), "history": self.history, "diagnostics": self.diagnostics,
+            "rng": gathered, "user_index": self.index.to_json(),
+        })
+
+    def micro_batches(self) -> list[list]:
+        """This process's share of the step's global batch, in micro-batches."""
+        size = self.config.batch_size
+        global_batch = self.order[self.step * size:(self.step + 1) * size]
+        share = [self.encoded[i] for i in global_batch[self.rank::self.world]]
+        return [share[i:i + self.config.micro_batch_size] for i in range(0, len(share), self.config.micro_batch_size)]
+
+    def one_step(self, check: Callable[[], bool] | None, on_phase) -> bool:
+        """One optimizer step: every micro-batch's reference pass (the first time it is seen), forward and
+        backward, then clip, step and schedule. False when ``check()`` asked to stop between micro-batches: the
+        partial step is dropped and the random state rewound, so a resume redoes it exactly."""
+        batches = self.micro_batches()
+        share = sum(len(m) for m in batches)
+        at_start = rng_state() if check is not None else None
+        for k, micro in enumerate(batches):
+            if k and check is not None and check():
+                self.optimizer.zero_grad(set_to_none=True)
+                set_rng_state(at_start)
+                return False
+            self.refs.fill(self.core, micro, device=self.device, autocast=self.autocast)
+            last = k == len(batches) - 1  # DDP averages the gradients once, on the step's last micro-batch
+            with (contextlib.nullcontext() if last or self.world == 1 else self.model.no_sync()):
+                with self.autocast():
+                    personal, generic = policy_logps(self.model, micro, alpha=self.alpha, device=self.device)
+                loss, metrics = personalized_loss(self.config.loss, personal, generic,
+                                                  self.refs.get(micro, self.device), alpha=self.alpha,
+                                                  beta=self.config.beta, gamma=self.config.simpo_gamma)
+                (loss * len(micro) / share).backward()
+            self.non_finite |= ~torch.isfinite(loss)
+            for name, value in metrics.items():
+                self.sums[name] = self.sums.get(name, 0.0) + value * len(micro) / share
+            self.window_tokens += sum(len(p.prompt_ids) * 2 + len(p.chosen_ids) + len(p.rejected_ids) for p in micro)
+            on_phase("training", self.step * self.micro_per_step + k + 1, self.total * self.micro_per_step)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.core.parameters(), self.config.max_grad_norm)
+        self.sums["grad_norm"] = self.sums.get("grad_norm", 0.0) + grad_norm
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.window_steps += 1
+        self.window_examples += self.config.batch_size
+        return True
+
+    def stop_if_not_finite(self) -> None:
+        """Raise when a loss since the last check was NaN or infinite (a host sync: log and checkpoint steps)."""
+        if self.world > 1:
+            dist.all_reduce(self.non_finite, op=dist.ReduceOp.MAX)
+        if bool(self.non_finite):
+            where = f"; the last good checkpoint is {self.last_good}" if self.last_good else "; no checkpoint was saved"
+            raise TrainingError(f"The loss became NaN or infinite at or before step {self.step}: training stopped"
+                                f"{where}. Lower the learning rates or check the data.")
+
+    def log_metrics(self) -> dict:
+        """The means over the steps since the last log step, averaged over the processes (one host sync)."""
+        elapsed = time.perf_counter() - self.window_start
+        means = torch.stack([v / self.window_steps for v in self.sums.values()])
+        if self.world > 1:
+            dist.all_reduce(means)
+            means /= self.world
+        metrics = dict(zip(self.sums, means.tolist()))
+        metrics.update({
+            "step": self.step, "epoch": self.step * self.config.batch_size / self.n_pairs,
+            **{f"learning_rate/{g['name']}": g["lr"] for g in self.optimizer.param_groups},
+            "examples_per_second": self.window_examples / elapsed,
+            "tokens_per_second": self.window_tokens * self.world / elapsed,
+        })
+        self.history.append(metrics)
+        self._start_window()
+        return metrics
 
 
 def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint_dir: Path | None = None,
@@ -190,27 +307,23 @@ def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint
 
     progress(step, total, metrics) is called after every optimizer step; metrics
     is a dict of floats on log steps and None otherwise. should_cancel() is
-    checked after every optimizer step, before the first step and between
-    micro-batches (a partial step is dropped; with several processes, process 0's
-    answer counts); a cancelled run saves
-    a checkpoint of its last whole step (when it has a folder) and returns with
-    status "cancelled". ``users`` may list
-    users beyond those with pairs (they get rows but stay at their start).
-    on_phase(phase, done, total) follows the work inside the steps too: loading
-    the model, tokenising, and training micro-batch by micro-batch (the first
-    epoch's micro-batches include their reference pass).
+    checked before the first step, between micro-batches and after every
+    optimizer step (a partial step is dropped; with several processes, process
+    0's answer counts, broadcast to all: a host sync per check); a cancelled run
+    saves a checkpoint of its last whole step (when it has a folder) and returns
+    with status "cancelled". ``users`` may list users beyond those with pairs
+    (they get rows but stay at their start). on_phase(phase, done, total)
+    follows the work inside the steps too: loading the model, tokenising, and
+    training micro-batch by micro-batch (the first epoch's micro-batches include
+    their reference pass, which copies its log-probs to the host).
     """
     on_phase = on_phase or (lambda *_: None)
     require_pairs(pairs)
-    alpha = config.alpha if config.personalized else 0.0
     rank, world = distributed()
-    device = pick_device(config)
-    autocast = autocast_for(device, config)
-    per_rank = config.batch_size // world
-    if config.batch_size % world or per_rank % config.micro_batch_size:
+    if config.batch_size % world or (config.batch_size // world) % config.micro_batch_size:
         raise ValueError(f"batch_size {config.batch_size} must split into {world} processes x whole micro-batches "
                          f"of {config.micro_batch_size}")
-
+    device = pick_device(config)
     index = UserIndex(sorted({p.user_id for p in pairs} | set(users or [])))
     on_phase("loading the model", 0, None)
     lm, tokenizer = load_base(model_path)
@@ -219,145 +332,39 @@ def train(config: TrainConfig, model_path: str, pairs: list[Pair], *, checkpoint
                            progress=lambda done, n: on_phase("tokenising", done, n))
     data = {"pairs": len(pairs), "users": len(index), **truncation_report(encoded),
             "users_without_pairs": sorted(set(users or []) - {p.user_id for p in pairs})}
-
-    lora_params = [p for p in core.lm.parameters() if p.requires_grad]
-    # Mixture logits live on another scale than embedding-sized vectors, so they may get their own rate.
-    user_params = list(core.user_model.parameters()) if core.user_model is not None else []
-    mixture = [core.user_model.weights] if config.user_model == "cluster" and config.lr_mixture else []
-    if mixture:
-        user_params = [p for p in user_params if p is not core.user_model.weights]
-    groups = [{"params": lora_params, "lr": config.lr_lora, "name": "lora"}]
-    if user_params:
-        groups.append({"params": user_params, "lr": config.lr_user, "name": "user"})
-    if mixture:
-        groups.append({"params": mixture, "lr": config.lr_mixture, "name": "mixture"})
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    total = config.total_steps(len(pairs))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(config, total))
-    refs = ReferenceCache()
-    history: list[dict] = []
-    diagnostics: list[dict] = []
-    step = 0
-
-    ckpt = latest_checkpoint(checkpoint_dir) if resume else None
-    if ckpt is not None:
-        state = load_checkpoint(ckpt)
-        if state["config"] != config.to_dict():
-            raise TrainingError(f"{ckpt} was written by a run with a different config; use a new folder.")
-        core.load_state_dict(state["trainable"], strict=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        refs.load_state_dict(state["refs"])
-        history, diagnostics, step = state["history"], state["diagnostics"], state["step"]
-        set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
-        log(f"Resumed from {ckpt} at step {step}/{total}")
-
-    model = torch.nn.parallel.DistributedDataParallel(core) if world > 1 else core
-    order = pair_order(len(encoded), total, config.batch_size, config.seed)
+    run = _Run(config, core, encoded, index, n_pairs=len(pairs), device=device, checkpoint_dir=checkpoint_dir)
+    found = latest_checkpoint(checkpoint_dir) if resume else None
+    if found is not None:
+        run.resume(found, log)
+    run.model = torch.nn.parallel.DistributedDataParallel(core) if world > 1 else core
     probe = encoded[: config.diagnostics_pairs]
-    last_good = ckpt
+    check = functools.partial(cancel_agreed, should_cancel, world, device) if should_cancel is not None else None
 
-    def checkpoint(at: int) -> Path | None:
-        gathered = [None] * world
-        if world > 1:
-            dist.all_gather_object(gathered, rng_state())
-        else:
-            gathered = [rng_state()]
-        if rank != 0 or checkpoint_dir is None:
-            return None
-        return save_checkpoint(checkpoint_dir, at, {
-            "config": config.to_dict(), "step": at, "trainable": trainable_state(core),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "refs": refs.state_dict(),
-            "history": history, "diagnostics": diagnostics, "rng": gathered, "user_index": index.to_json(),
-        })
-
-    sums: dict[str, torch.Tensor] = {}
-    bad = torch.zeros((), dtype=torch.bool, device=device)  # any non-finite loss since the last check
-    n_steps = n_examples = n_tokens = 0
-    tick = time.perf_counter()
-    status = "completed"
-    per_step = per_rank // config.micro_batch_size  # micro-batches of one optimizer step on this process
     core.train()
-    on_phase("training", step * per_step, total * per_step)
-    # A cancel is checked between micro-batches too (a step of a big batch may take minutes); several
-    # processes take process 0's answer, asked at the same micro-batch everywhere, so they stop together.
-    check_within = functools.partial(agreed, should_cancel, world, device) if should_cancel is not None else None
-    if check_within is not None and check_within():  # asked during model load or tokenising
-        core.eval()
-        return TrainResult(core, tokenizer, index, config, "cancelled", step, total, history, diagnostics, data,
-                           last_good)
-    while step < total:
-        global_batch = order[step * config.batch_size:(step + 1) * config.batch_size]
-        mine = [encoded[i] for i in global_batch[rank::world]]
-        micro_batches = [mine[i:i + config.micro_batch_size] for i in range(0, len(mine), config.micro_batch_size)]
-        at_step_start = rng_state() if check_within is not None else None
-        for k, micro in enumerate(micro_batches):
-            if k and check_within is not None and check_within():  # drop the partial step, keep the last whole one
-                optimizer.zero_grad(set_to_none=True)
-                set_rng_state(at_step_start)  # so a resume redoes this step exactly
-                core.eval()
-                last_good = checkpoint(step) or last_good
-                return TrainResult(core, tokenizer, index, config, "cancelled", step, total, history, diagnostics,
-                                   data, last_good)
-            refs.fill(core, micro, device=device, autocast=autocast)
-            sync = k == len(micro_batches) - 1
-            with (contextlib.nullcontext() if sync or world == 1 else model.no_sync()):
-                with autocast():
-                    personal, generic = policy_logps(model, micro, alpha=alpha, device=device)
-                loss, metrics = personalized_loss(config.loss, personal, generic, refs.get(micro, device),
-                                                  alpha=alpha, beta=config.beta, gamma=config.simpo_gamma)
-                (loss * len(micro) / len(mine)).backward()
-            bad |= ~torch.isfinite(loss)
-            for name, value in metrics.items():
-                sums[name] = sums.get(name, 0.0) + value * len(micro) / len(mine)
-            n_tokens += sum(len(p.prompt_ids) * 2 + len(p.chosen_ids) + len(p.rejected_ids) for p in micro)
-            on_phase("training", step * per_step + k + 1, total * per_step)
-        grad_norm = torch.nn.utils.clip_grad_norm_(core.parameters(), config.max_grad_norm)
-        sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        n_steps += 1
-        n_examples += len(global_batch)
-
-        if config.diagnostics_every and step % config.diagnostics_every == 0 and rank == 0:
-            diagnostics.append({"step": step, **entanglement_report(core, probe, device=device)})
-            if on_diagnostics is not None:  # a dashboard shows them live, not only at the end
-                on_diagnostics(step, diagnostics[-1])
-
-        cancelled = check_within is not None and check_within()  # every process stops at the same step
-        is_log = step % config.log_every == 0 or step == total or cancelled
-        is_ckpt = bool(config.checkpoint_every) and step % config.checkpoint_every == 0 and step < total
-        metrics_out = None
-        if is_log or is_ckpt:
-            if world > 1:
-                dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-            if bool(bad):
-                where = f"; the last good checkpoint is {last_good}" if last_good else "; no checkpoint was saved"
-                raise TrainingError(f"The loss became NaN or infinite at or before step {step}: training stopped"
-                                    f"{where}. Lower the learning rates or check the data.")
-        if is_log:
-            elapsed = time.perf_counter() - tick
-            means = torch.stack([v / n_steps for v in sums.values()])
-            if world > 1:
-                dist.all_reduce(means)
-                means /= world
-            metrics_out = dict(zip(sums, means.tolist()))  # the one host sync of a log step
-            metrics_out.update({
-                "step": step, "epoch": step * config.batch_size / len(pairs),
-                **{f"learning_rate/{g['name']}": g["lr"] for g in optimizer.param_groups},
-                "examples_per_second": n_examples / elapsed, "tokens_per_second": n_tokens * world / elapsed,
-            })
-            history.append(metrics_out)
-            sums, n_steps, n_examples, n_tokens, tick = {}, 0, 0, 0, time.perf_counter()
-        if is_ckpt or (cancelled and step < total):
-            last_good = checkpoint(step) or last_good
-        if progress is not None:
-            progress(step, total, metrics_out)
-        if cancelled and step < total:
-            status = "cancelled"
+    on_phase("training", run.step * run.micro_per_step, run.total * run.micro_per_step)
+    cancelled = check is not None and check()  # asked during model load or tokenising
+    while not cancelled and run.step < run.total:
+        if not run.one_step(check, on_phase):  # stopped between micro-batches: keep the last whole step
+            cancelled = True
+            run.checkpoint()
             break
-
+        if config.diagnostics_every and run.step % config.diagnostics_every == 0 and rank == 0:
+            run.diagnostics.append({"step": run.step, **entanglement_report(core, probe, device=device)})
+            if on_diagnostics is not None:  # a dashboard shows them live, not only at the end
+                on_diagnostics(run.step, run.diagnostics[-1])
+        cancelled = check is not None and check()  # every process stops at the same step
+        ended = run.step == run.total
+        is_log = run.step % config.log_every == 0 or ended or cancelled
+        is_checkpoint = bool(config.checkpoint_every) and run.step % config.checkpoint_every == 0 and not ended
+        if is_log or is_checkpoint:
+            run.stop_if_not_finite()
+        metrics = run.log_metrics() if is_log else None
+        if is_checkpoint or (cancelled and not ended):
+            run.checkpoint()
+        if progress is not None:
+            progress(run.step, run.total, metrics)
+        cancelled = cancelled and not ended
     core.eval()
-    return TrainResult(core, tokenizer, index, config, status, step, total, history, diagnostics, data, last_good)
+    return TrainResult(model=core, tokenizer=tokenizer, user_index=index, config=config,
+                       status="cancelled" if cancelled else "completed", step=run.step, total_steps=run.total,
+                       history=run.history, diagnostics=run.diagnostics, data=data, checkpoint=run.last_good)
