@@ -48,7 +48,7 @@ BENCHMARKS = {
                                "5 min", quick=("--repeats", "3")),
     "vllm_serving": Benchmark("bench.vllm_serving", "serving on vLLM against the HF path: 1, 8, 32 people with "
                               "different vectors, aggregate tokens/s and time to first token", "about 6 min"),
-    "personalization": Benchmark("bench.personalization",
+    "pair_accuracy": Benchmark("bench.pair_accuracy",
                                  "held-out accuracy per group: P-DPO against plain DPO; a newcomer's fast fit",
                                  "about 50 min"),
     "personalize": Benchmark("bench.personalize", "does it personalize? P-DPO against plain DPO through the "

@@ -46,6 +46,8 @@ VARIANTS: dict[str, tuple[str, object]] = {
                 {"user_model": "cluster", "lr_mixture": 1.0}),
     "lora-mlp": ("LoRA on the MLP layers too (attention + MLP)", "lora_mlp"),
     "passes-x2": ("twice the steps", "steps_x2"),
+    "lr-user-half": ("user vectors' learning rate / 2", "lr_user_half"),
+    "seed+1": ("the same settings, another pair order and initialisation (how much is noise)", "seed_plus_1"),
 }
 DEFAULT_VARIANTS = "defaults,plain-dpo,lr-user-x4,alpha-0.8,cluster,lora-mlp"
 
@@ -92,6 +94,10 @@ def variant_config(name: str, base, steps: int):
         return dataclasses.replace(config, lora_target_modules=[*ATTENTION, *MLP])
     if change == "steps_x2":
         return dataclasses.replace(config, max_steps=2 * steps)
+    if change == "lr_user_half":
+        return dataclasses.replace(config, lr_user=base.lr_user / 2)
+    if change == "seed_plus_1":  # the split stays the run's (made from the base seed): only training changes
+        return dataclasses.replace(config, seed=base.seed + 1)
     return dataclasses.replace(config, **change)
 
 

@@ -32,7 +32,7 @@ from bench.figures import Figure
 from bench.stack import setup_django, workdir
 
 # Training settings of the run (the cpu preset's shape with the learning rates that personalize in 36 steps
-# on this model; see ``python -m bench personalization``).
+# on this model; see ``python -m bench pair_accuracy``).
 SETTINGS = {"user_model": "individual", "loss": "dpo", "batch_size": 8, "micro_batch_size": 4, "lr_lora": 1e-3,
             "lr_user": 5e-2, "warmup_steps": 0, "lora_dropout": 0.0, "max_prompt_length": 128, "max_length": 256,
             "log_every": 5, "checkpoint_every": 0, "diagnostics_every": 0, "n_user_tokens": 10, "alpha": 0.5,

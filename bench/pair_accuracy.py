@@ -1,6 +1,6 @@
 """Personalization benchmark on a real model (default: the bundled SmolLM2-135M-Instruct).
 
-    python -m bench personalization [--model PATH]
+    python -m bench pair_accuracy [--model PATH]
 
 A synthetic population with two opposing groups on reply length (70 % prefer
 detailed replies, 30 % concise ones, as in the paper's TL;DR setup). Trains
@@ -129,7 +129,7 @@ def main(argv=None) -> list[Figure]:
         for group in groups:
             acc = (seen.groups.get(group) or {}).get("accuracy")
             personal = name.startswith("P-DPO")
-            figures.append(Figure("personalization", f"{name}, held-out accuracy, {group}",
+            figures.append(Figure("pair_accuracy", f"{name}, held-out accuracy, {group}",
                                   cell(seen.groups.get(group)).strip(), ">= 90 %" if personal else "",
                                   (acc is not None and acc >= 0.9) if personal else None))
     if generic_for_newcomer is None:
@@ -142,7 +142,7 @@ def main(argv=None) -> list[Figure]:
     for n, res, rep in fits:
         print(f"| fast fit, {n} pairs | {cell({'accuracy': res.accuracy, 'n': res.n})} | {rep.seconds:.1f} | "
               f"{rep.passes} | {rep.losses[0]:.3f} -> {rep.losses[-1]:.3f} |")
-        figures.append(Figure("personalization", f"newcomer fast-fitted from {n} pairs, held-out accuracy",
+        figures.append(Figure("pair_accuracy", f"newcomer fast-fitted from {n} pairs, held-out accuracy",
                               f"{cell({'accuracy': res.accuracy, 'n': res.n}).strip()} in {rep.seconds:.0f} s",
                               ">= 90 %", res.accuracy >= 0.9))
     return figures
