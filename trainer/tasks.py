@@ -81,7 +81,7 @@ def start_bookkeeping(sender=None, **_kwargs) -> None:
             log.warning("failed %d replies, %d refits and %d runs that this worker's previous process (%s) was "
                         "working on", reaped, fits, runs, hostname)
     queues = sorted(getattr(getattr(sender, "app", None) and sender.app.amqp.queues, "consume_from", None) or [])
-    threading.Thread(target=_keep_books, args=(hostname, queues), name="bookkeeping", daemon=True).start()
+    threading.Thread(target=_bookkeeping_loop, args=(hostname, queues), name="bookkeeping", daemon=True).start()
     from django.conf import settings
 
     if settings.SERVING_BACKEND == "vllm" and settings.GENERATE_QUEUE in queues:
@@ -132,7 +132,7 @@ def _report_device(hostname: str, queues: list[str]) -> None:
             log.exception("could not publish this worker's device report")
 
 
-def _keep_books(hostname: str = "", queues: list[str] = ()) -> None:
+def _bookkeeping_loop(hostname: str = "", queues: list[str] = ()) -> None:
     from django.conf import settings
     from django.db import close_old_connections
 

@@ -19,36 +19,50 @@ import torch
 import torch.nn.functional as F
 
 
-def _margins(c, r, rc, rr):
-    return (c - rc) - (r - rr)  # (B,) log-ratio of chosen minus log-ratio of rejected
+def _log_ratio_margins(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps):
+    """(B,) log-ratio of the chosen reply minus that of the rejected one."""
+    return (chosen_logps - ref_chosen_logps) - (rejected_logps - ref_rejected_logps)
 
 
-def dpo_loss(c, r, rc, rr, lc, lr, *, beta: float, gamma: float = 0.0):
-    """DPO (sigmoid): -log sigma(beta * [(c - rc) - (r - rr)]). All inputs (B,)."""
-    loss = -F.logsigmoid(beta * _margins(c, r, rc, rr))
-    return loss, (beta * (c - rc)).detach(), (beta * (r - rr)).detach()
+def _rewards(beta, chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps):
+    """The implicit rewards beta * log(pi / pi_ref) of both replies, detached."""
+    return (beta * (chosen_logps - ref_chosen_logps)).detach(), (beta * (rejected_logps - ref_rejected_logps)).detach()
 
 
-def ipo_loss(c, r, rc, rr, lc, lr, *, beta: float, gamma: float = 0.0):
-    """IPO: ([(c - rc) - (r - rr)] - 1 / (2 beta))^2, regressing the margin to a fixed target. Inputs (B,)."""
-    loss = (_margins(c, r, rc, rr) - 1.0 / (2.0 * beta)) ** 2
-    return loss, (beta * (c - rc)).detach(), (beta * (r - rr)).detach()
+def dpo_loss(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_lengths, rejected_lengths,
+             *, beta: float, gamma: float = 0.0):
+    """DPO (sigmoid): -log sigma(beta * [(c - c_ref) - (r - r_ref)]). All inputs (B,)."""
+    margins = _log_ratio_margins(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    return -F.logsigmoid(beta * margins), *_rewards(beta, chosen_logps, rejected_logps, ref_chosen_logps,
+                                                     ref_rejected_logps)
 
 
-def simpo_loss(c, r, rc, rr, lc, lr, *, beta: float, gamma: float = 0.5):
-    """SimPO: -log sigma(beta * (c/lc - r/lr) - gamma); reference-free, length-normalised. Inputs (B,).
+def ipo_loss(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_lengths, rejected_lengths,
+             *, beta: float, gamma: float = 0.0):
+    """IPO: ([(c - c_ref) - (r - r_ref)] - 1 / (2 beta))^2, regressing the margin to a fixed target. Inputs (B,)."""
+    margins = _log_ratio_margins(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    return (margins - 1.0 / (2.0 * beta)) ** 2, *_rewards(beta, chosen_logps, rejected_logps, ref_chosen_logps,
+                                                           ref_rejected_logps)
 
-    The reward is the length-averaged log-prob, so rc and rr are not used.
+
+def simpo_loss(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_lengths, rejected_lengths,
+               *, beta: float, gamma: float = 0.5):
+    """SimPO: -log sigma(beta * (c / |c| - r / |r|) - gamma); reference-free, length-normalised. Inputs (B,).
+
+    The reward is the length-averaged log-prob, so the reference log-probs are not used.
     """
-    avg_c, avg_r = c / lc, r / lr  # (B,) mean log-prob per reply token
+    # (B,) mean log-prob per reply token
+    avg_c, avg_r = chosen_logps / chosen_lengths, rejected_logps / rejected_lengths
     loss = -F.logsigmoid(beta * (avg_c - avg_r) - gamma)
     return loss, (beta * avg_c).detach(), (beta * avg_r).detach()
 
 
-def hinge_loss(c, r, rc, rr, lc, lr, *, beta: float, gamma: float = 0.0):
-    """Hinge (SLiC-style): max(0, 1 - beta * [(c - rc) - (r - rr)]). Inputs (B,)."""
-    loss = torch.relu(1.0 - beta * _margins(c, r, rc, rr))
-    return loss, (beta * (c - rc)).detach(), (beta * (r - rr)).detach()
+def hinge_loss(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_lengths, rejected_lengths,
+               *, beta: float, gamma: float = 0.0):
+    """Hinge (SLiC-style): max(0, 1 - beta * [(c - c_ref) - (r - r_ref)]). Inputs (B,)."""
+    margins = _log_ratio_margins(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    return torch.relu(1.0 - beta * margins), *_rewards(beta, chosen_logps, rejected_logps, ref_chosen_logps,
+                                                        ref_rejected_logps)
 
 
 LOSSES = {"dpo": dpo_loss, "ipo": ipo_loss, "simpo": simpo_loss, "hinge": hinge_loss}

@@ -32,7 +32,7 @@ from django.utils import timezone
 from trainer import devices
 from trainer.core.ports import free_port
 from trainer.models import GROUP_LOG, TrainingRun, run_folder
-from trainer.worker.record import finish, journal, phase
+from trainer.worker.record import finish, append_to_run_log, phase
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def train_in_group(run: TrainingRun, claim=None) -> str:
         proc = subprocess.Popen(dying_with_this_process(command), cwd=settings.BASE_DIR, env=env, stdout=sink,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         forced = _watch(run.pk, proc)
-    journal(run.pk, f"the {run.processes} processes ended (exit code {proc.returncode})")
+    append_to_run_log(run.pk, f"the {run.processes} processes ended (exit code {proc.returncode})")
     run.refresh_from_db()
     if run.status != TrainingRun.Status.RUNNING:  # process 0 finished it: completed, cancelled or its failure
         return run.status

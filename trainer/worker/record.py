@@ -15,7 +15,7 @@ from trainer.worker.patience import patiently
 log = logging.getLogger(__name__)
 
 
-def journal(run_id: int, text: str) -> None:
+def append_to_run_log(run_id: int, text: str) -> None:
     """One timestamped line in the run's ``run.log``."""
     try:
         folder = run_folder(run_id)
@@ -81,7 +81,7 @@ def finish(run_id: int, status: str, *, only_running: bool = False, claim: Claim
                                                  phase_done=None, phase_total=None, cancel_requested=False,
                                                  **fields), f"run {run_id}"))
     if written:
-        journal(run_id, f"{status}{': ' + fields['error'] if fields.get('error') else ''}")
+        append_to_run_log(run_id, f"{status}{': ' + fields['error'] if fields.get('error') else ''}")
     else:
-        journal(run_id, f"not written ({status}): the run is no longer this worker's")
+        append_to_run_log(run_id, f"not written ({status}): the run is no longer this worker's")
     return written

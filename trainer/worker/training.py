@@ -22,7 +22,7 @@ from trainer import services
 from trainer.core import provision
 from trainer.models import SPLIT_FILE, RunLog, TrainingRun, run_folder
 from trainer.worker.patience import patiently
-from trainer.worker.record import Claim, ClaimLost, finish, journal, phase
+from trainer.worker.record import Claim, ClaimLost, finish, append_to_run_log, phase
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 class Heartbeat:
     """Touch the run's heartbeat from a thread, so a long step does not look like a dead worker (``table``: any
     model whose rows have a status and a heartbeat_at, e.g. a personalization evaluation; ``fence``: more
-    fields the row must still have, the worker's claim). A database error (a PostgreSQL restart, SQLite busy) does not end
-    the thread: the connection is dropped and the next beat tries again."""
+    fields the row must still have, the worker's claim). A database error (a PostgreSQL restart, SQLite busy)
+    does not end the thread: the connection is dropped and the next beat tries again."""
 
     def __init__(self, run_id: int, table=TrainingRun, fence: dict | None = None, status: str | None = None,
                  every: float | None = None):
@@ -134,7 +134,7 @@ def execute(run_id: int, worker: str = "") -> str:
     with Heartbeat(run_id, fence={"worker": claim.worker, "attempts": claim.attempt}):
         try:
             run = TrainingRun.objects.get(pk=run_id)
-            journal(run_id, f"claimed by {worker} (attempt {run.attempts}, {run.processes} "
+            append_to_run_log(run_id, f"claimed by {worker} (attempt {run.attempts}, {run.processes} "
                             f"process{'es' if run.processes > 1 else ''})")
             if run.processes > 1:  # the heartbeat above covers the whole group
                 from trainer.worker import group
@@ -143,7 +143,7 @@ def execute(run_id: int, worker: str = "") -> str:
             return _train(run, claim=claim)
         except ClaimLost as exc:  # failed by bookkeeping meanwhile (and perhaps resumed elsewhere): hands off
             log.warning("run %s: stopped writing: %s", run_id, exc)
-            journal(run_id, f"attempt {claim.attempt} by {worker} stopped: the run is no longer its own")
+            append_to_run_log(run_id, f"attempt {claim.attempt} by {worker} stopped: the run is no longer its own")
             return "superseded"
         except Exception as exc:  # every failure ends as a reason a person can act on
             log.exception("run %s failed", run_id)
@@ -211,7 +211,7 @@ def _train(run: TrainingRun, rank: int = 0, claim: Claim | None = None) -> str:
             patiently(lambda: services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.TRAIN, step=step,
                                                        values=_finite(metrics)), f"run {run.pk}")
             trackers.log(step, {f"train/{k}": v for k, v in metrics.items()})
-            journal(run.pk, f"step {step}/{total}: loss {metrics.get('loss', float('nan')):.4f}, "
+            append_to_run_log(run.pk, f"step {step}/{total}: loss {metrics.get('loss', float('nan')):.4f}, "
                             f"accuracy {metrics.get('rewards/accuracies', float('nan')):.3f}")
 
     def should_cancel() -> bool:  # the loop takes process 0's answer in every process
@@ -317,7 +317,7 @@ class PhaseText:
         if name == self.shown and now - self.at < self.every and (total is None or done < total):
             return
         if name != self.shown:
-            journal(self.run_id, name)
+            append_to_run_log(self.run_id, name)
         self.shown, self.at = name, now
         if total is None:
             text = name
