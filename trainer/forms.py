@@ -95,6 +95,28 @@ class RunForm(forms.Form):
                 self.fields[name].help_text = f"{value:g} read off the data: {reason}."
                 self.fields[name].widget.attrs["aria-describedby"] = f"id_{name}-reason"
 
+    @staticmethod
+    def change_button(change: dict | None) -> dict | None:
+        """The button that puts a change that fits (from the memory check) into the form: its label and the
+        value it submits as ``apply`` ("micro_batch_size=2,gradient_checkpointing=on")."""
+        if not change:
+            return None
+        from trainer.preflight import describe_change
+
+        value = ",".join(f"{k}={'on' if v is True else v}" for k, v in change.items())
+        return {"label": describe_change(change), "value": value}
+
+    @staticmethod
+    def data_with_change(data):
+        """The submitted form data with the ``apply`` button's change written into it (the data as is without
+        one); only the form's own fields are changed."""
+        data = data.copy()
+        for item in (data.pop("apply", None) or [""])[0].split(","):
+            key, _, value = item.partition("=")
+            if key in RunForm.base_fields:
+                data[key] = value
+        return data
+
     @classmethod
     def initial_data_filter(cls) -> dict:
         return {name: cls.base_fields[name].initial for name in cls.DATA_FILTER_FIELDS}

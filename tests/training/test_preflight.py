@@ -181,3 +181,16 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused_on_the_form(c
     page = client.post("/staff/runs/new/", form | {"launch_config": "ds.yaml"})
     assert "absolute path of an accelerate config file" in page.content.decode()
     assert TrainingRun.objects.count() == 0
+
+
+def test_the_form_writes_the_apply_buttons_change_into_its_data_and_nothing_else():
+    from django.http import QueryDict
+
+    from trainer.forms import RunForm
+
+    button = RunForm.change_button({"micro_batch_size": 2, "gradient_checkpointing": True})
+    assert button["value"] == "micro_batch_size=2,gradient_checkpointing=on"
+    posted = QueryDict(f"micro_batch_size=8&lr_lora=0.001&apply={button['value']},is_staff=on")
+    data = RunForm.data_with_change(posted)
+    assert (data["micro_batch_size"], data["gradient_checkpointing"], data["lr_lora"]) == ("2", "on", "0.001")
+    assert "apply" not in data and "is_staff" not in data and posted["micro_batch_size"] == "8"

@@ -3,6 +3,7 @@ cancel, resume, activate and roll back a version."""
 
 import re
 
+from django import forms
 from django.contrib import messages
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -29,12 +30,9 @@ def run_list(request):
 @staff_required
 def run_new(request):
     preset = request.GET.get("preset") if request.GET.get("preset") in ("cpu", "paper") else None
-    data = request.POST.copy() if request.method == "POST" else None
+    applying = request.method == "POST" and bool(request.POST.get("apply"))  # "use this change": the form again
+    data = RunForm.data_with_change(request.POST) if request.method == "POST" else None
     fix = None
-    if data is not None and data.get("apply"):  # "use this change": the form again, with the change made
-        for item in data.pop("apply")[0].split(","):
-            key, _, value = item.partition("=")
-            data[key] = value
     initial = preflight.form_defaults(preset)
     clone = request.GET.get("clone", "")
     cloned = data is None and re.fullmatch(r"[0-9]{1,9}", clone)
@@ -45,18 +43,17 @@ def run_new(request):
     elif chosen is not None and data is None:
         initial = {**initial, **chosen.values}
     form = RunForm(data, initial=initial, reasons=chosen.explained() if chosen else None)
-    if data is not None and not request.POST.get("apply") and form.is_valid():
+    if data is not None and not applying and form.is_valid():
         try:
-            config = form.validated_config()
-            run = services.run_create(created_by=request.user, name=form.cleaned_data["name"], config=config,
-                                      data_filter=form.data_filter(),
+            run = services.run_create(created_by=request.user, name=form.cleaned_data["name"],
+                                      config=form.validated_config(), data_filter=form.data_filter(),
                                       with_baseline=form.cleaned_data["with_baseline"],
                                       repeats=form.cleaned_data["repeats"], **form.launch())
         except services.RunDoesNotFit as refused:
             form.add_error(None, str(refused))
-            fix = _fix_button(refused.fit.change)
-        except Exception as exc:  # the library's own validation, shown on the form
-            form.add_error(None, str(exc))
+            fix = RunForm.change_button(refused.fit.change)
+        except (forms.ValidationError, ValueError) as exc:  # the training library's own rules, on the form
+            form.add_error(None, exc.messages[0] if isinstance(exc, forms.ValidationError) else str(exc))
         else:
             return redirect("run_detail", run_id=run.pk)
     preview = _preview(form) if form.is_bound and form.is_valid() else None
@@ -77,14 +74,6 @@ def _preview(form: RunForm) -> dict:
                                    processes=form.cleaned_data["processes"])
     return {**preview, "fit": preflight.check(config, form.cleaned_data["processes"]),
             "notes": preflight.schedule_notes(config, preview["steps"])}
-
-
-def _fix_button(change: dict | None) -> dict | None:
-    """The button that puts a fitting change into the form: its label and the value it submits."""
-    if not change:
-        return None
-    value = ",".join(f"{k}={'on' if v is True else v}" for k, v in change.items())
-    return {"label": preflight.describe_change(change), "value": value}
 
 
 @staff_required
