@@ -113,7 +113,11 @@ def test_a_killed_process_fails_the_run_with_the_reason_and_resume_finishes_it(s
     assert run.status == TrainingRun.Status.COMPLETED, run.error
     resumed = int(run.data_summary["resumed_from"].split("-")[-1])
     assert 3 <= resumed <= killed_at and resumed % 3 == 0 and run.attempts == 2
-    assert run.step == run.total_steps and run.evaluation["accuracy"] is not None
+    assert run.step == run.total_steps
+    per_user = run.evaluation["per_user"]  # evaluated by process 0 on every held-out pair
+    assert run.evaluation["n"] == sum(u["n"] for u in per_user) > 0
+    assert run.evaluation["accuracy"] == pytest.approx(sum(u["n"] * u["accuracy"] for u in per_user)
+                                                       / run.evaluation["n"])
 
 
 def test_a_worker_refuses_more_processes_than_it_has_and_a_missing_config_file(staff, people, workdir,

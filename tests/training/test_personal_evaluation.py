@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from tests.factories import rated_conversations
 from trainer import services
+from trainer.core.winrate import win_rate
 from trainer.models import EvaluationItem, PersonalEvaluation, TrainingRun
 from trainer.personalization import report
 from trainer.personalization import services as evaluation_services
@@ -86,8 +87,8 @@ def test_a_run_and_its_baseline_done_start_the_evaluation_whose_replies_are_judg
     groups = {g["name"]: g for g in before["groups"]}
     assert set(groups) == {"A", "B", "(no answer)"}
     assert groups["A"]["people"] == 4 and groups["A"]["vs"]["baseline"]["n"] == 8
-    assert 0 <= groups["A"]["vs"]["baseline"]["low"] <= groups["A"]["vs"]["baseline"]["rate"] <= \
-        groups["A"]["vs"]["baseline"]["high"] <= 1
+    in_a = [i.outcomes["baseline"] for i in simulated if i.user.synthetic.group == "A"]
+    assert groups["A"]["vs"]["baseline"] == win_rate(in_a).to_dict()  # the group's own judgements, pooled
     assert groups["(no answer)"]["vs"]["baseline"]["n"] == 0
     assert any("the 57% A group" in v for v in before["verdicts"])  # 4 of 7 people
     assert [s["seed"] for s in before["seeds"]] == [42]

@@ -53,7 +53,11 @@ def test_a_run_trains_evaluates_and_publishes_its_model(staff, people, workdir, 
     assert run.status == TrainingRun.Status.COMPLETED, run.error
     assert run.step == run.total_steps > 0
     assert RunLog.objects.filter(run=run, kind="train").count() == run.total_steps
-    assert RunLog.objects.filter(run=run, kind="eval").get().values["eval/rewards/accuracies"] is not None
+    logged = RunLog.objects.filter(run=run, kind="eval").get().values
+    assert logged == {k: pytest.approx(v) for k, v in run.evaluation["metrics"].items()}  # the curve's end point
+    per_user = run.evaluation["per_user"]  # the overall accuracy is the pairs' accuracy, person by person
+    assert run.evaluation["accuracy"] == pytest.approx(sum(u["n"] * u["accuracy"] for u in per_user)
+                                                       / sum(u["n"] for u in per_user))
     assert {"user_id", "seen", "n", "accuracy"} <= set(run.evaluation["per_user"][0])
     assert run.evaluation["unseen"]["n"] > 0  # held-out people, scored with the generic vectors
     assert set(run.evaluation["groups"]) <= {"A", "B"} and run.evaluation["groups"]
