@@ -11,7 +11,7 @@ from users.prism import wording as prism_wording
 from users.synthetic import rule as synthetic
 from users.synthetic.population import personas_from_db, population_synthesize
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "prism"  # shared/ sits beside the checkout
+PRISM_WORDING = Path(__file__).resolve().parents[1] / "data" / "prism"  # two of PRISM's own files (CC-BY-4.0)
 
 
 def pairs_without_ids():
@@ -78,13 +78,12 @@ def test_the_command_makes_the_population_with_side_tastes_and_its_ratings_inclu
         call_command("synthesize_population", "--people", "2", "--side-weight", "2", "--population", "heavy")
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="the shared PRISM files are not on this machine")
 def test_the_wording_matches_prisms_own_files():
-    rows = {row["header"]: row for row in csv.DictReader(open(SHARED / "header_prefs_mapping.csv"))}
+    rows = {row["header"]: row for row in csv.DictReader(open(PRISM_WORDING / "header_prefs_mapping.csv"))}
     for dim, stated, performance, choice in prism_wording.DIMENSIONS:
         assert (rows[dim]["survey_text"], rows[dim]["conversations_performance_factors"],
                 rows[dim]["conversations_choice_factors"]) == (stated, performance, choice)
-    questions = json.load(open(SHARED / "survey_question_mapping.json"))
+    questions = json.load(open(PRISM_WORDING / "survey_question_mapping.json"))
     for key in ("lm_familiarity", "self_description", "system_string", "age", "employment_status", "education",
                 "english_proficiency"):
         assert questions[key]["full_question"] == prism_wording.QUESTIONS[key]
