@@ -48,6 +48,7 @@ VARIANTS: dict[str, tuple[str, object]] = {
     "passes-x2": ("twice the steps", "steps_x2"),
     "lr-user-half": ("user vectors' learning rate / 2", "lr_user_half"),
     "seed+1": ("the same settings, another pair order and initialisation (how much is noise)", "seed_plus_1"),
+    "seed+2": ("the same settings, a third pair order and initialisation", "seed_plus_2"),
 }
 DEFAULT_VARIANTS = "defaults,plain-dpo,lr-user-x4,alpha-0.8,cluster,lora-mlp"
 
@@ -96,8 +97,8 @@ def variant_config(name: str, base, steps: int):
         return dataclasses.replace(config, max_steps=2 * steps)
     if change == "lr_user_half":
         return dataclasses.replace(config, lr_user=base.lr_user / 2)
-    if change == "seed_plus_1":  # the split stays the run's (made from the base seed): only training changes
-        return dataclasses.replace(config, seed=base.seed + 1)
+    if change in ("seed_plus_1", "seed_plus_2"):  # the split stays the run's (from the base seed): only training
+        return dataclasses.replace(config, seed=base.seed + int(change[-1]))
     return dataclasses.replace(config, **change)
 
 
