@@ -1,5 +1,6 @@
 """The Content-Security-Policy holds in a real browser: the pages run with no inline script and no eval,
-so Chromium reports no violation, and the behaviour that used to live in inline handlers still works."""
+so Chromium reports no violation (and reports one when an inline script is slipped in), and the behaviour
+that used to live in inline handlers still works."""
 
 import pytest
 
@@ -39,3 +40,10 @@ def test_pages_load_with_no_policy_violation_and_sliders_still_show_their_value(
         page.goto(asgi_server + path)
         page.wait_for_load_state("networkidle")
     assert page.violations == []
+
+    # And the watch above would have seen one: an inline script slipped into the page is refused and reported.
+    with page.expect_console_message(lambda m: "Content Security Policy" in m.text, timeout=10_000) as caught:
+        page.evaluate("() => { const s = document.createElement('script');"
+                      " s.textContent = 'window.injected = 1'; document.body.append(s); }")
+    assert "inline script" in caught.value.text and page.violations == [caught.value.text]
+    assert page.evaluate("() => window.injected") is None
