@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -210,14 +211,23 @@ def test_ctrl_c_checkpoints_and_says_how_to_finish(tmp_path, tiny_model_path):
                "0", "--set", "batch_size=4", "--set", "checkpoint_every=0", *TINY]
     proc = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
+    training = threading.Event()
+
+    def watch(stream) -> None:  # a thread, so a silent process cannot block the test
         seen = ""
-        while "training:" not in seen and time.monotonic() < deadline:
-            seen += proc.stderr.read(1)
-        time.sleep(2)
+        while chunk := stream.read(1):
+            seen = (seen + chunk)[-200:]
+            if "training:" in seen:
+                training.set()
+
+    watcher = threading.Thread(target=watch, args=(proc.stderr,), daemon=True)
+    watcher.start()
+    try:
+        assert training.wait(timeout=120), "the command never reached training"
+        time.sleep(2)  # a few micro-batches in, so there is a step to checkpoint
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)  # its stdout is a few lines: the pipe cannot fill before it exits
+        out = proc.stdout.read()
     finally:
         if proc.poll() is None:
             proc.kill()
