@@ -118,9 +118,11 @@ def test_the_same_task_delivered_twice_trains_once(staff, people, workdir, tiny_
         run = start(staff)
         dispatch.send(services.TRAIN_TASK, run.pk, queue="train")  # a second delivery of the same run
         wait_for(lambda: status_of(run) == TrainingRun.Status.COMPLETED)
-        time.sleep(1.0)  # the duplicate is handled by now (one worker process, in order)
+        log = workdir / "train-dup.log"  # the worker says how each delivery ended: wait for both
+        wait_for(lambda: log.read_text().count("Task trainer.train_run[") >= 4, timeout=60)  # 2 received, 2 ended
     run.refresh_from_db()
     assert run.attempts == 1 and run.status == TrainingRun.Status.COMPLETED
+    assert "succeeded" in log.read_text() and "'skipped'" in log.read_text()  # the second did nothing
 
 
 def test_cancel_stops_within_one_step_and_keeps_a_checkpoint(staff, people, workdir, tiny_model_path):
