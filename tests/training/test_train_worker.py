@@ -125,17 +125,27 @@ def test_the_same_task_delivered_twice_trains_once(staff, people, workdir, tiny_
     assert "succeeded" in log.read_text() and "'skipped'" in log.read_text()  # the second did nothing
 
 
-def test_cancel_stops_within_one_step_and_keeps_a_checkpoint(staff, people, workdir, tiny_model_path):
+def test_cancel_stops_within_one_step_keeps_a_checkpoint_and_resume_finishes_from_it(staff, people, workdir,
+                                                                                      tiny_model_path):
     with train_worker(tiny_model_path, workdir, "train-cancel@localhost"):
-        run = start(staff, epochs=60)
+        run = start(staff, epochs=30)
         wait_for(lambda: (run.refresh_from_db() or run.step) >= 3, every=0.05)
         services.run_cancel(run=run)
         requested_at = TrainingRun.objects.get(pk=run.pk).step
         wait_for(lambda: status_of(run) == TrainingRun.Status.CANCELLED)
-    assert run.step <= requested_at + 1
-    assert run.step < run.total_steps
-    checkpoints = list((workdir / "artifacts" / "runs" / str(run.pk) / "checkpoints").iterdir())
-    assert checkpoints, "a cancelled run keeps a checkpoint to resume from"
+        assert run.step <= requested_at + 1
+        assert run.step < run.total_steps
+        cancelled_at = run.step
+        checkpoints = list((workdir / "artifacts" / "runs" / str(run.pk) / "checkpoints").iterdir())
+        assert checkpoints, "a cancelled run keeps a checkpoint to resume from"
+
+        services.run_resume(run=run)  # the same worker takes it up again
+        wait_for(lambda: status_of(run) in (TrainingRun.Status.COMPLETED, TrainingRun.Status.FAILED), timeout=300)
+    assert run.status == TrainingRun.Status.COMPLETED, run.error
+    assert run.attempts == 2 and run.data_summary["resumed_from"] == f"step-{cancelled_at:07d}"
+    assert run.data_summary["first_step_this_attempt"] == cancelled_at + 1
+    steps = list(RunLog.objects.filter(run=run, kind="train").order_by("step").values_list("step", flat=True))
+    assert steps == list(range(1, run.total_steps + 1))  # no step lost or done twice across the two attempts
 
 
 def test_a_nan_loss_stops_the_run_with_that_reason(staff, people, workdir, tiny_model_path):
