@@ -146,19 +146,8 @@ def secret_key(name: str, keep_in: Path, debug: bool) -> str:
                 "least 50 characters with at least 5 different ones, e.g. the output of "
                 "python -c 'import secrets; print(secrets.token_urlsafe(50))'.")
         return value
-    keep_in.parent.mkdir(parents=True, exist_ok=True)
-    if not keep_in.exists():
-        import secrets
-        import tempfile
+    import secrets
 
-        # Written whole, owner-only, then linked into place: processes starting at once agree on one key.
-        fd, draft = tempfile.mkstemp(dir=keep_in.parent, prefix=".secret-")
-        try:
-            os.write(fd, secrets.token_urlsafe(50).encode())
-            os.close(fd)
-            os.link(draft, keep_in)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(draft)
-    return keep_in.read_text().strip()
+    from alignment_site.files import write_once
+
+    return write_once(keep_in, secrets.token_urlsafe(50)).strip()

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.figures import Figure
-from bench.stack import Process, celery, fresh_database, pings, stream_length, wait
+from bench.stack import Process, fresh_database, pings, stream_length, wait
 
 REPO = Path(__file__).resolve().parents[1]
 FAULTS = ("reply-kill", "run-kill", "refit-kill", "redis-restart", "database-10s", "third-version")
@@ -69,7 +69,7 @@ class Bench:
     # --- the stack -------------------------------------------------------------------------------------------
     def setup(self) -> None:
         from tests.outage import Outage
-        from tests.services import free_port
+        from tests.services import celery_worker_cmd, free_port
 
         if not shutil.which("redis-server"):
             raise SystemExit("bench faults starts a Redis server of its own: install redis-server (Debian: "
@@ -97,9 +97,10 @@ class Bench:
         call_command("migrate", verbosity=0)
         env = {**os.environ, "DATABASE_URL": self.outage.url, "BASE_MODEL": self.model, "PYTHONUNBUFFERED": "1",
                "CHAT_MAX_NEW_TOKENS": str(self.tokens), "CHAT_TEMPERATURE": "0.7", "GENERATE_BATCH_SIZE": "2"}
-        self.generate = Process("generate", celery("generate", "generate@faults", threads=8), env, self.folder,
-                                "generate@faults ready.")
-        self.train = Process("train", celery("train", "train@faults"), env, self.folder, "train@faults ready.")
+        self.generate = Process("generate", celery_worker_cmd("generate", "generate@faults", threads=8), env,
+                                self.folder, "generate@faults ready.")
+        self.train = Process("train", celery_worker_cmd("train", "train@faults"), env, self.folder,
+                             "train@faults ready.")
         os.environ["BASE_MODEL"] = self.model
         self.people, self.staff = self.population()
         for process in (self.generate, self.train):

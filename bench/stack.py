@@ -49,12 +49,10 @@ def setup_django(workdir: Path, **env: str) -> str:
 @contextmanager
 def web_stack(workdir: Path, *, generate_threads: int = 1):
     """uvicorn and one `generate` worker (threads pool when ``generate_threads`` > 1); yields the base URL."""
-    from tests.services import free_port, http_ready, running, worker_ready
+    from tests.services import celery_worker_cmd, free_port, http_ready, running, worker_ready
 
     name = "bench@localhost"
-    pool = ["--pool", "threads", "-c", str(generate_threads)] if generate_threads > 1 else ["--pool", "solo", "-c", "1"]
-    worker = [sys.executable, "-m", "celery", "-A", "alignment_site", "worker", "-Q", "generate", *pool, "-n", name,
-              "--without-gossip", "--without-mingle", "-l", "info"]
+    worker = celery_worker_cmd("generate", name, threads=generate_threads if generate_threads > 1 else 0)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ)
@@ -143,12 +141,6 @@ class Process:
                 except subprocess.TimeoutExpired:
                     os.killpg(self.proc.pid, signal.SIGKILL)
                     self.proc.wait()
-
-
-def celery(queue: str, name: str, threads: int = 0) -> list[str]:
-    pool = ["--pool", "threads", "-c", str(threads)] if threads else ["--pool", "solo", "-c", "1"]
-    return [sys.executable, "-m", "celery", "-A", "alignment_site", "worker", "-Q", queue, *pool, "-n", name,
-            "--without-gossip", "--without-mingle", "-l", "info"]
 
 
 def wait(predicate, timeout: float, every: float = 0.2, what: str = "") -> bool:

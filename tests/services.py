@@ -89,9 +89,11 @@ def worker_ready(log_path: Path, name: str):
     return ready
 
 
-def celery_worker_cmd(queue: str, name: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "alignment_site", "worker", "-Q", queue, "-c", "1",
-            "--pool", "solo", "-n", name, "--without-gossip", "--without-mingle", "-l", "info"]
+def celery_worker_cmd(queue: str, name: str, threads: int = 0) -> list[str]:
+    """A Celery worker on ``queue``: one process (solo), or a threads pool as ./run.sh starts `generate`."""
+    pool = ["--pool", "threads", "-c", str(threads)] if threads else ["--pool", "solo", "-c", "1"]
+    return [sys.executable, "-m", "celery", "-A", "alignment_site", "worker", "-Q", queue, *pool, "-n", name,
+            "--without-gossip", "--without-mingle", "-l", "info"]
 
 
 def wait_until(predicate, timeout: float = 120.0) -> None:

@@ -27,24 +27,34 @@ def zip_path(run_id: int) -> Path:
     return folder(run_id) / f"version-{run_id}-peft.zip"
 
 
+def pending_path(run_id: int) -> Path:
+    return folder(run_id) / ".pending"
+
+
+def error_path(run_id: int) -> Path:
+    return folder(run_id) / "error.txt"
+
+
 @dataclass(frozen=True)
 class DownloadState:
     state: str  # none | preparing | ready | failed
     size: int = 0  # bytes of the finished zip
     error: str = ""
+    name: str = ""  # the finished zip's file name
 
 
 def download_state(run: TrainingRun) -> DownloadState:
-    ready, pending, error = zip_path(run.pk), folder(run.pk) / ".pending", folder(run.pk) / "error.txt"
+    ready, pending, error = zip_path(run.pk), pending_path(run.pk), error_path(run.pk)
     if pending.exists():
         if time.time() - pending.stat().st_mtime > EXPORT_STALL_SECONDS:
-            return DownloadState("failed", error="The train worker did not finish the download within 15 minutes "
-                                                 "(it was stopped or is busy with a long run). Ask again.")
+            return DownloadState("failed", error=f"The train worker did not finish the download within "
+                                                 f"{EXPORT_STALL_SECONDS // 60} minutes (it was stopped or is busy "
+                                                 "with a long run). Ask again.")
         return DownloadState("preparing")
     if error.exists():
         return DownloadState("failed", error=error.read_text())
     if ready.exists():
-        return DownloadState("ready", size=ready.stat().st_size)
+        return DownloadState("ready", size=ready.stat().st_size, name=ready.name)
     return DownloadState("none")
 
 
@@ -59,10 +69,10 @@ def download_request(*, run: TrainingRun) -> None:
     if download_state(run).state == "preparing":
         return
     folder(run.pk).mkdir(parents=True, exist_ok=True)
-    (folder(run.pk) / "error.txt").unlink(missing_ok=True)
-    (folder(run.pk) / ".pending").write_text(str(time.time()))
+    error_path(run.pk).unlink(missing_ok=True)
+    pending_path(run.pk).write_text(str(time.time()))
     try:
         dispatch.send(EXPORT_TASK, run.pk, queue="train")
     except dispatch.BrokerUnavailable as exc:
-        (folder(run.pk) / ".pending").unlink(missing_ok=True)
+        pending_path(run.pk).unlink(missing_ok=True)
         raise DownloadError(f"The train worker cannot be reached ({exc}); try again when it is back.") from exc

@@ -5,6 +5,7 @@ data, each with its reason beside the field: ``trainer.data_defaults``)."""
 from django import forms
 
 from alignment_site import glossary
+from trainer.core.tracking import TRACKERS, parse_report_to
 
 ALGORITHMS = {
     # name: (loss, personalized)
@@ -71,7 +72,7 @@ class RunForm(forms.Form):
     diagnostics_every = forms.IntegerField(min_value=0, initial=10,
                                            label="Gradient entanglement every N steps (0 = never)")
     report_to = forms.MultipleChoiceField(
-        choices=[("tensorboard", "TensorBoard"), ("mlflow", "MLflow"), ("trackio", "trackio")], required=False,
+        choices=list(TRACKERS.items()), required=False,
         widget=forms.CheckboxSelectMultiple, label="Also send the metrics to (stored in TRACKING_DIR on the worker)")
     eval_max_new_tokens = forms.IntegerField(min_value=1, max_value=4096, initial=96,
                                              label="Evaluation: new tokens per generated reply")
@@ -82,8 +83,6 @@ class RunForm(forms.Form):
     def __init__(self, *args, reasons: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         from django.conf import settings
-
-        from trainer.core.tracking import parse_report_to
 
         self.fields["report_to"].initial = parse_report_to(settings.REPORT_TO)  # the site's default (REPORT_TO)
         self.explain(reasons or {})
@@ -176,7 +175,7 @@ class RunForm(forms.Form):
         values.update({k: v for k, v in (run.data_filter or {}).items() if k in cls.base_fields and v is not None})
         if personalized:
             values["user_model"] = config["user_model"]
-        values["report_to"] = [t for t in (config.get("report_to") or "").split(",") if t]
+        values["report_to"] = parse_report_to(config.get("report_to"))
         values.update(algorithm=algorithm, name=f"{run} (again)"[:120], processes=run.processes,
                       launch_config=run.launch_config, bf16=bool(config.get("bf16")),
                       with_baseline=run.baseline_id is not None, lr_mixture=config.get("lr_mixture") or None)

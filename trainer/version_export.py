@@ -27,17 +27,9 @@ def base_names(run: TrainingRun) -> tuple[str, str]:
     return folder, export.BUNDLED_HUB_ID if Path(folder).resolve() == bundled.resolve() else folder
 
 
-def _rate(d: dict | None) -> str:
-    if not d or d.get("rate") is None:
-        return "not judged"
-    return f"{d['rate']:.0%} [{d['low'] * 100:.0f}, {d['high'] * 100:.0f}], n={d['n']}"
-
-
-def _accuracy(d: dict | None) -> str:
-    return "-" if not d or d.get("accuracy") is None else f"{d['accuracy']:.1%} (n={d['n']})"
-
-
 def model_card(run: TrainingRun, base_model: str) -> str:
+    from trainer.core.evaluate import accuracy_text
+    from trainer.core.winrate import WinRate
     from trainer.personalization.report import OPPONENTS, personalization_report
 
     config, data = run.config or {}, run.data_summary or {}
@@ -72,10 +64,11 @@ def model_card(run: TrainingRun, base_model: str) -> str:
         "",
         "| who | accuracy |",
         "|---|---|",
-        f"| everyone | {_accuracy(evaluation)} |",
-        f"| people trained on (own vectors) | {_accuracy(evaluation.get('seen'))} |",
-        f"| people kept out (generic vectors) | {_accuracy(evaluation.get('unseen'))} |",
-        *[f"| group {name} | {_accuracy(group)} |" for name, group in sorted((evaluation.get("groups") or {}).items())],
+        f"| everyone | {accuracy_text(evaluation)} |",
+        f"| people trained on (own vectors) | {accuracy_text(evaluation.get('seen'))} |",
+        f"| people kept out (generic vectors) | {accuracy_text(evaluation.get('unseen'))} |",
+        *[f"| group {name} | {accuracy_text(group)} |"
+          for name, group in sorted((evaluation.get("groups") or {}).items())],
         "",
     ]
     report = personalization_report(run)
@@ -83,8 +76,8 @@ def model_card(run: TrainingRun, base_model: str) -> str:
         lines += ["Generated replies judged, own vectors against each other model (ties count half, 95 % "
                   "intervals):", "", "| group | people | " + " | ".join(f"vs {o}" for o in OPPONENTS.values()) + " |",
                   "|---|---|" + "---|" * len(OPPONENTS)]
-        lines += [f"| {g['name']} | {g['people']} | " + " | ".join(_rate(g["vs"].get(o)) for o in OPPONENTS) + " |"
-                  for g in report["groups"]]
+        lines += [f"| {g['name']} | {g['people']} | "
+                  + " | ".join(WinRate(**g["vs"][o]).text() for o in OPPONENTS) + " |" for g in report["groups"]]
         if report["served_worse_text"]:
             lines += ["", f"**Warning:** {report['served_worse_text']}"]
         lines.append("")
@@ -125,18 +118,16 @@ def prepare_download(run_id: int) -> str:
 
     from trainer import downloads
 
-    target = downloads.folder(run_id)
-    pending = target / ".pending"
     try:
         run = TrainingRun.objects.get(pk=run_id)
-        with tempfile.TemporaryDirectory(dir=target, prefix=".export-") as tmp:
+        with tempfile.TemporaryDirectory(dir=downloads.folder(run_id), prefix=".export-") as tmp:
             name = downloads.zip_path(run_id).stem
             export_run(run, Path(tmp) / name)
             archive = shutil.make_archive(str(Path(tmp) / name), "zip", root_dir=tmp, base_dir=name)
             os.replace(archive, downloads.zip_path(run_id))
         return "ready"
     except Exception as exc:
-        (target / "error.txt").write_text(f"The export failed: {exc.__class__.__name__}: {exc}")
+        downloads.error_path(run_id).write_text(f"The export failed: {exc.__class__.__name__}: {exc}")
         return "failed"
     finally:
-        pending.unlink(missing_ok=True)
+        downloads.pending_path(run_id).unlink(missing_ok=True)

@@ -16,7 +16,7 @@ import redis
 
 from tests.collection.conftest import sources  # noqa: F401  (fixture)
 from tests.personas import login
-from tests.services import free_port, http_ready, running, service_env, worker_ready
+from tests.services import celery_worker_cmd, free_port, http_ready, running, service_env, worker_ready
 from users.models import Reply, VectorFit
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.slow]
@@ -28,11 +28,6 @@ def own_redis_url() -> str:
     parts = urlsplit(settings.REDIS_URL)
     db = int(parts.path.strip("/") or 0)
     return urlunsplit(parts._replace(path=f"/{(db + 3) % 16}"))
-
-
-def worker_cmd(queue: str, name: str, pool: list[str]) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "alignment_site", "worker", "-Q", queue, *pool, "-n", name,
-            "--without-gossip", "--without-mingle", "-l", "info"]
 
 
 @pytest.fixture
@@ -48,9 +43,9 @@ def stack(active_run, artifacts_dir, tiny_model_path, tmp_path):
     with running([sys.executable, "-m", "uvicorn", "alignment_site.asgi:application", "--host", "127.0.0.1",
                   "--port", str(port), "--log-level", "warning"], env, tmp_path / "asgi.log",
                  http_ready(base + "/login/")), \
-            running(worker_cmd("generate", gen, ["-P", "threads", "-c", "8"]), env, tmp_path / "gen.log",
+            running(celery_worker_cmd("generate", gen, threads=8), env, tmp_path / "gen.log",
                     worker_ready(tmp_path / "gen.log", gen)), \
-            running(worker_cmd("train", train, ["-P", "solo", "-c", "1"]), env, tmp_path / "train.log",
+            running(celery_worker_cmd("train", train), env, tmp_path / "train.log",
                     worker_ready(tmp_path / "train.log", train)):
         yield base
 

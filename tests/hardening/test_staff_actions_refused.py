@@ -3,11 +3,9 @@ where the action would succeed (a running run to cancel, a failed one to resume,
 delete), is refused and changes nothing; the same post by staff does change something, so each case can fail."""
 
 import pytest
-from django.apps import apps
-from django.core import serializers
 from django.utils import timezone
 
-from tests.hardening.test_get_writes_nothing import NOT_STATE, patterns
+from tests.hardening.test_get_writes_nothing import patterns, snapshot
 from trainer.models import PersonalEvaluation, TrainingRun
 
 pytestmark = pytest.mark.django_db
@@ -18,11 +16,6 @@ POSTED = {"run_cancel": {"confirm": "yes"}, "run_delete": {"confirm": "yes"}, "r
 # The run each run action needs to succeed.
 TARGET = {"run_cancel": "running", "run_resume": "failed", "run_activate": "completed", "run_delete": "completed",
           "run_notes": "completed", "run_evaluate": "completed", "run_download_prepare": "completed"}
-
-
-def snapshot() -> str:
-    return "".join(serializers.serialize("json", model.objects.order_by("pk"))
-                   for model in apps.get_models() if model._meta.label_lower not in NOT_STATE)
 
 
 @pytest.fixture

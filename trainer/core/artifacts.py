@@ -31,6 +31,7 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 
 from trainer.core.config import TrainConfig
+from trainer.core.data import FORGOTTEN
 from trainer.core.loop import load_base
 from trainer.core.policy import PreferenceModel
 from trainer.core.usermodel import ClusterUserModel, IndividualUserModel, UserIndex
@@ -110,9 +111,6 @@ def load_user_model(path: Path):
     for p in user_model.parameters():
         p.requires_grad_(False)
     return user_model.eval()
-
-
-FORGOTTEN = "(deleted {row})"  # the index's name for the row of a person whose account was deleted
 
 
 def forget_person(path: Path, user_id: str) -> bool:

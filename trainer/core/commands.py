@@ -143,40 +143,37 @@ def train_command(config: TrainConfig, model_path: str, pairs: list[Pair], out: 
     def progress(step: int, steps: int, metrics: dict | None) -> None:
         if metrics:
             bars.postfix(step=f"{step}/{steps}", loss=metrics["loss"], acc=metrics["rewards/accuracies"])
-            trackers.log(step, {f"train/{k}": v for k, v in metrics.items()})
+            trackers.log(step, metrics, prefix="train/")
 
-    try:
+    try:  # the trackers are closed however this ends
         with interrupt_flag() as interrupted:
             result = train(config, model_path, split.train, checkpoint_dir=checkpoints, progress=progress,
                            should_cancel=interrupted, users=split.seen_users, log=talk,
                            on_phase=None if rank else bars)
-    except BaseException:
+        bars.close()
+        if rank != 0:
+            return None
+        if result.status == "cancelled":
+            talk(f"Stopped at step {result.step}/{result.total_steps}; the checkpoint is in {checkpoints}. "
+                 f"Run the same command with --resume to finish it.")
+            return None
+        device = next(result.model.parameters()).device
+        evaluation = {}
+        for name, test in (("held-out, seen people", split.test_seen), ("unseen people", split.test_unseen)):
+            if test:
+                evaluation[name] = evaluate(result.model, result.tokenizer, result.user_index, config, test,
+                                            device=device, progress=lambda d, n, name=name: bars(
+                                                f"evaluating {name}", d, n))
+        for name, outcome in evaluation.items():  # eval/seen/rewards/accuracies, eval/unseen/accuracy, ...
+            part = "seen" if name.startswith("held-out") else "unseen"
+            trackers.log(result.step, {k.removeprefix("eval/"): v for k, v in outcome.metrics.items()}
+                         | {"accuracy": outcome.accuracy}, prefix=f"eval/{part}/")
+    finally:
         trackers.finish()
-        raise
-    bars.close()
-    if rank != 0:
-        return None
-    if result.status == "cancelled":
-        trackers.finish()
-        talk(f"Stopped at step {result.step}/{result.total_steps}; the checkpoint is in {checkpoints}. "
-             f"Run the same command with --resume to finish it.")
-        return None
-    device = next(result.model.parameters()).device
-    evaluation = {}
-    for name, test in (("held-out, seen people", split.test_seen), ("unseen people", split.test_unseen)):
-        if test:
-            evaluation[name] = evaluate(result.model, result.tokenizer, result.user_index, config, test,
-                                        device=device, progress=lambda d, n, name=name: bars(f"evaluating {name}",
-                                                                                            d, n))
     metrics = {"status": result.status, "split": {**split.summary(), "unseen_user_ids": split.unseen_users},
                "data": result.data, "history": result.history,
                "diagnostics": result.diagnostics, "eval": {k: v.to_dict() for k, v in evaluation.items()},
                "settings": settings_record or {}}
-    for name, outcome in evaluation.items():  # eval/seen/rewards/accuracies, eval/unseen/accuracy, ...
-        part = "seen" if name.startswith("held-out") else "unseen"
-        trackers.log(result.step, {f"eval/{part}/{k.removeprefix('eval/')}": v for k, v in outcome.metrics.items()}
-                     | {f"eval/{part}/accuracy": outcome.accuracy})
-    trackers.finish()
     held_out = split.test_seen + split.test_unseen
     save_run(out, result.model, result.user_index, config, base_model=model_path, metrics=metrics,
              files={HELD_OUT: lambda path: write_pairs(path, held_out)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -188,6 +189,14 @@ def split_as_recorded(pairs: list[Pair], recorded: dict) -> Split:
                  list(recorded["seen_users"]), list(recorded["unseen_users"]))
 
 
+FORGOTTEN = "(deleted {row})"  # the name a deleted person's row keeps: in a version's users.json, in split.json
+_FORGOTTEN_NAME = re.compile(r"\(deleted \d+\)")
+
+
+def is_forgotten(name: str) -> bool:
+    return _FORGOTTEN_NAME.fullmatch(name) is not None
+
+
 def split_forget(path: str | Path, user_id: str) -> bool:
     """Remove a person from a run's recorded split (``split.json``): their conversations leave every part and
     their name becomes a placeholder (the number of people, and so a resumed run's user table, stays). The
@@ -199,7 +208,7 @@ def split_forget(path: str | Path, user_id: str) -> bool:
     for part in ("train", "test_seen", "test_unseen"):
         recorded[part] = [key for key in recorded[part] if key[0] != user_id]
     for part in ("seen_users", "unseen_users"):
-        recorded[part] = [f"(deleted {n})" if u == user_id else u for n, u in enumerate(recorded[part])]
+        recorded[part] = [FORGOTTEN.format(row=n) if u == user_id else u for n, u in enumerate(recorded[part])]
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(recorded))
     tmp.replace(path)

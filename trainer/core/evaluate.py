@@ -102,15 +102,21 @@ def evaluate(core: PreferenceModel, tokenizer, user_index: UserIndex | None, con
     )
 
 
+def accuracy_text(figures: dict | None) -> str:
+    """{"accuracy", "n"} as "78.4% (n=120)", or "-" when there is no figure."""
+    if not figures or figures.get("accuracy") is None:
+        return "-"
+    return f"{figures['accuracy']:.1%} (n={figures['n']})"
+
+
 def comparison_table(results: dict[str, EvalResult]) -> str:
     """Side-by-side text table of several models' results (e.g. P-DPO vs plain DPO)."""
     groups = sorted({g for r in results.values() for g in r.groups})
     head = ["model", "overall", "seen", "unseen", *groups]
     rows = []
     for name, r in results.items():
-        cell = lambda d: "-" if not d or d.get("accuracy") is None else f"{d['accuracy']:.1%} (n={d['n']})"  # noqa
-        rows.append([name, cell({"accuracy": r.accuracy, "n": r.n}), cell(r.seen), cell(r.unseen),
-                     *[cell(r.groups.get(g)) for g in groups]])
+        rows.append([name, accuracy_text({"accuracy": r.accuracy, "n": r.n}), accuracy_text(r.seen),
+                     accuracy_text(r.unseen), *[accuracy_text(r.groups.get(g)) for g in groups]])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     fmt = lambda row: " | ".join(str(x).ljust(w) for x, w in zip(row, widths))  # noqa: E731
     return "\n".join([fmt(head), "-+-".join("-" * w for w in widths), *map(fmt, rows)])

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from trainer.core.artifacts import FORGOTTEN, load_user_model, write_merged
+from trainer.core.artifacts import load_user_model, write_merged
+from trainer.core.data import is_forgotten
 
 BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the bundled model's name on the Hugging Face hub
 
@@ -100,9 +101,8 @@ def export_version(version: Path, out: Path, *, base_folder: str, base_model: st
             save_file({"vectors": vectors}, tmp / "user_vectors.safetensors",
                       metadata={"layout": "row 0: generic; rows 1..N: users.json", "placement": "after BOS"})
         index = json.loads((version / "users.json").read_text())["users"]
-        forgotten = FORGOTTEN.split("{")[0]
         (tmp / "users.json").write_text(json.dumps(
-            {person: row for person, row in index.items() if not person.startswith(forgotten)}, indent=2))
+            {person: row for person, row in index.items() if not is_forgotten(person)}, indent=2))
         shutil.copyfile(version / "config.json", tmp / "training_config.json")
         from transformers import AutoTokenizer
 

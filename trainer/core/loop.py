@@ -185,8 +185,7 @@ class _Run:
         self.step = 0
         self.last_good: Path | None = None
         self.model = core  # wrapped in DDP once resumed, with several processes
-        self.per_rank = config.batch_size // self.world
-        self.micro_per_step = self.per_rank // config.micro_batch_size
+        self.micro_per_step = config.batch_size // self.world // config.micro_batch_size  # on this process
         self.order = pair_order(len(encoded), self.total, config.batch_size, config.seed)
         self.n_pairs = n_pairs
         self._start_window()

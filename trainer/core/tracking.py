@@ -2,7 +2,7 @@
 and trackio, each writing to a local store by default.
 
     trackers = Trackers.start("tensorboard,mlflow", name="run-12", params={...}, where=Path("data/tracking"))
-    trackers.log(step, {"train/loss": 0.61, ...})
+    trackers.log(step, {"loss": 0.61, ...}, prefix="train/")
     trackers.finish()
 
 Training metrics go as ``train/<name>`` and the held-out evaluation's as ``eval/<name>``, with TRL's names
@@ -23,7 +23,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-TRACKERS = ("tensorboard", "mlflow", "trackio")
+TRACKERS = {"tensorboard": "TensorBoard", "mlflow": "MLflow", "trackio": "trackio"}  # name -> what it is called
 PROJECT = "personal-alignment"  # MLflow's experiment and trackio's project
 
 
@@ -129,8 +129,9 @@ class Trackers:
                 raise TrackingError(f"report_to={tracker} could not start: {exc.__class__.__name__}: {exc}") from exc
         return cls(opened)
 
-    def log(self, step: int, values: dict) -> None:
-        finite = {k: float(v) for k, v in values.items()
+    def log(self, step: int, values: dict, *, prefix: str = "") -> None:
+        """The finite numbers of ``values`` at ``step``, each name after ``prefix`` ("train/")."""
+        finite = {prefix + k: float(v) for k, v in values.items()
                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
         for tracker, sink in list(self.opened.items()):
             try:

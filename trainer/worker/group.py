@@ -32,7 +32,7 @@ from django.utils import timezone
 from trainer import devices
 from trainer.core.ports import free_port
 from trainer.models import GROUP_LOG, TrainingRun, run_folder
-from trainer.worker.record import finish, append_to_run_log, phase
+from trainer.worker.record import append_to_run_log, finish, phase
 
 log = logging.getLogger(__name__)
 

@@ -33,21 +33,20 @@ def patiently(operation, what: str, *, first_wait: float = 0.5, longest_wait: fl
         except UNANSWERED as exc:
             if connection.in_atomic_block or time.monotonic() + wait > deadline:
                 raise
-            log.warning("%s: the database did not answer (%s); trying again in %.1f s", what,
-                        str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__, wait)
+            first_line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+            log.warning("%s: the database did not answer (%s); trying again in %.1f s", what, first_line, wait)
             connection.close()  # the next try opens a fresh connection
             time.sleep(wait)
             wait = min(wait * 2, longest_wait)
 
 
-def best_effort(operation, what: str) -> bool:
+def best_effort(operation, what: str, *, skipped=None):
     """``operation()`` once; a database that does not answer is logged and skipped (a heartbeat, a progress
-    line: the next one carries the news). Whether it ran."""
+    line: the next one carries the news), and ``skipped`` returned in place of the operation's value."""
     try:
-        operation()
-        return True
+        return operation()
     except UNANSWERED as exc:
         log.warning("%s skipped: the database did not answer (%r)", what, exc)
         if not connection.in_atomic_block:
-            connection.close()
-        return False
+            connection.close()  # the next try opens a fresh connection
+        return skipped

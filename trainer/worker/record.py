@@ -64,7 +64,13 @@ def phase(run_id: int, text: str, claim: Claim | None = None, *, name: str = "",
           total: int | None = None) -> None:
     """What the worker is doing now, in words, and (``name``, ``done`` of ``total``) the count inside it for the
     page's bar (also a heartbeat); with ``claim``, only while it holds."""
-    fields = dict(phase=text, phase_name=name[:40], phase_done=done, phase_total=total, heartbeat_at=timezone.now())
+    write(run_id, claim, phase=text, phase_name=name[:40], phase_done=done, phase_total=total,
+          heartbeat_at=timezone.now())
+
+
+def write(run_id: int, claim: Claim | None, **fields) -> None:
+    """Update the run, waiting out a database that does not answer: fenced on ``claim`` when there is one
+    (``ClaimLost`` when it no longer holds)."""
     if claim is not None:
         claim.update(**fields)
     else:

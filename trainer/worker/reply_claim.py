@@ -30,9 +30,9 @@ class ReplyClaim:
     def touch(self) -> None:
         """The reply's heartbeat, fenced on the claim. A database that does not answer skips this beat (the
         reply goes on streaming; bookkeeping waits REPLY_STALL_SECONDS, far longer than a beat)."""
-        updated = []
-        if best_effort(lambda: updated.append(self.rows().update(heartbeat_at=timezone.now())),
-                       f"reply {self.reply_id}'s heartbeat") and not updated[0]:
+        touched = best_effort(lambda: self.rows().update(heartbeat_at=timezone.now()),
+                              f"reply {self.reply_id}'s heartbeat", skipped=1)
+        if not touched:
             raise ReplyLost(f"reply {self.reply_id} is no longer this attempt's")
 
 

@@ -21,8 +21,8 @@ from django.utils import timezone
 from trainer import services
 from trainer.core import provision
 from trainer.models import SPLIT_FILE, RunLog, TrainingRun, run_folder
-from trainer.worker.patience import patiently
-from trainer.worker.record import Claim, ClaimLost, finish, append_to_run_log, phase
+from trainer.worker.patience import best_effort, patiently
+from trainer.worker.record import Claim, ClaimLost, append_to_run_log, finish, phase, write
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +42,15 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
 
     def _beat(self) -> None:
-        from django.db import DatabaseError, connection
+        from django.db import connection
+
+        def touch():
+            return self.table.objects.filter(pk=self.run_id, status=self.status,
+                                             **self.fence).update(heartbeat_at=timezone.now())
 
         try:
             while not self._stop.wait(self.every or settings.TRAIN_HEARTBEAT_SECONDS):
-                try:
-                    self.table.objects.filter(pk=self.run_id, status=self.status,
-                                              **self.fence).update(heartbeat_at=timezone.now())
-                except DatabaseError as exc:
-                    log.warning("heartbeat of %s %s missed: %r", self.table.__name__, self.run_id, exc)
-                    connection.close()  # a broken connection is opened afresh at the next beat
+                best_effort(touch, f"heartbeat of {self.table.__name__} {self.run_id}")
         finally:
             connection.close()
 
@@ -93,6 +92,7 @@ def run_split(run: TrainingRun, pairs: list, *, record: bool = False):
     are split again, as they were."""
     import json
 
+    from alignment_site.files import write_once
     from trainer.core.config import TrainConfig
     from trainer.core.data import split_as_recorded, split_pairs, split_settings
 
@@ -100,19 +100,8 @@ def run_split(run: TrainingRun, pairs: list, *, record: bool = False):
     if path.exists():
         return split_as_recorded(pairs, json.loads(path.read_text()))
     split = split_pairs(pairs, **split_settings(run.data_filter, TrainConfig.from_dict(run.config).seed))
-    if record:
-        import tempfile
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, draft = tempfile.mkstemp(dir=path.parent, prefix=".split-")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(split.keys(), f)
-            os.link(draft, path)  # the processes of a group agree on the first one written
-        except FileExistsError:
-            return split_as_recorded(pairs, json.loads(path.read_text()))
-        finally:
-            os.unlink(draft)
+    if record:  # the processes of a group agree on the first one written
+        return split_as_recorded(pairs, json.loads(write_once(path, json.dumps(split.keys()))))
     return split
 
 
@@ -135,7 +124,7 @@ def execute(run_id: int, worker: str = "") -> str:
         try:
             run = TrainingRun.objects.get(pk=run_id)
             append_to_run_log(run_id, f"claimed by {worker} (attempt {run.attempts}, {run.processes} "
-                            f"process{'es' if run.processes > 1 else ''})")
+                                      f"process{'es' if run.processes > 1 else ''})")
             if run.processes > 1:  # the heartbeat above covers the whole group
                 from trainer.worker import group
 
@@ -189,9 +178,8 @@ def _train(run: TrainingRun, rank: int = 0, claim: Claim | None = None) -> str:
     if run.processes > 1:
         summary["processes"] = run.processes
     if main:  # the step count the loop will run (the same function), before the model takes a while to load
-        fields = {"data_summary": summary, "phase": "loading the model",
-                  "total_steps": config.total_steps(len(split.train))}
-        _write(run.pk, claim, **fields)
+        write(run.pk, claim, data_summary=summary, phase="loading the model",
+              total_steps=config.total_steps(len(split.train)))
 
     started = time.perf_counter()
     first_step: list[int] = []
@@ -202,17 +190,19 @@ def _train(run: TrainingRun, rank: int = 0, claim: Claim | None = None) -> str:
                               params={**config.to_dict(), **split.summary(), "run": run.pk, "name": run.name},
                               where=settings.TRACKING_DIR)
 
+    def log_metrics(kind: str, step: int, values: dict) -> None:
+        patiently(lambda: services.run_log_metrics(run_id=run.pk, kind=kind, step=step, values=_finite(values)),
+                  f"run {run.pk}")
+
     def progress(step: int, total: int, metrics: dict | None) -> None:
         if not first_step:
             first_step.append(step)
-        fields = {"step": step, "total_steps": total, "heartbeat_at": timezone.now(), "step_seconds": clock.tick()}
-        _write(run.pk, claim, **fields)
+        write(run.pk, claim, step=step, total_steps=total, heartbeat_at=timezone.now(), step_seconds=clock.tick())
         if metrics:
-            patiently(lambda: services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.TRAIN, step=step,
-                                                       values=_finite(metrics)), f"run {run.pk}")
-            trackers.log(step, {f"train/{k}": v for k, v in metrics.items()})
+            log_metrics(RunLog.Kind.TRAIN, step, metrics)
+            trackers.log(step, metrics, prefix="train/")
             append_to_run_log(run.pk, f"step {step}/{total}: loss {metrics.get('loss', float('nan')):.4f}, "
-                            f"accuracy {metrics.get('rewards/accuracies', float('nan')):.3f}")
+                                      f"accuracy {metrics.get('rewards/accuracies', float('nan')):.3f}")
 
     def should_cancel() -> bool:  # the loop takes process 0's answer in every process
         if not main:
@@ -222,37 +212,31 @@ def _train(run: TrainingRun, rank: int = 0, claim: Claim | None = None) -> str:
         return patiently(TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists, f"run {run.pk}")
 
     def on_diagnostics(step: int, report: dict) -> None:
-        values = _finite({k: v for k, v in report.items() if k != "step"})
-        patiently(lambda: services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.DIAG, step=step, values=values),
-                  f"run {run.pk}")
+        log_metrics(RunLog.Kind.DIAG, step, {k: v for k, v in report.items() if k != "step"})
 
-    try:
+    try:  # the trackers are closed however this ends
         result = train(config, location.path, split.train, checkpoint_dir=checkpoints,
                        progress=progress if main else None, should_cancel=should_cancel, users=split.seen_users,
                        on_diagnostics=on_diagnostics, on_phase=PhaseText(run.pk, claim=claim) if main else None,
                        log=lambda msg: log.info("run %s: %s", run.pk, msg))
-    except BaseException:
-        trackers.finish()
-        raise
-    if not main:  # process 0 evaluates, saves and reports
-        return result.status
-    elapsed = time.perf_counter() - started
-    summary.update(result.data)
-    summary["first_step_this_attempt"] = first_step[0] if first_step else None
-    if result.status == "cancelled":
-        trackers.finish()
-        finish(run.pk, TrainingRun.Status.CANCELLED, claim=claim, data_summary=summary,
-               error=f"Cancelled at step {result.step}/{result.total_steps}; resume continues from there.")
-        return TrainingRun.Status.CANCELLED
+        if not main:  # process 0 evaluates, saves and reports
+            return result.status
+        elapsed = time.perf_counter() - started
+        summary.update(result.data)
+        summary["first_step_this_attempt"] = first_step[0] if first_step else None
+        if result.status == "cancelled":
+            finish(run.pk, TrainingRun.Status.CANCELLED, claim=claim, data_summary=summary,
+                   error=f"Cancelled at step {result.step}/{result.total_steps}; resume continues from there.")
+            return TrainingRun.Status.CANCELLED
 
-    steps_done = result.step - (first_step[0] - 1 if first_step else 0)
-    summary["pairs_per_second"] = steps_done * config.batch_size / elapsed if elapsed > 0 else None
-    phase(run.pk, "evaluating on held-out pairs", claim)
-    evaluation = _evaluate(result, split)
-    patiently(lambda: services.run_log_metrics(run_id=run.pk, kind=RunLog.Kind.EVAL, step=result.step,
-                                               values=_finite(evaluation.get("metrics", {}))), f"run {run.pk}")
-    trackers.log(result.step, {**evaluation.get("metrics", {}), **tracked_accuracy(evaluation)})
-    trackers.finish()
+        steps_done = result.step - (first_step[0] - 1 if first_step else 0)
+        summary["pairs_per_second"] = steps_done * config.batch_size / elapsed if elapsed > 0 else None
+        phase(run.pk, "evaluating on held-out pairs", claim)
+        evaluation = _evaluate(result, split)
+        log_metrics(RunLog.Kind.EVAL, result.step, evaluation.get("metrics", {}))
+        trackers.log(result.step, {**evaluation.get("metrics", {}), **tracked_accuracy(evaluation)})
+    finally:
+        trackers.finish()
     phase(run.pk, "saving the model", claim)
     relative = _publish(result, folder, base_model=location.path,
                         metrics={"history": result.history, "diagnostics": result.diagnostics,
@@ -278,14 +262,6 @@ def tracked_accuracy(evaluation: dict) -> dict:
     for group, figures in (evaluation.get("groups") or {}).items():
         values[f"eval/accuracy/group/{group}"] = figures.get("accuracy")
     return values
-
-
-def _write(run_id: int, claim: Claim | None, **fields) -> None:
-    """Update the run: fenced on ``claim`` when there is one (``ClaimLost`` when it no longer holds)."""
-    if claim is not None:
-        claim.update(**fields)
-    else:
-        patiently(lambda: TrainingRun.objects.filter(pk=run_id).update(**fields), f"run {run_id}")
 
 
 class StepClock:

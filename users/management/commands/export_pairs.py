@@ -5,7 +5,6 @@ Only people who agreed to take part and have not withdrawn: the pairs are traini
 
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -50,37 +49,28 @@ class Command(BaseCommand):
                 raise CommandError(f"No person called {', '.join(map(repr, unknown))}: give a username or the "
                                    "user_id the pairs carry (web-<username> for this site's accounts, the PRISM "
                                    "user_id for imported people).")
-            left_out = [u.username for u in named if not users.filter(pk=u.pk).exists()]
+            users = users.filter(pk__in=[u.pk for u in named])
+            kept = set(users.values_list("pk", flat=True))
+            left_out = [u.username for u in named if u.pk not in kept]
             if left_out:
                 self.stderr.write(f"left out (no consent, or withdrew): {', '.join(left_out)}")
-            users = users.filter(pk__in=[u.pk for u in named])
-        per_person, margins = Counter(), []
-        folder = None
+        lines = pairs_export_lines(users=users, min_margin=min_margin, with_profile=with_profile)
         if dataset is not None:
             dataset.parent.mkdir(parents=True, exist_ok=True)
-            folder = Path(tempfile.mkdtemp(prefix=f".{dataset.name}-", dir=dataset.parent))
-            output = folder / DATA_FILE
-        out = sys.stdout
-        if output is not None:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            out = open(output, "w", encoding="utf-8")
-        try:
-            for line in pairs_export_lines(users=users, min_margin=min_margin, with_profile=with_profile):
-                out.write(line)
-                pair = json.loads(line)
-                per_person[pair["user_id"]] += 1
-                margins.append(pair["score_chosen"] - pair["score_rejected"])
-            if output is not None:
-                out.close()
-            if folder is not None:
+            with tempfile.TemporaryDirectory(prefix=f".{dataset.name}-", dir=dataset.parent) as tmp:
+                folder = Path(tmp) / dataset.name
+                (folder / DATA_FILE).parent.mkdir(parents=True)
+                with open(folder / DATA_FILE, "w", encoding="utf-8") as out:
+                    per_person, margins = write_pairs(lines, out)
                 (folder / "README.md").write_text(dataset_card(per_person, margins, min_margin, with_profile))
                 os.replace(folder, dataset)  # the whole folder or none of it
-                output = dataset
-        finally:
-            if output is not None and not out.closed:
-                out.close()
-            if folder is not None:
-                shutil.rmtree(folder, ignore_errors=True)
+            output = dataset
+        elif output is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            with open(output, "w", encoding="utf-8") as out:
+                per_person, margins = write_pairs(lines, out)
+        else:
+            per_person, margins = write_pairs(lines, sys.stdout)
         self.stderr.write(f"{sum(per_person.values()):,} pairs of {len(per_person):,} people"
                           + (f" written to {output}" if output else ""))
         for person, count in sorted(per_person.items()):
@@ -92,6 +82,17 @@ class Command(BaseCommand):
             q = statistics.quantiles(margins, n=4) if len(margins) > 1 else [margins[0]] * 3
             self.stderr.write(f"score margin (chosen - rejected): min {min(margins)}, quartiles "
                               f"{q[0]:g} / {q[1]:g} / {q[2]:g}, max {max(margins)}")
+
+
+def write_pairs(lines, out) -> tuple[Counter, list[int]]:
+    """Write the JSONL ``lines`` to ``out``: (pairs per person, score margins)."""
+    per_person, margins = Counter(), []
+    for line in lines:
+        out.write(line)
+        pair = json.loads(line)
+        per_person[pair["user_id"]] += 1
+        margins.append(pair["score_chosen"] - pair["score_rejected"])
+    return per_person, margins
 
 
 def dataset_card(per_person: Counter, margins: list[int], min_margin: int, with_profile: bool) -> str:
