@@ -31,7 +31,18 @@ def workdir(tmp_path, settings):
 
 def children(run_id: int) -> dict[int, int]:
     """rank -> pid of the live training processes of ``run_id`` (read from /proc)."""
-    found = {}
+    return {int(env[b"RANK"]): pid for pid, argv, env in _processes(run_id)
+            if b"trainer.worker.child" in argv and b"RANK" in env}
+
+
+def launcher(run_id: int) -> int | None:
+    """The pid of the live `accelerate launch` of ``run_id``."""
+    return next((pid for pid, argv, env in _processes(run_id)
+                 if b"accelerate.commands.launch" in argv and b"RANK" not in env), None)
+
+
+def _processes(run_id: int):
+    """(pid, argv, environment) of each live process whose command line names ``run_id``."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -41,9 +52,8 @@ def children(run_id: int) -> dict[int, int]:
             state = (entry / "stat").read_text().split(")")[-1].split()[0]
         except OSError:
             continue
-        if b"trainer.worker.child" in argv and str(run_id).encode() in argv and state != "Z" and b"RANK" in env:
-            found[int(env[b"RANK"])] = int(entry.name)
-    return found
+        if str(run_id).encode() in argv and state != "Z":
+            yield int(entry.name), argv, env
 
 
 def start_from_the_form(client, staff, processes: int, **config) -> TrainingRun:
@@ -144,6 +154,18 @@ def test_a_killed_worker_takes_its_processes_with_it(staff, people, workdir, tin
     wait_for(lambda: not children(run.pk), timeout=30)  # no orphans training behind the reaper's back
 
 
+def test_a_launcher_killed_outright_takes_its_processes_with_it_and_fails_the_run(staff, people, workdir,
+                                                                                  tiny_model_path):
+    with train_worker(tiny_model_path, workdir, "train-launcher-dies@localhost"):
+        run = start(staff, epochs=200)
+        wait_for(lambda: len(children(run.pk)) == 2, timeout=180)
+        os.kill(launcher(run.pk), signal.SIGKILL)  # it cannot pass this on: each process has its own signal armed
+        wait_for(lambda: not children(run.pk), timeout=30)
+        wait_for(lambda: status_of(run) in ENDED, timeout=60)
+    assert run.status == TrainingRun.Status.FAILED, run.error
+    assert run.error.startswith("The launcher of the training processes was killed by SIGKILL"), run.error
+
+
 def test_the_reason_names_the_process_that_failed_first_and_its_error():
     from trainer.worker.group import failure_reason
 
@@ -151,6 +173,8 @@ def test_the_reason_names_the_process_that_failed_first_and_its_error():
            "pairs: collect ratings first.\nRuntimeError: Connection closed by peer\nRoot Cause (first observed "
            "failure):\n[0]:\n  rank      : 1 (local_rank: 1)\n  exitcode  : -9 (pid: 8)\n")
     assert failure_reason(log, 1) == "Training process 1 was killed by SIGKILL (out of memory, or stopped by hand)."
+    assert failure_reason("W1206 Sending process 7 closing signal SIGTERM\n", -15) == (
+        "The launcher of the training processes was killed by SIGTERM.")
     own = log.replace("exitcode  : -9", "exitcode  : 1").replace("RuntimeError: Connection closed by peer\n", "")
     assert failure_reason(own, 1) == ("Training process 1 exited with code 1: ValueError: The selected data has no "
                                       "preference pairs: collect ratings first.")

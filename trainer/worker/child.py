@@ -9,19 +9,30 @@ failure in any process ends the group, and the worker that launched it writes
 the reason from the launcher's summary (which process failed first, and how):
 process 0 does not write its own, because when another process dies it fails
 too, on the broken connection, and may get there first.
+
+Each process dies with the launcher (SIGKILL, armed first thing): the launcher passes a SIGTERM on to its
+processes, but not when a second SIGTERM interrupts it while it does so (a dying multi-threaded worker can
+send one per thread), nor when it is killed outright.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+
+from trainer.worker.die_with_parent import PARENT_ENV, arm
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or not argv[0].isdigit():
         print("usage: python -m trainer.worker.child RUN_ID (under accelerate launch)", file=sys.stderr)
         return 2
+    launcher = os.environ.get(PARENT_ENV)
+    if launcher and not arm(int(launcher), signal.SIGKILL):
+        print(f"run {argv[0]}: the launcher has already ended", file=sys.stderr)
+        return 1
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alignment_site.settings")
     import django
 

@@ -194,8 +194,9 @@ def failure_reason(output: str, returncode: int | None) -> str:
     summary = output.rsplit("Root Cause", 1)[-1] if "Root Cause" in output else output
     found = _FAILED.search(summary)
     code = int(found.group(2)) if found else returncode
-    if found and code < 0 and -code in signal.valid_signals():  # killed: the others' errors are its echo
-        text = f"Training process {found.group(1)} was killed by {signal.Signals(-code).name}"
+    if code is not None and code < 0 and -code in signal.valid_signals():  # killed: the others' errors are its echo
+        who = f"Training process {found.group(1)}" if found else "The launcher of the training processes"
+        text = f"{who} was killed by {signal.Signals(-code).name}"
         return text + (" (out of memory, or stopped by hand)." if code == -signal.SIGKILL else ".")
     text = (f"Training process {found.group(1)} exited with code {code}" if found
             else f"The training processes ended with exit code {returncode}")
