@@ -2,6 +2,7 @@
 and a staff member."""
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,13 @@ def login(page, base_url: str, username: str, password: str = PASSWORD) -> None:
     page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_url(base_url + "/")
+
+
+def new_chat(page) -> None:
+    """Press New chat and wait until the chat page's scripts have run: until then Enter in the message box adds a
+    line instead of sending (a loaded machine can take seconds to run them)."""
+    page.click("text=New chat")
+    page.wait_for_url(re.compile(r"/chat/\d+/$"), wait_until="domcontentloaded")
 
 
 def screenshot(page, name: str, width: int = 1100) -> None:

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from tests.collection.conftest import sources  # noqa: F401  (fixture)
-from tests.personas import login
+from tests.personas import login, new_chat
 from tests.services import celery_worker_cmd, free_port, http_ready, running, service_env, worker_ready
 from users.models import Reply, VectorFit
 
@@ -53,7 +53,7 @@ def stack(active_run, artifacts_dir, tiny_model_path, tmp_path):
 def test_chat_compare_rate_and_see_the_refit_arrive(owner, page, stack, active_run):
     login(page, stack, owner.username)
     page.click("text=Chat")
-    page.click("text=New chat")
+    new_chat(page)
     page.wait_for_selector("#vectors-notice >> text=with your own vectors from training")
     # the user map: four points, and only the person's own has a name
     assert page.locator("#personal-panel svg.user-map circle").count() == 4
@@ -139,7 +139,7 @@ def test_a_new_participant_finds_their_way_from_sign_up_to_compare_by_the_pages_
     assert "Thank you: you have finished all 6 conversations" in page.inner_text("#next-step")
 
     page.click("nav >> text=Chat")
-    page.click("text=New chat")
+    new_chat(page)
     page.fill("#message", "Tell me about **tea** in a list.")
     page.press("#message", "Enter")
     page.wait_for_selector('.bubble.model[data-status="done"]', timeout=60_000)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.personas import login, screenshot
+from tests.personas import login, new_chat, screenshot
 from users.conversations.markdown import render
 from users.models import Reply
 
@@ -21,8 +21,7 @@ RECORD_PARTIAL_TEXTS = """
 
 def test_a_participant_sees_the_reply_stream_in_and_stay_after_reload(owner, page, generate_worker, asgi_server):
     login(page, asgi_server, owner.username)
-    page.click("text=New chat")
-    page.wait_for_selector("#message")
+    new_chat(page)
     page.evaluate(RECORD_PARTIAL_TEXTS)
     page.fill("#message", "How can I sleep better?")
     page.press("#message", "Enter")
@@ -45,8 +44,7 @@ def test_a_participant_sees_the_reply_stream_in_and_stay_after_reload(owner, pag
 
 def test_a_refused_or_failed_send_shows_its_message_and_keeps_the_text(owner, page, asgi_server):
     login(page, asgi_server, owner.username)
-    page.click("text=New chat")
-    page.wait_for_selector("#message")
+    new_chat(page)
     page.fill("#message", "x" * 10_000)
     page.press("#message", "Enter")
     page.wait_for_selector("#send-error:has-text('the limit is 4,000')", timeout=20_000)
@@ -72,8 +70,7 @@ def test_a_refused_or_failed_send_shows_its_message_and_keeps_the_text(owner, pa
 
 def test_back_then_forward_shows_the_conversation_as_it_is_now(owner, page, asgi_server):
     login(page, asgi_server, owner.username)
-    page.click("text=New chat")
-    page.wait_for_selector("#message")
+    new_chat(page)
     page.fill("#message", "A question sent through htmx")
     page.press("#message", "Enter")
     page.wait_for_selector(".bubble.user:has-text('A question sent through htmx')")
