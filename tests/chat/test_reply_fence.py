@@ -56,7 +56,7 @@ def test_a_third_version_loaded_under_load_fails_the_replies_waiting_for_the_old
         owner, active_run, settings, staff):
     settings.GENERATE_BATCH_SIZE = 1
     settings.CHAT_MAX_NEW_TOKENS = 200
-    serving._runs.clear()
+    serving.VERSIONS.clear()
     replies = queued(owner, 4)
     statuses = {}
 
@@ -81,7 +81,37 @@ def test_a_third_version_loaded_under_load_fails_the_replies_waiting_for_the_old
     failed = [r for r in rows.values() if r.status == Reply.Status.FAILED]
     assert failed and all("unloaded to make room for a newer one" in r.error for r in failed)
     assert all(r.status in (Reply.Status.DONE, Reply.Status.FAILED) for r in rows.values())
-    serving._runs.clear()
+    serving.VERSIONS.clear()
+
+
+def test_a_reply_on_the_active_version_is_written_while_another_version_loads(owner, active_run, settings, staff,
+                                                                             monkeypatch):
+    settings.CHAT_MAX_NEW_TOKENS = 8
+    serving.VERSIONS.clear()
+    serving.served_run(active_run.pk, active_run.artifacts)
+    other = TrainingRun.objects.create(name="other", created_by=staff, status=TrainingRun.Status.COMPLETED,
+                                       config=active_run.config, artifacts=active_run.artifacts)
+    loading, answered = threading.Event(), threading.Event()
+    real_load = serving._served_here
+
+    def held_load(run_id, path, base):
+        if run_id == other.pk:
+            loading.set()
+            answered.wait(timeout=90)  # held until the active version's reply is written (a slow disk, a big model)
+        return real_load(run_id, path, base)
+
+    monkeypatch.setattr(serving, "_served_here", held_load)
+    loader = threading.Thread(target=serving.served_run, args=(other.pk, other.artifacts))
+    loader.start()
+    assert loading.wait(timeout=60)
+    (reply,) = queued(owner)
+    assert serving.generate_reply(reply.pk, worker="generate@test") == Reply.Status.DONE
+    still_loading = loader.is_alive()
+    answered.set()
+    loader.join(timeout=90)
+    assert still_loading, "the reply waited for the other version's load"
+    assert other.pk in serving.VERSIONS and Reply.objects.get(pk=reply.pk).serving["version"] == active_run.pk
+    serving.VERSIONS.clear()
 
 
 def test_a_retry_racing_the_old_attempts_last_write_keeps_the_new_attempt(owner, active_run, settings,

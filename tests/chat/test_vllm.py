@@ -81,8 +81,8 @@ def vllm_setup(bundled_model_path, tmp_path_factory, django_db_setup, test_redis
                    "states": states, "overrides": overrides}
         finally:
             vllm.stop_all()
-            serving._runs.clear()
-            serving._bases.clear()
+            serving.VERSIONS.clear()
+            serving.BASES.clear()
 
 
 def vllm_key() -> str:

@@ -2,8 +2,8 @@
 worker's half-written reply is failed with its text kept — by the restarted worker at once, or by any
 other worker's periodic bookkeeping — without a browser watching."""
 
+import math
 import signal
-import sys
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -11,10 +11,11 @@ import pytest
 import redis
 from celery import Celery
 
-from tests.services import running, service_env, wait_until, worker_ready
+from tests.services import celery_worker_cmd, running, service_env, wait_until, worker_ready
 from users.models import Conversation, Reply, Turn
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+MOST_THREADS = 64
 
 
 @pytest.fixture
@@ -28,12 +29,11 @@ def own_redis():
     return url
 
 
-def generate_worker(model, workdir, name, redis_url, **extra):
+def generate_worker(model, workdir, name, redis_url, threads: int = 8, **extra):
     env = service_env(model, workdir, REDIS_URL=redis_url, **extra)
     log = workdir / f"{name.split('@')[0]}-{time.monotonic_ns()}.log"
-    cmd = [sys.executable, "-m", "celery", "-A", "alignment_site", "worker", "-Q", "generate", "-P", "threads",
-           "-c", "8", "-n", name, "--without-gossip", "--without-mingle", "-l", "info"]
-    return running(cmd, env, log, worker_ready(log, name), timeout=120)
+    return running(celery_worker_cmd("generate", name, threads=threads), env, log, worker_ready(log, name),
+                   timeout=120)
 
 
 def queue_replies(owner, redis_url, n):
@@ -54,18 +54,27 @@ def status(reply):
     return reply.status
 
 
+STALL_SECONDS = 15  # REPLY_STALL_SECONDS's least
+
+
 def test_replies_waiting_behind_others_in_a_busy_worker_are_not_failed(owner, bundled_model_path, tmp_path,
                                                                       own_redis):
-    # One reply per forward pass, 8 threads: the eighth waits about 8 replies' time after its claim.
-    with generate_worker(bundled_model_path, tmp_path, "generate-busy@localhost", own_redis, GENERATE_BATCH_SIZE="1",
-                         CHAT_MAX_NEW_TOKENS="128", CHAT_TEMPERATURE="0", REPLY_STALL_SECONDS="15",
-                         BOOKKEEPING_SECONDS="1"):
-        replies = queue_replies(owner, own_redis, 8)
-        wait_until(lambda: all(status(r) in Reply.FINISHED for r in replies), timeout=240)
-    assert [r.status for r in replies] == [Reply.Status.DONE] * 8, [r.error for r in replies]
+    # One reply per forward pass: the last of n claimed replies waits n - 1 replies' time after its claim. n is
+    # worked out from this machine's speed, so that the wait is twice the stall limit however fast it is.
+    with generate_worker(bundled_model_path, tmp_path, "generate-busy@localhost", own_redis, threads=MOST_THREADS,
+                         GENERATE_BATCH_SIZE="1", CHAT_MAX_NEW_TOKENS="128", CHAT_TEMPERATURE="0",
+                         REPLY_STALL_SECONDS=str(STALL_SECONDS), BOOKKEEPING_SECONDS="1"):
+        for _ in range(2):  # the second one, once the model is warm, times one reply
+            (timed,) = queue_replies(owner, own_redis, 1)
+            wait_until(lambda: status(timed) in Reply.FINISHED, timeout=240)
+        one = (timed.finished_at - timed.started_at).total_seconds()
+        n = min(MOST_THREADS, max(8, math.ceil(2 * STALL_SECONDS / one) + 1))
+        replies = queue_replies(owner, own_redis, n)
+        wait_until(lambda: all(status(r) in Reply.FINISHED for r in replies), timeout=60 + 2 * n * one)
+    assert [r.status for r in replies] == [Reply.Status.DONE] * n, [r.error for r in replies]
     assert all(r.error == "" for r in replies)
     longest = max((r.finished_at - r.started_at).total_seconds() for r in replies)
-    assert longest > 15  # some reply was claimed and kept waiting longer than the stall limit
+    assert longest > STALL_SECONDS, (one, n)  # some reply was claimed and kept waiting longer than the stall limit
 
 
 def test_a_killed_workers_reply_is_failed_with_its_text_by_another_workers_bookkeeping(owner, bundled_model_path,

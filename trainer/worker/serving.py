@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from django.utils import timezone
 from alignment_site.redis_client import client
 from trainer.core import provision
 from trainer.selectors import active_version
+from trainer.worker.loaded import LoadOnce
 from trainer.worker.patience import patiently
 from trainer.worker.reply_claim import HEARTBEAT_SECONDS, ReplyClaim, ReplyLost, beating
 from users.conversations import services, streams
@@ -44,10 +44,6 @@ from users.models import Reply
 
 log = logging.getLogger(__name__)
 
-_lock = threading.Lock()
-_bases: dict[tuple[str, str], tuple] = {}  # (model path, backend) -> (tokenizer, name, scheduler)
-_hf_bases: dict[str, tuple] = {}  # model path -> (model, tokenizer, name)
-_runs: dict[int, "ServedRun"] = {}  # run id -> its served model and vectors
 KEEP_RUNS = 2  # versions kept in memory: the active one and the one before (rollback is instant)
 STOP_POLL_SECONDS = 0.25
 STOP_GRACE_SECONDS = 30  # a stopped reply whose model has not ended it by then ends as stopped anyway
@@ -61,7 +57,7 @@ class ServedRun:
     scheduler: object  # BatchScheduler (hf) or VLLMEngine (vllm): submit(request), deltas
     user_model: object  # None for a plain-DPO version
     user_index: object
-    fitted: dict[int, object] = field(default_factory=dict)  # VectorFit id -> (T, H) tensor
+    fitted: LoadOnce = field(default_factory=LoadOnce)  # VectorFit id -> its (T, H) tensor
 
     def soft_prompt(self, user_id: str | None):
         """(T, H) vectors of a person in training (the generic ones for anyone else); None for plain DPO."""
@@ -76,6 +72,14 @@ class Plan:
     name: str
     soft_prompt: object  # (T, H) tensor or None
     record: dict  # what Reply.serving stores
+
+
+# What this process has loaded. Model path -> (model, tokenizer, name):
+TRANSFORMERS_MODELS: LoadOnce[tuple] = LoadOnce()
+# (model path, backend) -> (tokenizer, name, scheduler) answering with the base model:
+BASES: LoadOnce[tuple] = LoadOnce(drop=lambda base: base[2].close())
+# Run id -> the version's served model and vectors:
+VERSIONS: LoadOnce[ServedRun] = LoadOnce(keep=KEEP_RUNS, drop=lambda served: served.scheduler.close())
 
 
 def _scheduler(model, tokenizer, name: str):
@@ -105,18 +109,18 @@ def load_base_model():
     """(model, tokenizer, name) of BASE_MODEL in transformers, loaded on first use and kept for the process
     (the collection's simulated people and anything else that needs the model itself, whatever the backend)."""
     location = provision.resolve(settings.BASE_MODEL, settings.DATA_DIR)
-    path = str(location.path)
-    with _lock:
-        if path not in _hf_bases:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            started = time.perf_counter()
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-            _hf_bases[path] = (model, tokenizer, location.name)
-            log.info("loaded %s in %.1f s", location.name, time.perf_counter() - started)
-    return _hf_bases[path]
+    def load():
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        started = time.perf_counter()
+        tokenizer = AutoTokenizer.from_pretrained(location.path)
+        model = AutoModelForCausalLM.from_pretrained(location.path, dtype=torch.float32).eval()
+        log.info("loaded %s in %.1f s", location.name, time.perf_counter() - started)
+        return model, tokenizer, location.name
+
+    return TRANSFORMERS_MODELS.get(str(location.path), load)
 
 
 def local_base_model() -> str:
@@ -127,38 +131,34 @@ def local_base_model() -> str:
 def served_base() -> tuple:
     """(tokenizer, name, scheduler) answering with the base model on the configured backend."""
     location = provision.resolve(settings.BASE_MODEL, settings.DATA_DIR)
-    key = (str(location.path), settings.SERVING_BACKEND)
-    if key not in _bases:
+
+    def load():
         if settings.SERVING_BACKEND == "vllm":
             from trainer.worker import vllm
 
-            with _lock:
-                if key not in _bases:
-                    tokenizer, engine = _vllm_engine(location.path, vllm.base_name(location.path), "vllm-base")
-                    _bases[key] = (tokenizer, location.name, engine)
-        else:
-            model, tokenizer, name = load_base_model()
-            with _lock:
-                if key not in _bases:
-                    _bases[key] = (tokenizer, name, _scheduler(model, tokenizer, "base"))
-    return _bases[key]
+            tokenizer, engine = _vllm_engine(location.path, vllm.base_name(location.path), "vllm-base")
+            return tokenizer, location.name, engine
+        model, tokenizer, name = load_base_model()
+        return tokenizer, name, _scheduler(model, tokenizer, "base")
+
+    return BASES.get((str(location.path), settings.SERVING_BACKEND), load)
 
 
 def served_run(run_id: int, artifacts: str) -> ServedRun:
-    """The version's served model, loaded once per process; older versions beyond KEEP_RUNS are dropped."""
-    with _lock:
-        if run_id not in _runs:
-            from trainer.core.artifacts import base_model_here
+    """The version's served model, loaded once per process (other versions' replies go on meanwhile); the
+    oldest beyond KEEP_RUNS is dropped."""
 
-            path = settings.ARTIFACTS_DIR / artifacts
-            base = base_model_here(path, local_base_model)  # trained on another machine: this one's BASE_MODEL
-            started = time.perf_counter()
-            served = (_served_by_vllm if settings.SERVING_BACKEND == "vllm" else _served_here)(run_id, path, base)
-            _runs[run_id] = served
-            log.info("loaded version %s in %.1f s", run_id, time.perf_counter() - started)
-            for old in [r for r in _runs if r != run_id][:max(0, len(_runs) - KEEP_RUNS)]:
-                _runs.pop(old).scheduler.close()
-        return _runs[run_id]
+    def load() -> ServedRun:
+        from trainer.core.artifacts import base_model_here
+
+        path = settings.ARTIFACTS_DIR / artifacts
+        base = base_model_here(path, local_base_model)  # trained on another machine: this one's BASE_MODEL
+        started = time.perf_counter()
+        served = (_served_by_vllm if settings.SERVING_BACKEND == "vllm" else _served_here)(run_id, path, base)
+        log.info("loaded version %s in %.1f s", run_id, time.perf_counter() - started)
+        return served
+
+    return VERSIONS.get(run_id, load)
 
 
 def _served_here(run_id: int, path: Path, base: str) -> ServedRun:
@@ -209,11 +209,13 @@ def fitted_vectors(served: ServedRun, user_pk: int):
     if row is None:
         return None
     fit_id, relative = row
-    if fit_id not in served.fitted:
+
+    def load():
         from safetensors.torch import load_file
 
-        served.fitted[fit_id] = load_file(settings.ARTIFACTS_DIR / relative)["vectors"]
-    return fit_id, served.fitted[fit_id]
+        return load_file(settings.ARTIFACTS_DIR / relative)["vectors"]
+
+    return fit_id, served.fitted.get(fit_id, load)
 
 
 def reply_plan(reply: Reply) -> Plan:

@@ -37,12 +37,6 @@ from django.conf import settings
 log = logging.getLogger(__name__)
 
 STATE_KEY = "vllm:servers"
-_lock = threading.Lock()
-_name_locks: dict[str, threading.Lock] = {}
-_servers: dict[str, "LocalServer"] = {}
-_starting: dict[str, subprocess.Popen | None] = {}  # servers not yet ready (None: about to start); stop_all stops them
-_failures: dict[str, tuple[float, Exception]] = {}  # model name -> (when, why) its last start failed
-_found: dict[str, tuple[float, str]] = {}  # VLLM_URL mode: model name -> (when, which URL serves it)
 FAILURE_HOLD_SECONDS = 30  # replies waiting on a start that failed fail at once, not one start each
 FOUND_SECONDS = 10  # how long a VLLM_URL lookup is trusted before asking the servers again
 
@@ -55,6 +49,13 @@ class LocalServer:
     url: str
     log_path: Path
     used: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Starting:
+    """A server not ready yet: its process once started, and whether the worker's shutdown asked it to give up."""
+    proc: subprocess.Popen | None = None
+    given_up: threading.Event = field(default_factory=threading.Event)
 
 
 def base_name(folder: str | Path) -> str:
@@ -85,75 +86,181 @@ def serve_hint(folder: str | Path, name: str) -> str:
     return f"vllm serve {folder} --served-model-name {name} --enable-prompt-embeds"
 
 
+class ExternalServers:
+    """``VLLM_URL`` mode: which of the servers someone else runs serves a model, trusted for FOUND_SECONDS."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._found: dict[str, tuple[float, str]] = {}  # model name -> (when, which URL serves it)
+
+    def url(self, name: str, folder) -> str:
+        from trainer.core.vllm import VLLMUnavailable, served_models
+
+        with self._lock:
+            known = self._found.get(name)
+        if known is not None and time.monotonic() - known[0] < FOUND_SECONDS and known[1] in settings.VLLM_URL:
+            return known[1]
+        problems = []
+        for url in settings.VLLM_URL:
+            try:
+                if name in served_models(url, api_key=api_key()):
+                    if known is None or known[1] != url:
+                        _publish(name, state="ready", url=url, external=True)
+                    with self._lock:
+                        self._found[name] = (time.monotonic(), url)
+                    return url
+                problems.append(f"{url} serves other models")
+            except VLLMUnavailable as exc:
+                problems.append(f"{url} {exc.reason}")
+        reason = (f"no server serves the model {name!r} ({'; '.join(problems)}). Start one where the GPUs are, "
+                  f"with that folder copied there: `{serve_hint(folder, name)}`")
+        with self._lock:
+            self._found.pop(name, None)
+        _publish(name, state="failed", url=", ".join(settings.VLLM_URL), error=reason, external=True)
+        raise VLLMUnavailable(", ".join(settings.VLLM_URL), reason)
+
+
+class ServerPool:
+    """The servers this worker process starts itself (``VLLM_URL`` empty). One lock guards the pool's
+    dictionaries and is never held while a server starts or stops; each model has a gate of its own, so one
+    start runs per model however many replies ask at once, and other models' replies go on meanwhile."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._gates: dict[str, threading.Lock] = {}
+        self._servers: dict[str, LocalServer] = {}
+        self._starting: dict[str, _Starting] = {}
+        self._failures: dict[str, tuple[float, Exception]] = {}  # model name -> (when, why) its last start failed
+        self._stops_at_exit = False
+
+    def url(self, name: str, folder) -> str:
+        with self._lock:
+            gate = self._gates.setdefault(name, threading.Lock())
+        with gate:
+            with self._lock:
+                server, failed = self._servers.get(name), self._failures.get(name)
+            if server is not None and server.proc.poll() is None:
+                server.used = time.monotonic()
+                return server.url
+            if server is not None:
+                with self._lock:
+                    self._servers.pop(name, None)
+                log.warning("vLLM server for %s exited with %s; starting it again", name, server.proc.returncode)
+                _stop(name, server.proc)  # its engine's processes may have outlived it
+            if failed is not None and time.monotonic() - failed[0] < FAILURE_HOLD_SECONDS:
+                raise failed[1]
+            try:
+                server = self._start(name, folder)
+            except Exception as exc:
+                with self._lock:
+                    self._failures[name] = (time.monotonic(), exc)
+                raise
+            with self._lock:
+                self._failures.pop(name, None)
+                self._servers[name] = server
+            return server.url
+
+    def stop_all(self) -> None:
+        """Stop every server this process started, and make the starts under way give up (the worker's
+        shutdown, and at exit)."""
+        with self._lock:
+            servers = [(s.name, s.proc) for s in self._servers.values()]
+            servers += [(n, s.proc) for n, s in self._starting.items() if s.proc is not None]
+            for starting in self._starting.values():
+                starting.given_up.set()
+            self._servers.clear()
+        for name, proc in servers:
+            _stop(name, proc)
+
+    def _make_room(self, name: str) -> _Starting:
+        """Reserve a place for ``name``'s server, stopping the least recently used ones so that at most
+        VLLM_MAX_SERVERS run or start (each holds a whole model and its cache; a reply still streaming from an
+        evicted one is cut and fails with the message)."""
+        with self._lock:
+            starting = self._starting[name] = _Starting()
+            running = sorted(self._servers.values(), key=lambda s: s.used)
+            evict = running[:max(0, len(running) + len(self._starting) - settings.VLLM_MAX_SERVERS)]
+            for server in evict:
+                self._servers.pop(server.name, None)
+            if not self._stops_at_exit:  # registered with the first server, not at import
+                atexit.register(self.stop_all)
+                self._stops_at_exit = True
+        for server in evict:
+            log.info("stopping the vLLM server for %s to make room (VLLM_MAX_SERVERS=%s)", server.name,
+                     settings.VLLM_MAX_SERVERS)
+            _stop(server.name, server.proc)
+        return starting
+
+    def _start(self, name: str, folder) -> LocalServer:
+        from trainer.core.vllm import VLLMUnavailable
+
+        python = Path(settings.VLLM_PYTHON)
+        log_path, pid_path = _paths(name)
+        if not python.is_file():
+            reason = (f"vLLM's environment is not set up ({python} is missing). Start the product with "
+                      "SERVING_BACKEND=vllm ./run.sh (it sets it up), or set VLLM_PYTHON, or VLLM_URL for a server "
+                      "elsewhere.")
+            _publish(name, state="failed", error=reason, log=str(log_path))
+            raise VLLMUnavailable("", reason)
+        starting = self._make_room(name)
+        try:
+            return self._launch(name, folder, starting, log_path, pid_path)
+        finally:
+            with self._lock:
+                self._starting.pop(name, None)
+
+    def _launch(self, name: str, folder, starting: _Starting, log_path: Path, pid_path: Path) -> LocalServer:
+        from trainer.core.ports import free_port
+        from trainer.core.vllm import VLLMUnavailable
+
+        _stop_orphans()
+        port = free_port()
+        try:
+            command = serve_command(folder, name, port)
+        except ValueError as exc:  # VLLM_ARGS asked for something refused (--host)
+            _publish(name, state="failed", error=str(exc), log=str(log_path))
+            raise VLLMUnavailable("", str(exc)) from exc
+        url = f"http://127.0.0.1:{port}"
+        _publish(name, state="starting", url=url, log=str(log_path))
+        log.info("starting a vLLM server for %s on %s (log %s)", name, url, log_path)
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True, env={**os.environ, "VLLM_LOGGING_LEVEL": "INFO"})
+        pid_path.write_text(f"{os.getpid()} {proc.pid}\n")
+        starting.proc = proc
+        deadline = time.monotonic() + settings.VLLM_START_SECONDS
+        while True:
+            if starting.given_up.is_set():
+                what = "was stopped while starting (its worker is shutting down)"
+            elif healthy(url):  # /health answers without the key
+                break
+            elif proc.poll() is not None:
+                what = f"exited with {proc.returncode}"
+            elif time.monotonic() > deadline:
+                what = f"was not ready after {settings.VLLM_START_SECONDS} s (VLLM_START_SECONDS)"
+            else:
+                time.sleep(0.5)
+                continue
+            _stop(name, proc)
+            reason = f"the server for {name} {what}; its log: {log_path}"
+            _publish(name, state="failed", url=url, error=reason, log=str(log_path), tail=_tail(log_path))
+            raise VLLMUnavailable(url, reason)
+        _publish(name, state="ready", url=url, log=str(log_path), pid=proc.pid)
+        return LocalServer(name, str(folder), proc, url, log_path)
+
+
+EXTERNAL = ExternalServers()
+LOCAL = ServerPool()
+
+
 def locate(name: str, folder: str | Path) -> str:
     """The base URL of a server serving ``name`` (the model in ``folder``); raises VLLMUnavailable."""
-    return _external(name, folder) if settings.VLLM_URL else _local(name, folder)
+    return EXTERNAL.url(name, folder) if settings.VLLM_URL else LOCAL.url(name, folder)
 
 
-def _external(name: str, folder) -> str:
-    from trainer.core.vllm import VLLMUnavailable, served_models
-
-    known = _found.get(name)
-    if known is not None and time.monotonic() - known[0] < FOUND_SECONDS and known[1] in settings.VLLM_URL:
-        return known[1]
-    problems = []
-    for url in settings.VLLM_URL:
-        try:
-            if name in served_models(url, api_key=api_key()):
-                if known is None or known[1] != url:
-                    _publish(name, state="ready", url=url, external=True)
-                _found[name] = (time.monotonic(), url)
-                return url
-            problems.append(f"{url} serves other models")
-        except VLLMUnavailable as exc:
-            problems.append(f"{url} {exc.reason}")
-    reason = (f"no server serves the model {name!r} ({'; '.join(problems)}). Start one where the GPUs are, "
-              f"with that folder copied there: `{serve_hint(folder, name)}`")
-    _found.pop(name, None)
-    _publish(name, state="failed", url=", ".join(settings.VLLM_URL), error=reason, external=True)
-    raise VLLMUnavailable(", ".join(settings.VLLM_URL), reason)
-
-
-def _local(name: str, folder) -> str:
-    with _lock:
-        gate = _name_locks.setdefault(name, threading.Lock())
-    with gate:  # one start per model, however many replies ask at once
-        server = _servers.get(name)
-        if server is not None and server.proc.poll() is None:
-            server.used = time.monotonic()
-            return server.url
-        if server is not None:
-            _servers.pop(name, None)
-            log.warning("vLLM server for %s exited with %s; starting it again", name, server.proc.returncode)
-            _stop(name, server.proc)  # its engine's processes may have outlived it
-        failed = _failures.get(name)
-        if failed is not None and time.monotonic() - failed[0] < FAILURE_HOLD_SECONDS:
-            raise failed[1]
-        try:
-            server = _start(name, folder)
-        except Exception as exc:
-            _failures[name] = (time.monotonic(), exc)
-            raise
-        _failures.pop(name, None)
-        with _lock:
-            _servers[name] = server
-        return server.url
-
-
-def _make_room(name: str) -> None:
-    """Reserve a place for ``name``'s server, stopping the least recently used ones so that at most
-    VLLM_MAX_SERVERS run or start (each holds a whole model and its cache; a reply still streaming from an
-    evicted one is cut and fails with the message)."""
-    with _lock:
-        _starting[name] = None
-        running = sorted(_servers.values(), key=lambda s: s.used)
-        evict = running[:max(0, len(running) + len(_starting) - settings.VLLM_MAX_SERVERS)]
-        for server in evict:
-            _servers.pop(server.name, None)
-    for server in evict:
-        log.info("stopping the vLLM server for %s to make room (VLLM_MAX_SERVERS=%s)", server.name,
-                 settings.VLLM_MAX_SERVERS)
-        _stop(server.name, server.proc)
+def stop_all() -> None:
+    """Stop every server this process started (the worker's shutdown)."""
+    LOCAL.stop_all()
 
 
 def _paths(name: str) -> tuple[Path, Path]:
@@ -161,59 +268,6 @@ def _paths(name: str) -> tuple[Path, Path]:
     (data / "logs").mkdir(parents=True, exist_ok=True)
     (data / "run").mkdir(parents=True, exist_ok=True)
     return data / "logs" / f"vllm-{name}.log", data / "run" / f"vllm-{name}.{os.getpid()}.pid"
-
-
-def _start(name: str, folder) -> LocalServer:
-    from trainer.core.vllm import VLLMUnavailable
-
-    python = Path(settings.VLLM_PYTHON)
-    log_path, pid_path = _paths(name)
-    if not python.is_file():
-        reason = (f"vLLM's environment is not set up ({python} is missing). Start the product with "
-                  "SERVING_BACKEND=vllm ./run.sh (it sets it up), or set VLLM_PYTHON, or VLLM_URL for a server "
-                  "elsewhere.")
-        _publish(name, state="failed", error=reason, log=str(log_path))
-        raise VLLMUnavailable("", reason)
-    _make_room(name)
-    _stop_orphans()
-    from trainer.core.ports import free_port
-
-    port = free_port()
-    try:
-        command = serve_command(folder, name, port)
-    except ValueError as exc:  # VLLM_ARGS asked for something refused (--host)
-        _publish(name, state="failed", error=str(exc), log=str(log_path))
-        raise VLLMUnavailable("", str(exc)) from exc
-    url = f"http://127.0.0.1:{port}"
-    _publish(name, state="starting", url=url, log=str(log_path))
-    log.info("starting a vLLM server for %s on %s (log %s)", name, url, log_path)
-    try:
-        with open(log_path, "ab") as out:
-            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True, env={**os.environ, "VLLM_LOGGING_LEVEL": "INFO"})
-    except OSError:
-        _starting.pop(name, None)
-        raise
-    pid_path.write_text(f"{os.getpid()} {proc.pid}\n")
-    _starting[name] = proc
-    deadline = time.monotonic() + settings.VLLM_START_SECONDS
-    while not healthy(url):  # /health answers without the key
-        if proc.poll() is not None or time.monotonic() > deadline or _starting.get(name) is not proc:
-            if _starting.get(name) is not proc:
-                what = "was stopped while starting (its worker is shutting down)"
-            elif proc.poll() is not None:
-                what = f"exited with {proc.returncode}"
-            else:
-                what = f"was not ready after {settings.VLLM_START_SECONDS} s (VLLM_START_SECONDS)"
-            _starting.pop(name, None)
-            _stop(name, proc)
-            reason = f"the server for {name} {what}; its log: {log_path}"
-            _publish(name, state="failed", url=url, error=reason, log=str(log_path), tail=_tail(log_path))
-            raise VLLMUnavailable(url, reason)
-        time.sleep(0.5)
-    _starting.pop(name, None)
-    _publish(name, state="ready", url=url, log=str(log_path), pid=proc.pid)
-    return LocalServer(name, str(folder), proc, url, log_path)
 
 
 def healthy(url: str) -> bool:
@@ -310,19 +364,6 @@ def _stop(name: str, proc: subprocess.Popen) -> None:
     _, pid_path = _paths(name)
     pid_path.unlink(missing_ok=True)
     _publish(name, state="stopped")
-
-
-def stop_all() -> None:
-    """Stop every server this process started (the worker's shutdown, and at exit)."""
-    with _lock:
-        servers = [(s.name, s.proc) for s in _servers.values()] + [(n, p) for n, p in _starting.items() if p]
-        _servers.clear()
-        _starting.clear()  # a start still waiting sees this and gives up
-    for name, proc in servers:
-        _stop(name, proc)
-
-
-atexit.register(stop_all)
 
 
 def _publish(name: str, **state) -> None:
