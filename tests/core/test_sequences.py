@@ -23,6 +23,16 @@ def test_collate_left_pads_and_places_bos_slots_prompt_reply():
     assert_close(b.slot_mask, torch.tensor([[0, 1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0, 0]]).bool())
     assert_close(b.labels, torch.tensor([[0, 7], [8, 9]]))
     assert_close(b.label_mask, torch.tensor([[0.0, 1.0], [1.0, 1.0]]))
+    assert_close(b.reply_index, torch.tensor([[0, 1, 1], [1, 0, 1]]))  # (row, position) of each reply token
+    assert collate([([5], [])], prefix=[1], n_slots=0, pad_id=0).reply_index.shape == (2, 0)  # a prompt alone
+
+
+def test_after_the_first_epoch_a_training_step_asks_the_device_for_nothing_between_log_steps(tiny_model_path):
+    from bench.host_syncs import measure, summary
+
+    steps = summary(measure(str(tiny_model_path), 8, 2.0, 4, cancel_check=False))
+    assert steps["later epochs, ours"] == 0  # no boolean mask, no .item(): the reply tokens' positions come
+    assert steps["first epoch"] > steps["later epochs"]  # from the host; each pair's reference pass reads once
 
 
 def test_soft_prompt_vectors_land_in_the_slots_and_nowhere_else(tiny):

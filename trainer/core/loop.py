@@ -2,10 +2,14 @@
 
 Runs as one process, or as several under ``accelerate launch`` / ``torchrun``
 (DDP: each process takes its slice of every global batch). Where it waits for the
-device (host syncs): the metrics and the NaN check of log and checkpoint steps;
-the reference pass of a pair the first time it is seen (its log-probs are kept on
-the host); and, with several processes and a cancel check, one broadcast per
-micro-batch so that all stop at the same one.
+device (host syncs, counted by ``python -m bench host_syncs``): the metrics and the
+NaN check of log and checkpoint steps; the reference pass of a pair the first time a
+process meets it (its log-probs are kept on the host: all in the first epoch with
+one process, spread over the epochs with several); with several processes and a
+cancel check, one broadcast per micro-batch so that all stop at the same one; and
+transformers' own look at the attention mask, twice per forward pass. The reply
+tokens are picked by positions worked out on the host when the batch is built, so
+projecting them onto the vocabulary never waits.
 """
 
 from __future__ import annotations

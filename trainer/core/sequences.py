@@ -126,11 +126,13 @@ class SequenceBatch:
     labels: torch.Tensor  # (N, R) long, reply ids right-aligned, pad elsewhere
     label_mask: torch.Tensor  # (N, R) float, 1 on reply tokens
     n_slots: int
+    reply_index: torch.Tensor  # (2, M) long: the (row, position in R) of each reply token, found on the host
+    # when the batch is built, so that picking the reply tokens on the device never waits to learn how many
 
     def to(self, device) -> "SequenceBatch":
         return SequenceBatch(*(t.to(device) if torch.is_tensor(t) else t for t in (
             self.input_ids, self.attention_mask, self.position_ids, self.slot_mask, self.labels,
-            self.label_mask, self.n_slots)))
+            self.label_mask, self.n_slots, self.reply_index)))
 
     @property
     def num_tokens(self) -> torch.Tensor:
@@ -158,7 +160,10 @@ def collate(items: list[tuple[list[int], list[int]]], *, prefix: list[int], n_sl
             labels[i, R - len(reply):] = torch.tensor(reply)
             label_mask[i, R - len(reply):] = 1.0
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (N, L)
-    return SequenceBatch(input_ids, attention_mask, position_ids, slot_mask, labels, label_mask, n_slots)
+    reply_index = torch.tensor([[i for i, (_, r) in enumerate(items) for _ in r],
+                                [R - len(r) + j for _, r in items for j in range(len(r))]], dtype=torch.long)
+    return SequenceBatch(input_ids, attention_mask, position_ids, slot_mask, labels, label_mask, n_slots,
+                         reply_index)
 
 
 def embed_inputs(model, batch: SequenceBatch, soft_prompt: torch.Tensor | None) -> torch.Tensor:
@@ -210,10 +215,10 @@ def reply_logps(model, batch: SequenceBatch, soft_prompt: torch.Tensor | None) -
     hidden = base.get_decoder()(inputs_embeds=embeds, attention_mask=batch.attention_mask,
                                 position_ids=batch.position_ids, use_cache=False).last_hidden_state  # (N, L, H)
     hidden = hidden[:, -R - 1:-1]  # (N, R, H): position t predicts token t+1
-    mask = batch.label_mask.bool()  # (N, R)
-    logps = token_logps(hidden[mask], head.weight.to(hidden.dtype), batch.labels[mask])  # (M,) reply tokens only
-    rows = mask.nonzero()[:, 0]  # (M,) which sequence each token belongs to
-    return torch.zeros(mask.shape[0], dtype=logps.dtype, device=logps.device).index_add(0, rows, logps)  # (N,)
+    rows, positions = batch.reply_index  # (M,) each: which sequence, which reply position
+    logps = token_logps(hidden[rows, positions], head.weight.to(hidden.dtype),
+                        batch.labels[rows, positions])  # (M,) reply tokens only
+    return torch.zeros(hidden.shape[0], dtype=logps.dtype, device=logps.device).index_add(0, rows, logps)  # (N,)
 
 
 def _reply_logps_from_logits(model, batch: SequenceBatch, embeds: torch.Tensor) -> torch.Tensor:
