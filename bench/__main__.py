@@ -68,8 +68,7 @@ BENCHMARKS = {
     "first_run": Benchmark("bench.first_run", "a new user's first run with the start form's defaults: peak memory, "
                            "time against the form's estimate; the paper's settings refused", "about 15 min"),
     "host_syncs": Benchmark("bench.host_syncs", "where the training loop waits for the device: host reads per "
-                            "step, one process and two, against reading the loss every step", "about 2 min",
-                            quick=()),
+                            "step, one process and two, against reading the loss every step", "about 15 min"),
     "train_speed": Benchmark("bench.train_speed", "training steps against TRL's DPOTrainer on the same pairs",
                              "11 min (pip install -r requirements-bench.txt first)"),
 }

@@ -50,6 +50,16 @@ def stack(active_run, artifacts_dir, tiny_model_path, tmp_path):
         yield base
 
 
+def compare(page, message: str) -> None:
+    """Start a comparison from the nav and wait until its three replies are written."""
+    page.click("nav >> text=Compare")
+    page.fill("#id_message", message)
+    page.click("button:has-text('Compare')")
+    page.wait_for_url("**/compare/*/")
+    page.wait_for_function("document.querySelectorAll('.candidate .bubble.model[data-status=done]').length === 3",
+                           timeout=60_000)
+
+
 def test_chat_compare_rate_and_see_the_refit_arrive(owner, page, stack, active_run):
     login(page, stack, owner.username)
     page.click("text=Chat")
@@ -65,12 +75,7 @@ def test_chat_compare_rate_and_see_the_refit_arrive(owner, page, stack, active_r
     reply = Reply.objects.get(turn__conversation__user=owner)
     assert reply.serving["version"] == active_run.pk and reply.serving["vectors"] == "personal"
 
-    page.click("nav >> text=Compare")
-    page.fill("#id_message", "How should I cook rice?")
-    page.click("button:has-text('Compare')")
-    page.wait_for_url("**/compare/*/")
-    page.wait_for_function("document.querySelectorAll('.candidate .bubble.model[data-status=done]').length === 3",
-                           timeout=60_000)
+    compare(page, "How should I cook rice?")
     assert page.locator(".reveal").count() == 0  # unlabelled until rated
     sliders = page.locator("input[type=range]")
     for i, value in enumerate(("90", "40", "10")):
@@ -147,12 +152,7 @@ def test_a_new_participant_finds_their_way_from_sign_up_to_compare_by_the_pages_
     shown = page.inner_html('.bubble.model[data-status="done"] .reply-text')
     assert shown.strip() == str(render(reply.content)).strip() and reply.serving["vectors"] == "generic"
 
-    page.click("nav >> text=Compare")
-    page.fill("#id_message", "How should I cook rice?")
-    page.click("button:has-text('Compare')")
-    page.wait_for_url("**/compare/*/")
-    page.wait_for_function("document.querySelectorAll('.candidate .bubble.model[data-status=done]').length === 3",
-                           timeout=60_000)
+    compare(page, "How should I cook rice?")
     for i, value in enumerate(("70", "40", "20")):
         page.locator("input[type=range]").nth(i).fill(value)
     page.click("#rate-submit")
