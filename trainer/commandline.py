@@ -12,6 +12,8 @@ from django.conf import settings
 from django.core.management.base import CommandError
 
 from trainer.core.cli import locate_model
+from trainer.core.pairing import DEFAULT as DEFAULT_PAIRING
+from trainer.core.pairing import STRATEGIES as PAIRINGS
 
 
 def add_database_arguments(parser, *, margin: bool = True) -> None:
@@ -21,6 +23,8 @@ def add_database_arguments(parser, *, margin: bool = True) -> None:
     group.add_argument("--min-pairs", type=int, default=1, help="only people with at least this many pairs")
     if margin:
         group.add_argument("--min-margin", type=int, default=1, help="smallest score gap that makes a pair")
+    group.add_argument("--pairing", choices=list(PAIRINGS), default=DEFAULT_PAIRING,
+                       help="how a turn's ratings become pairs: " + "; ".join(f"{k}: {v}" for k, v in PAIRINGS.items()))
     group.add_argument("--since", type=datetime.date.fromisoformat, help="conversations from this date (YYYY-MM-DD)")
     group.add_argument("--until", type=datetime.date.fromisoformat, help="conversations up to this date")
 
@@ -34,7 +38,8 @@ def pairs_from(options: dict, *, people: list[str] | None = None) -> list:
     if options.get("pairs"):
         return read_pairs(options["pairs"])
     data_filter = {"min_pairs": options.get("min_pairs", 1), "min_margin": options.get("min_margin") or 1,
-                   "since": options.get("since"), "until": options.get("until")}
+                   "since": options.get("since"), "until": options.get("until"),
+                   "pairing": options.get("pairing") or DEFAULT_PAIRING}
     if people:
         users, unknown = people_named(people)
         if unknown:

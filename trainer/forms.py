@@ -5,6 +5,8 @@ data, each with its reason beside the field: ``trainer.data_defaults``)."""
 from django import forms
 
 from alignment_site import glossary
+from trainer.core.pairing import DEFAULT as DEFAULT_PAIRING
+from trainer.core.pairing import STRATEGIES as PAIRINGS
 from trainer.core.tracking import TRACKERS, parse_report_to
 
 ALGORITHMS = {
@@ -25,6 +27,11 @@ class RunForm(forms.Form):
                             label="Conversations from")
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="to")
     min_margin = forms.IntegerField(min_value=1, max_value=99, initial=1, label="Minimum score margin of a pair")
+    pairing = forms.ChoiceField(choices=list(PAIRINGS.items()), initial=DEFAULT_PAIRING, required=False,
+                                label="Pairs from each turn's ratings",
+                                help_text="Best versus rest: the chosen reply against each other one. All ordered "
+                                          "pairs: also the runners-up against the lower-rated. Weighted: best versus "
+                                          "rest, a wide margin counting more.")
     unseen_fraction = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.1,
                                        label="Share of people held out as unseen")
     test_fraction = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.2,
@@ -78,7 +85,7 @@ class RunForm(forms.Form):
                                              label="Evaluation: new tokens per generated reply")
 
     # The data filter a form starts with: what the settings read off the data are read from.
-    DATA_FILTER_FIELDS = ("min_pairs", "unseen_fraction", "test_fraction")
+    DATA_FILTER_FIELDS = ("min_pairs", "pairing", "unseen_fraction", "test_fraction")
 
     def __init__(self, *args, reasons: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -160,6 +167,7 @@ class RunForm(forms.Form):
     def data_filter(self) -> dict:
         d = self.cleaned_data
         return {"min_pairs": d["min_pairs"], "min_margin": d["min_margin"],
+                "pairing": d.get("pairing") or DEFAULT_PAIRING,
                 "since": d["since"].isoformat() if d.get("since") else None,
                 "until": d["until"].isoformat() if d.get("until") else None,
                 "unseen_fraction": d["unseen_fraction"], "test_fraction": d["test_fraction"]}

@@ -10,10 +10,12 @@ from trainer.models import GROUP_LOG, RUN_LOG, Activation, RunLog, TrainingRun, 
 def _filtered_rejected(data_filter: dict, *, consented_only: bool = True):
     """The rejected replies that make the data filter's pairs: of people who consented and have not withdrawn
     (``consented_only``; runs, their previews and evaluations never see anyone else's)."""
+    from trainer.core.pairing import DEFAULT
     from users.accounts.onboarding import consented
     from users.collection.pairs import pair_rejected_replies
 
-    qs = pair_rejected_replies(min_margin=int(data_filter.get("min_margin", 1)))
+    qs = pair_rejected_replies(min_margin=int(data_filter.get("min_margin", 1)),
+                               pairing=data_filter.get("pairing", DEFAULT))
     if consented_only:
         qs = qs.filter(**consented("turn__conversation__user__"))
     if data_filter.get("since"):

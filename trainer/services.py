@@ -11,6 +11,8 @@ from django.utils import timezone
 
 from alignment_site import dispatch
 from trainer.core.config import PLAIN_DPO
+from trainer.core.pairing import DEFAULT as DEFAULT_PAIRING
+from trainer.core.pairing import STRATEGIES as PAIRINGS
 from trainer.models import Activation, RunLog, TrainingRun, run_folder
 from trainer.personalization.report import served_worse_note
 
@@ -39,7 +41,12 @@ def run_preview(*, data_filter: dict, config: dict, processes: int = 1) -> dict:
     held_out = plan["pairs"] - plan["train_pairs"]  # evaluated at the end
     passes = plan["steps"] * batch * per_pair + EVALUATION_SHARE * held_out * per_pair
     timing = time_estimate(passes, processes=processes)
-    return {**plan, **timing, "left_out": selectors.people_left_out(data_filter)}
+    chosen = data_filter.get("pairing", DEFAULT_PAIRING)
+    by_pairing = {name: plan["pairs"] if name == chosen else
+                  sum(selectors.pairs_by_conversation({**data_filter, "pairing": name}).values())
+                  for name in PAIRINGS if name != "weighted"}  # weighted pairs are best-versus-rest's
+    return {**plan, **timing, "left_out": selectors.people_left_out(data_filter),
+            "by_pairing": [(PAIRINGS[name], n) for name, n in by_pairing.items()]}
 
 
 def data_plan(keys: dict, *, data_filter: dict, config: dict) -> dict:

@@ -26,6 +26,7 @@ class Pair:
     score_chosen: float | None = None
     score_rejected: float | None = None
     profile: str | None = None  # optional textual profile, used only when the run enables it
+    weight: float = 1.0  # the pair's share of the loss (margin-weighted pairing; 1 otherwise)
     extra: dict = field(default_factory=dict, compare=False)  # anything else on the line, carried along
 
     def to_json(self) -> dict:
@@ -33,6 +34,8 @@ class Pair:
         extra = data.pop("extra")
         if data["profile"] is None:
             data.pop("profile")
+        if data["weight"] == 1.0:
+            data.pop("weight")
         return {**data, **extra}
 
 
@@ -50,7 +53,10 @@ def pair_from_json(data: dict, where: str = "pair") -> Pair:
     if missing:
         raise DataError(f"{where}: missing field(s) {', '.join(missing)}")
     known = {"user_id", "conversation_id", "turn", "prompt", "chosen", "rejected", "score_chosen",
-             "score_rejected", "profile"}
+             "score_rejected", "profile", "weight"}
+    weight = data.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < float("inf"):
+        raise DataError(f"{where}: weight must be a positive number (got {weight!r})")
     return Pair(
         user_id=str(data["user_id"]),
         prompt=_check_messages(data["prompt"], "prompt", where),
@@ -61,6 +67,7 @@ def pair_from_json(data: dict, where: str = "pair") -> Pair:
         score_chosen=data.get("score_chosen"),
         score_rejected=data.get("score_rejected"),
         profile=data.get("profile") or None,
+        weight=float(weight),
         extra={k: v for k, v in data.items() if k not in known},
     )
 

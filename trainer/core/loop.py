@@ -40,7 +40,7 @@ from trainer.core.data import Pair, require_pairs
 from trainer.core.diagnostics import entanglement_report
 from trainer.core.lora import add_lora
 from trainer.core.losses import personalized_loss
-from trainer.core.policy import PreferenceModel, encode_pairs, policy_logps, truncation_report
+from trainer.core.policy import EncodedPair, PreferenceModel, encode_pairs, policy_logps, truncation_report
 from trainer.core.progress import Phase
 from trainer.core.reference import ReferenceCache
 from trainer.core.usermodel import UserIndex, build_user_model
@@ -141,6 +141,13 @@ def pair_order(n: int, total_steps: int, batch_size: int, seed: int) -> list[int
 
 
 # --- the loop --------------------------------------------------------------------------------------
+
+def pair_weights(micro: list[EncodedPair], device: torch.device) -> torch.Tensor | None:
+    """The micro-batch's pair weights (B,) when any differs from 1 (margin-weighted pairing), else None."""
+    if all(p.weight == 1.0 for p in micro):
+        return None
+    return torch.tensor([p.weight for p in micro], dtype=torch.float32, device=device)
+
 
 def cancel_agreed(should_cancel: Callable[[], bool], world: int, device: torch.device) -> bool:
     """``should_cancel()`` of process 0, the same answer in every process (all of them must call this: with
@@ -257,7 +264,8 @@ class _Run:
                     personal, generic = policy_logps(self.model, micro, alpha=self.alpha, device=self.device)
                 loss, metrics = personalized_loss(self.config.loss, personal, generic,
                                                   self.refs.get(micro, self.device), alpha=self.alpha,
-                                                  beta=self.config.beta, gamma=self.config.simpo_gamma)
+                                                  beta=self.config.beta, gamma=self.config.simpo_gamma,
+                                                  pair_weights=pair_weights(micro, self.device))
                 (loss * len(micro) / share).backward()
             self.non_finite |= ~torch.isfinite(loss)
             for name, value in metrics.items():

@@ -100,8 +100,10 @@ def pair_loss(name: str, policy: PairLogps, ref: PairRefs, *, beta: float, gamma
 
 
 def personalized_loss(name: str, personal: PairLogps | None, generic: PairLogps | None, ref: PairRefs, *,
-                      alpha: float, beta: float, gamma: float = 0.5) -> tuple[torch.Tensor, dict]:
-    """alpha * l(e_u) + (1 - alpha) * l(e_0), averaged over the batch.
+                      alpha: float, beta: float, gamma: float = 0.5,
+                      pair_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """alpha * l(e_u) + (1 - alpha) * l(e_0), averaged over the batch (each pair times its weight in
+    ``pair_weights`` (B,), when given: margin-weighted pairing).
 
     personal: log-probs with each pair's user vectors, generic: with the generic
     user's (or, for plain DPO, with no soft prompt at all); a term whose weight
@@ -117,8 +119,9 @@ def personalized_loss(name: str, personal: PairLogps | None, generic: PairLogps 
         if weight == 0:
             continue
         losses, rew_c, rew_r = pair_loss(name, logps, ref, beta=beta, gamma=gamma)
-        total = total + weight * losses.mean()
-        metrics[f"loss/{label}"] = losses.mean().detach()
+        term = (losses * pair_weights).mean() if pair_weights is not None else losses.mean()
+        total = total + weight * term
+        metrics[f"loss/{label}"] = term.detach()
         rewards[label] = (rew_c, rew_r)
     shown = personal if alpha > 0 else generic
     rew_c, rew_r = rewards["personal" if alpha > 0 else "generic"]

@@ -37,6 +37,7 @@ class EncodedPair:
     rejected_ids: list[int]
     prompt_tokens_cut: int  # removed from the history by max_prompt_length
     reply_tokens_cut: int  # removed from the end of a reply by max_length
+    weight: float = 1.0  # the pair's share of the loss
 
 
 def encode_pair(tokenizer, pair: Pair, *, index: int, user_row: int, max_prompt_length: int, max_length: int,
@@ -50,7 +51,8 @@ def encode_pair(tokenizer, pair: Pair, *, index: int, user_row: int, max_prompt_
     # BOS and the soft-prompt slots count towards the total, as they take positions in the sequence.
     room = max_length - len(prefix_ids(tokenizer)) - n_slots - len(prompt.ids)
     cut = max(0, len(chosen) - room) + max(0, len(rejected) - room)
-    return EncodedPair(index, user_row, prompt.ids, chosen[:room], rejected[:room], prompt.tokens_cut, cut)
+    return EncodedPair(index, user_row, prompt.ids, chosen[:room], rejected[:room], prompt.tokens_cut, cut,
+                       pair.weight)
 
 
 def encode_pairs(tokenizer, pairs: list[Pair], user_index: UserIndex | None, config, *,

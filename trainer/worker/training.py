@@ -69,6 +69,7 @@ def gather_pairs(data_filter: dict) -> list:
 
     from trainer import selectors
     from trainer.core.data import pair_from_json
+    from trainer.core.pairing import DEFAULT
     from users.collection.pairs import preference_pairs
 
     counts = selectors.pair_counts(data_filter)
@@ -77,7 +78,8 @@ def gather_pairs(data_filter: dict) -> list:
     groups = selectors.synthetic_groups(users)
     pairs = []
     for n, row in enumerate(preference_pairs(users=users, min_margin=int(data_filter.get("min_margin", 1)),
-                                             since=data_filter.get("since"), until=data_filter.get("until"))):
+                                             since=data_filter.get("since"), until=data_filter.get("until"),
+                                             pairing=data_filter.get("pairing", DEFAULT))):
         if row["user_id"] in groups:
             row["group"] = groups[row["user_id"]]
         pairs.append(pair_from_json(row, where=f"pair {n + 1}"))

@@ -5,11 +5,13 @@ from django.contrib.auth import get_user_model
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import redirect, render
 
 from alignment_site.access import staff_required
 from alignment_site.streaming import streamed
+from trainer.core.pairing import DEFAULT as DEFAULT_PAIRING
+from trainer.core.pairing import STRATEGIES as PAIRINGS
 from users.accounts.onboarding import consented
 from users.collection.pairs import pairs_export_lines
 from users.dataset import browse, selectors
@@ -49,8 +51,12 @@ def data_export(request, name: str):
     if name == "chats":
         lines = chat_export_lines(users=users)
     elif name == "pairs":
+        pairing = request.GET.get("pairing") or DEFAULT_PAIRING
+        if pairing not in PAIRINGS:
+            return HttpResponseBadRequest(f"Unknown pairing {pairing!r}: choose one of {', '.join(PAIRINGS)}.",
+                                          content_type="text/plain; charset=utf-8")
         lines = pairs_export_lines(users=users, min_margin=_int(request.GET.get("min_margin"), 1),
-                                   with_profile=request.GET.get("profile") == "1")
+                                   with_profile=request.GET.get("profile") == "1", pairing=pairing)
     else:
         lines = prism_export_lines(file=name, users=users)
     response = StreamingHttpResponse(streamed(request, lines), content_type="application/x-ndjson; charset=utf-8")

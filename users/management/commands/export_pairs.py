@@ -14,6 +14,8 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from trainer.core.pairing import DEFAULT as DEFAULT_PAIRING
+from trainer.core.pairing import STRATEGIES as PAIRINGS
 from users.accounts.onboarding import consented
 from users.collection.pairs import pairs_export_lines
 from users.dataset.selectors import people_named
@@ -30,6 +32,9 @@ class Command(BaseCommand):
         parser.add_argument("--dataset", type=Path, metavar="DIR",
                             help=f"write a Hugging Face dataset folder instead: {DATA_FILE} and README.md (its card)")
         parser.add_argument("--min-margin", type=int, default=1, help="smallest score gap that makes a pair")
+        parser.add_argument("--pairing", choices=list(PAIRINGS), default=DEFAULT_PAIRING,
+                            help="how a turn's ratings become pairs: "
+                                 + "; ".join(f"{k}: {v}" for k, v in PAIRINGS.items()))
         parser.add_argument("--user", action="append", default=[],
                             help="a person, repeatable: the user_id the pairs carry (web-<username>, or the PRISM "
                                  "id of an imported person) or a username; default everyone")
@@ -37,7 +42,8 @@ class Command(BaseCommand):
         parser.add_argument("--stats", action="store_true", help="also the distribution of pairs per person and "
                                                                  "of score margins")
 
-    def handle(self, *args, output=None, dataset=None, min_margin, user, with_profile, stats, **options):
+    def handle(self, *args, output=None, dataset=None, min_margin, pairing=DEFAULT_PAIRING, user, with_profile, stats,
+               **options):
         if output is not None and dataset is not None:
             raise CommandError("Give a file or --dataset DIR, not both.")
         if dataset is not None and dataset.exists():
@@ -54,7 +60,7 @@ class Command(BaseCommand):
             left_out = [u.username for u in named if u.pk not in kept]
             if left_out:
                 self.stderr.write(f"left out (no consent, or withdrew): {', '.join(left_out)}")
-        lines = pairs_export_lines(users=users, min_margin=min_margin, with_profile=with_profile)
+        lines = pairs_export_lines(users=users, min_margin=min_margin, with_profile=with_profile, pairing=pairing)
         if dataset is not None:
             dataset.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(prefix=f".{dataset.name}-", dir=dataset.parent) as tmp:
@@ -62,7 +68,8 @@ class Command(BaseCommand):
                 (folder / DATA_FILE).parent.mkdir(parents=True)
                 with open(folder / DATA_FILE, "w", encoding="utf-8") as out:
                     per_person, margins = write_pairs(lines, out)
-                (folder / "README.md").write_text(dataset_card(per_person, margins, min_margin, with_profile))
+                (folder / "README.md").write_text(dataset_card(per_person, margins, min_margin, with_profile,
+                                                               pairing))
                 os.replace(folder, dataset)  # the whole folder or none of it
             output = dataset
         elif output is not None:
@@ -95,7 +102,11 @@ def write_pairs(lines, out) -> tuple[Counter, list[int]]:
     return per_person, margins
 
 
-def dataset_card(per_person: Counter, margins: list[int], min_margin: int, with_profile: bool) -> str:
+def dataset_card(per_person: Counter, margins: list[int], min_margin: int, with_profile: bool,
+                 pairing: str = DEFAULT_PAIRING) -> str:
+    made = {"best": "each rated turn's chosen reply against each reply",
+            "all": "each rated reply of a turn against each reply of that turn",
+            "weighted": "each rated turn's chosen reply against each reply"}[pairing]
     counts = sorted(per_person.values()) or [0]
     return "\n".join([
         "---",
@@ -110,8 +121,8 @@ def dataset_card(per_person: Counter, margins: list[int], min_margin: int, with_
         "# Personalized preference pairs",
         "",
         f"{sum(per_person.values()):,} pairs from {len(per_person):,} people who agreed to take part (those who "
-        f"withdrew are left out), in TRL's conversational format: each rated turn's chosen reply against each "
-        f"reply scored at least {max(1, min_margin)} lower (scores 1-100).",
+        f"withdrew are left out), in TRL's conversational format: {made} scored at least {max(1, min_margin)} "
+        f"lower (scores 1-100; pairing: {PAIRINGS[pairing]}).",
         "",
         "| field | what it holds |",
         "|---|---|",
@@ -120,6 +131,8 @@ def dataset_card(per_person: Counter, margins: list[int], min_margin: int, with_
         "| `prompt` | the dialog so far: earlier turns with their chosen replies, then this turn's message |",
         "| `chosen`, `rejected` | one assistant message each |",
         "| `score_chosen`, `score_rejected` | the person's ratings |",
+        *(["| `weight` | the pair's share of the loss: its margin over the mean margin (mean 1) |"]
+          if pairing == "weighted" else []),
         *(["| `profile` | the person's self-description |"] if with_profile else []),
         "",
         f"Pairs per person: min {counts[0]}, median {statistics.median(counts):g}, max {counts[-1]}. "
