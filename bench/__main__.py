@@ -67,6 +67,9 @@ BENCHMARKS = {
                         "about 6 min"),
     "first_run": Benchmark("bench.first_run", "a new user's first run with the start form's defaults: peak memory, "
                            "time against the form's estimate; the paper's settings refused", "about 15 min"),
+    "pairing": Benchmark("bench.pairing", "pairing strategies side by side (best versus rest, all ordered pairs, "
+                         "weighted by margin): held-out pair accuracy per group on one simulated population "
+                         "(resumable)", "about 30 min per seed"),
     "host_syncs": Benchmark("bench.host_syncs", "where the training loop waits for the device: host reads per "
                             "step, one process and two, against reading the loss every step", "about 15 min"),
     "train_speed": Benchmark("bench.train_speed", "training steps against TRL's DPOTrainer on the same pairs",

@@ -58,3 +58,15 @@ def test_a_weighted_loss_is_each_pairs_loss_times_its_weight_averaged():
     unweighted, _ = personalized_loss("dpo", None, policy, ref, alpha=0.0, beta=0.5)
     assert not torch.allclose(loss, unweighted)
     assert_close(metrics["loss/generic"], by_hand)
+
+
+def test_the_benchmarks_population_gives_each_strategy_its_pairs():
+    from bench.pairing import pairs_of, rated_turns
+    from users.synthetic.personas import sample_population
+
+    turns = rated_turns(sample_population(4, seed=0), ["How do I start running?"], 3, seed=1)
+    best, every, weighted = (pairs_of(turns, s) for s in ("best", "all", "weighted"))
+    assert 0 < len(best) <= 3 * len(turns) and len(best) < len(every) <= 6 * len(turns)
+    assert [(p.chosen, p.rejected) for p in weighted] == [(p.chosen, p.rejected) for p in best]
+    assert sum(p.weight for p in weighted) / len(weighted) == pytest.approx(1.0)
+    assert all(p.score_chosen > p.score_rejected for p in every)

@@ -1,0 +1,166 @@
+"""Which pairs to train on: the pairing strategies side by side on one simulated population.
+
+    python -m bench pairing [--model PATH] [--seeds 0,1] [--out DIR]
+
+Each simulated person (two opposing groups on reply length, 70 % and 30 %) rates four candidate replies of
+every conversation 1-100 by their hidden rule plus noise, as PRISM's participants rate theirs; the best rated
+is chosen. A quarter of each person's conversations is held out. P-DPO is trained on the rest three times,
+with the same settings and epochs, under each pairing strategy (``trainer.core.pairing``): best versus rest,
+all ordered pairs, best versus rest weighted by margin. Each is judged on the same held-out conversations:
+implicit-reward accuracy on all their ordered pairs (every preference the ratings express) and on their best
+versus rest pairs, per group, with a 95 % interval.
+
+Each finished (strategy, seed) is kept in ``--out`` and skipped when the benchmark runs again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+from bench.figures import Figure, default_model
+from trainer.core.config import TrainConfig
+from trainer.core.data import Pair, pair_from_json
+from trainer.core.evaluate import evaluate
+from trainer.core.hardware import describe_cpu, precision_for
+from trainer.core.loop import train
+from trainer.core.pairing import STRATEGIES, margin_weights, turn_pairs
+from users.synthetic.personas import sample_population
+from users.synthetic.prompts import PRISM_PROMPTS, SHORT_SYSTEM, prompts_or_default
+from users.synthetic.replies import contrasting_styles, generate_reply
+from users.synthetic.rule import score
+
+GROUPS = ("length:detailed", "length:concise")
+
+
+def rated_turns(people, prompts: list[str], conversations: int, seed: int) -> list[dict]:
+    """Every (person, conversation): its prompt and four candidates with the person's scores, the best chosen."""
+    rng = random.Random(seed)
+    turns = []
+    for persona in people:
+        for c in range(conversations):
+            prompt = rng.choice(prompts)
+            texts = [generate_reply(prompt, style, rng, detailed_sentences=(2, 3))
+                     for style in contrasting_styles(rng, "length", 4)]
+            scores = [score(persona, text, rng) for text in texts]
+            best = scores.index(max(scores))
+            turns.append({"persona": persona, "conversation": f"{persona.user_id}-c{c}", "prompt": prompt,
+                          "candidates": [(text, s, i == best) for i, (text, s) in enumerate(zip(texts, scores))]})
+    return turns
+
+
+def pairs_of(turns: list[dict], strategy: str) -> list[Pair]:
+    pairs = []
+    for turn in turns:
+        scores = {text: s for text, s, _ in turn["candidates"]}
+        for chosen, rejected in turn_pairs(turn["candidates"], strategy):
+            pairs.append(Pair(user_id=turn["persona"].user_id, conversation_id=turn["conversation"],
+                              prompt=[{"role": "system", "content": SHORT_SYSTEM},
+                                      {"role": "user", "content": turn["prompt"]}],
+                              chosen=[{"role": "assistant", "content": chosen}],
+                              rejected=[{"role": "assistant", "content": rejected}],
+                              score_chosen=scores[chosen], score_rejected=scores[rejected],
+                              extra={"group": turn["persona"].group}))
+    if strategy == "weighted":
+        weights = margin_weights([p.score_chosen - p.score_rejected for p in pairs])
+        pairs = [pair_from_json({**p.to_json(), "weight": w}) for p, w in zip(pairs, weights)]
+    return pairs
+
+
+def interval(accuracy: float, n: int) -> tuple[float, float]:
+    """95 % Wilson interval of a proportion."""
+    if not n:
+        return (float("nan"), float("nan"))
+    z = 1.96
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def cell(d: dict | None) -> str:
+    if not d or not d.get("n"):
+        return "-"
+    low, high = interval(d["accuracy"], d["n"])
+    return f"{d['accuracy']:.1%} [{low:.0%}, {high:.0%}] (n={d['n']})"
+
+
+def run_one(strategy: str, seed: int, args, model: str) -> dict:
+    people = sample_population(args.people, dimension="length", majority_pole="detailed", majority_share=0.7,
+                               seed=seed)
+    turns = rated_turns(people, prompts_or_default(args.prompts), args.conversations, seed + 1)
+    held_out = {t["conversation"] for t in random.Random(seed + 2).sample(turns, round(len(turns) * 0.25))}
+    training = pairs_of([t for t in turns if t["conversation"] not in held_out], strategy)
+    test_turns = [t for t in turns if t["conversation"] in held_out]
+    config = TrainConfig(batch_size=8, micro_batch_size=4, epochs=args.epochs, lr_lora=1e-3, lr_user=5e-2,
+                         warmup_steps=0, log_every=1000, max_prompt_length=96, max_length=256, seed=seed,
+                         bf16=args.precision == "bf16")
+    started = time.perf_counter()
+    result = train(config, model, training, log=lambda *_: None,
+                   progress=lambda s, t, m: print(f"  [{strategy}, seed {seed}] step {s}/{t} "
+                                                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+                   if s % 10 == 0 or s == t else None)
+    seconds = time.perf_counter() - started
+    scores = {}
+    for judged_on in ("all", "best"):
+        found = evaluate(result.model, result.tokenizer, result.user_index, config, pairs_of(test_turns, judged_on))
+        scores[judged_on] = {"all people": {"accuracy": found.accuracy, "n": found.n},
+                             **{g: found.groups.get(g) for g in GROUPS}}
+    return {"strategy": strategy, "seed": seed, "train_pairs": len(training), "steps": result.total_steps,
+            "seconds": seconds, "held_out": scores}
+
+
+def pooled(results: list[dict], judged_on: str, group: str) -> dict | None:
+    cells = [r["held_out"][judged_on].get(group) for r in results]
+    cells = [c for c in cells if c and c.get("n")]
+    if not cells:
+        return None
+    n = sum(c["n"] for c in cells)
+    return {"accuracy": sum(c["accuracy"] * c["n"] for c in cells) / n, "n": n}
+
+
+def main(argv=None) -> list[Figure]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="a transformers folder (default: the bundled SmolLM2)")
+    ap.add_argument("--prompts", default=str(PRISM_PROMPTS))
+    ap.add_argument("--people", type=int, default=10)
+    ap.add_argument("--conversations", type=int, default=8, help="per person; a quarter of all is held out")
+    ap.add_argument("--epochs", type=float, default=2.0, help="the same for every strategy")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    ap.add_argument("--out", default="bench-results/pairing", help="each finished (strategy, seed) is kept here")
+    args = ap.parse_args(argv)
+    model = args.model or default_model()
+    args.precision = precision_for(args.precision)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{describe_cpu()}; model {model}; {args.people} people (7:3 detailed:concise) x {args.conversations} "
+          f"conversations of four rated candidates, a quarter held out; P-DPO, {args.epochs:g} epochs of batches "
+          f"of 8; {args.precision}", flush=True)
+    results = {name: [] for name in STRATEGIES}
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for strategy in STRATEGIES:
+            path = out / f"{strategy}-seed{seed}.json"
+            if not path.exists():
+                found = run_one(strategy, seed, args, model)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(found))
+                tmp.replace(path)  # a stop mid-write leaves no half-result
+            results[strategy].append(json.loads(path.read_text()))
+    print("\n| pairing | training pairs | steps | held-out, all ordered pairs: all people | detailed (70 %) | "
+          "concise (30 %) | held-out, best versus rest: all people | train s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for strategy, rows in results.items():
+        print(f"| {STRATEGIES[strategy]} | {sum(r['train_pairs'] for r in rows)} | {sum(r['steps'] for r in rows)} | "
+              f"{cell(pooled(rows, 'all', 'all people'))} | {cell(pooled(rows, 'all', GROUPS[0]))} | "
+              f"{cell(pooled(rows, 'all', GROUPS[1]))} | {cell(pooled(rows, 'best', 'all people'))} | "
+              f"{sum(r['seconds'] for r in rows):.0f} |")
+    return [Figure("pairing", f"{STRATEGIES[s]}: held-out accuracy on all ordered pairs, {group}",
+                   cell(pooled(rows, "all", group))) for s, rows in results.items() for group in GROUPS]
+
+
+if __name__ == "__main__":
+    main()
