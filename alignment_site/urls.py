@@ -57,6 +57,7 @@ urlpatterns = [
     path("staff/dataset/import/", dataset.dataset_import, name="dataset_import"),
     path("staff/dataset/conversations/", dataset.browse_conversations, name="browse_conversations"),
     path("staff/dataset/pairs/", dataset.browse_pairs, name="browse_pairs"),
+    path("staff/dataset/raters/", dataset.raters, name="raters"),
     # training runs and versions (staff)
     path("staff/status/", status.status, name="status"),
     path("staff/queue/", queue.queue, name="queue"),

@@ -32,6 +32,9 @@ class RunForm(forms.Form):
                                 help_text="Best versus rest: the chosen reply against each other one. All ordered "
                                           "pairs: also the runners-up against the lower-rated. Weighted: best versus "
                                           "rest, a wide margin counting more.")
+    exclude_flagged = forms.BooleanField(required=False, initial=False,
+                                         label="Leave out people the raters page flags (one score for everything, "
+                                               "faster than reading, no pattern)")
     unseen_fraction = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.1,
                                        label="Share of people held out as unseen")
     test_fraction = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.2,
@@ -167,7 +170,7 @@ class RunForm(forms.Form):
     def data_filter(self) -> dict:
         d = self.cleaned_data
         return {"min_pairs": d["min_pairs"], "min_margin": d["min_margin"],
-                "pairing": d.get("pairing") or DEFAULT_PAIRING,
+                "pairing": d.get("pairing") or DEFAULT_PAIRING, "exclude_flagged": bool(d.get("exclude_flagged")),
                 "since": d["since"].isoformat() if d.get("since") else None,
                 "until": d["until"].isoformat() if d.get("until") else None,
                 "unseen_fraction": d["unseen_fraction"], "test_fraction": d["test_fraction"]}

@@ -24,6 +24,10 @@ def _filtered_rejected(data_filter: dict, *, consented_only: bool = True):
         qs = qs.filter(turn__conversation__created_at__date__lte=data_filter["until"])
     if data_filter.get("users"):  # database ids; the command line's --user
         qs = qs.filter(turn__conversation__user__in=data_filter["users"])
+    if data_filter.get("exclude_flagged"):  # the raters page's flags
+        from users.dataset.raters import flagged_people
+
+        qs = qs.exclude(turn__conversation__user__in=flagged_people())
     return qs
 
 
@@ -52,9 +56,10 @@ def pair_counts(data_filter: dict) -> dict[int, int]:
 
 def people_left_out(data_filter: dict) -> dict[str, int]:
     """People whose pairs the data filter would select but a run leaves out: ``withdrawn`` (they left the
-    study) and ``no_consent`` (no consent that says yes: imported people whose survey lacks it, accounts
-    that never agreed). One query."""
-    rows = (_filtered_rejected(data_filter, consented_only=False)
+    study), ``no_consent`` (no consent that says yes: imported people whose survey lacks it, accounts
+    that never agreed) and, when the filter asks, ``flagged`` (by the raters page). One query, and the raters'
+    figures when flagged people are left out."""
+    rows = (_filtered_rejected({**data_filter, "exclude_flagged": False}, consented_only=False)
             .values_list("turn__conversation__user", "turn__conversation__user__profile__consent",
                          "turn__conversation__user__profile__withdrawn_at").distinct())
     withdrawn, no_consent = set(), set()
@@ -63,7 +68,13 @@ def people_left_out(data_filter: dict) -> dict[str, int]:
             withdrawn.add(user)
         elif not (consent or "").strip().lower().startswith("yes"):
             no_consent.add(user)
-    return {"withdrawn": len(withdrawn), "no_consent": len(no_consent)}
+    flagged = 0
+    if data_filter.get("exclude_flagged"):
+        from users.dataset.raters import flagged_people
+
+        everyone = {user for user, *_ in rows} - withdrawn - no_consent
+        flagged = len(everyone & flagged_people())
+    return {"withdrawn": len(withdrawn), "no_consent": len(no_consent), "flagged": flagged}
 
 
 def pairs_by_conversation(data_filter: dict) -> dict[tuple[int, int], int]:

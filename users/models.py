@@ -71,6 +71,7 @@ class Turn(models.Model):
     user_message = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
     tied = models.BooleanField(default=False)  # the top score was shared and the participant picked
+    rated_at = models.DateTimeField(null=True, blank=True)  # when its ratings were saved on this site
     extra = models.JSONField(default=dict, blank=True)  # PRISM keys of the user's history entry we do not model
 
     class Meta:

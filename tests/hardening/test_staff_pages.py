@@ -6,7 +6,7 @@ from django.urls import reverse
 
 pytestmark = pytest.mark.django_db
 
-DATASET_PAGES = ["dataset", "dataset_import", "browse_conversations", "browse_pairs"]
+DATASET_PAGES = ["dataset", "dataset_import", "browse_conversations", "browse_pairs", "raters"]
 
 
 @pytest.mark.parametrize("name", DATASET_PAGES)

@@ -174,7 +174,7 @@ def turn_rate(*, turn: Turn, scores: dict[int, int], pick: int | None = None) ->
         for reply in rateable:
             reply.chosen = reply.pk == winner.pk
         Reply.objects.bulk_update(rateable, ["score", "chosen"])
-        Turn.objects.filter(pk=turn.pk).update(tied=len(tied) > 1)
+        Turn.objects.filter(pk=turn.pk).update(tied=len(tied) > 1, rated_at=timezone.now())
         conversation.save(update_fields=["updated_at"])
     turn.refresh_from_db()
     return turn

@@ -113,3 +113,14 @@ def _browse(request, rows, template: str):
     filters = browse.Filters.from_query(request.GET)
     page = Paginator(rows(filters), browse.PER_PAGE).get_page(request.GET.get("page"))
     return render(request, template, {"page": page, "filters": filters, "kinds": Conversation.Kind.choices})
+
+
+@staff_required
+def raters(request):
+    """How carefully each person rated, flagged people first (``users.raters``)."""
+    from users.dataset.raters import rater_rows
+    from users.prism.ids import exported_user_id
+
+    rows = [(exported_user_id(user, getattr(user, "profile", None)), row,
+             [round(100 * n / max(max(row.histogram), 1)) for n in row.histogram]) for user, row in rater_rows()]
+    return render(request, "dataset/raters.html", {"rows": rows, "flagged": sum(1 for _, r, _ in rows if r.flags)})
