@@ -70,6 +70,9 @@ BENCHMARKS = {
     "pairing": Benchmark("bench.pairing", "pairing strategies side by side (best versus rest, all ordered pairs, "
                          "weighted by margin): held-out pair accuracy per group on one simulated population "
                          "(resumable)", "about 30 min per seed"),
+    "raters": Benchmark("bench.raters", "careless raters among careful ones: the flags found over 50 populations, "
+                        "then held-out accuracy trained with and without the flagged (resumable)",
+                        "about 25 min (--skip-training: under a minute)"),
     "host_syncs": Benchmark("bench.host_syncs", "where the training loop waits for the device: host reads per "
                             "step, one process and two, against reading the loss every step", "about 15 min"),
     "train_speed": Benchmark("bench.train_speed", "training steps against TRL's DPOTrainer on the same pairs",
