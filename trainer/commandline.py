@@ -23,6 +23,8 @@ def add_database_arguments(parser, *, margin: bool = True) -> None:
     group.add_argument("--min-pairs", type=int, default=1, help="only people with at least this many pairs")
     if margin:
         group.add_argument("--min-margin", type=int, default=1, help="smallest score gap that makes a pair")
+    group.add_argument("--exclude-flagged", action="store_true",
+                       help="leave out the people the raters page flags (one score, faster than reading, no pattern)")
     group.add_argument("--pairing", choices=list(PAIRINGS), default=DEFAULT_PAIRING,
                        help="how a turn's ratings become pairs: " + "; ".join(f"{k}: {v}" for k, v in PAIRINGS.items()))
     group.add_argument("--since", type=datetime.date.fromisoformat, help="conversations from this date (YYYY-MM-DD)")
@@ -39,7 +41,8 @@ def pairs_from(options: dict, *, people: list[str] | None = None) -> list:
         return read_pairs(options["pairs"])
     data_filter = {"min_pairs": options.get("min_pairs", 1), "min_margin": options.get("min_margin") or 1,
                    "since": options.get("since"), "until": options.get("until"),
-                   "pairing": options.get("pairing") or DEFAULT_PAIRING}
+                   "pairing": options.get("pairing") or DEFAULT_PAIRING,
+                   "exclude_flagged": bool(options.get("exclude_flagged"))}
     if people:
         users, unknown = people_named(people)
         if unknown:

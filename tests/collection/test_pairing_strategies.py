@@ -65,6 +65,9 @@ def test_the_start_form_previews_each_strategys_count_and_the_run_keeps_the_choi
 
 
 def test_the_export_and_the_command_line_take_the_strategy(client, staff, rater, tmp_path):
+    from trainer.commandline import pairs_from
+
+    assert len(pairs_from({"pairing": "all", "min_pairs": 1})) == 10  # train, evaluate and fit_user's --pairing
     out = tmp_path / "all.jsonl"
     call_command("export_pairs", str(out), "--pairing", "all")
     assert len(out.read_text().splitlines()) == 10

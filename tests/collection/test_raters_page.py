@@ -78,6 +78,9 @@ def test_a_run_that_asks_leaves_the_flagged_out_and_its_preview_says_so(client, 
     assert {u.username for u in left_out} == {"careless-random", "careless-fast"}  # one score for all: no pairs
     pairs = gather_pairs({"min_pairs": 1, "exclude_flagged": True})
     assert pairs and not any(p.user_id.startswith("web-careless") for p in pairs)
+    from trainer.commandline import pairs_from
+
+    assert len(pairs_from({"exclude_flagged": True})) == len(pairs)  # the command line's --exclude-flagged
     client.force_login(staff)
     preview = client.get(reverse("run_preview"), {**FORM_DEFAULTS, "exclude_flagged": "on"}).content.decode()
     assert "Left out as the start form asks: 2 flagged raters" in preview
