@@ -4,9 +4,10 @@
 
 Each simulated person (two opposing groups on reply length, 70 % and 30 %) rates four candidate replies of
 every conversation 1-100 by their hidden rule plus noise, as PRISM's participants rate theirs; the best rated
-is chosen. A quarter of each person's conversations is held out. P-DPO is trained on the rest three times,
-with the same settings and epochs, under each pairing strategy (``trainer.core.pairing``): best versus rest,
-all ordered pairs, best versus rest weighted by margin. Each is judged on the same held-out conversations:
+is chosen. A quarter of all conversations is held out. P-DPO is trained on the rest with the same settings
+and epochs under each pairing strategy (``trainer.core.pairing``): best versus rest, all ordered pairs, best
+versus rest weighted by margin; and once more on best versus rest for as many steps as all ordered pairs
+take, since more pairs at the same epochs are also more steps. Each is judged on the same held-out conversations:
 implicit-reward accuracy on all their ordered pairs (every preference the ratings express) and on their best
 versus rest pairs, per group, with a 95 % interval.
 
@@ -88,14 +89,21 @@ def cell(d: dict | None) -> str:
     return f"{d['accuracy']:.1%} [{low:.0%}, {high:.0%}] (n={d['n']})"
 
 
+EQUAL_STEPS = "best versus rest, as many steps as all ordered pairs"  # the control for all pairs' extra steps
+
+
 def run_one(strategy: str, seed: int, args, model: str) -> dict:
+    """Train and judge one strategy (or EQUAL_STEPS: best versus rest, its epochs scaled so that it takes as
+    many optimizer steps as all ordered pairs do)."""
     people = sample_population(args.people, dimension="length", majority_pole="detailed", majority_share=0.7,
                                seed=seed)
     turns = rated_turns(people, prompts_or_default(args.prompts), args.conversations, seed + 1)
     held_out = {t["conversation"] for t in random.Random(seed + 2).sample(turns, round(len(turns) * 0.25))}
-    training = pairs_of([t for t in turns if t["conversation"] not in held_out], strategy)
+    kept = [t for t in turns if t["conversation"] not in held_out]
+    training = pairs_of(kept, "best" if strategy == EQUAL_STEPS else strategy)
+    epochs = args.epochs * (len(pairs_of(kept, "all")) / len(training) if strategy == EQUAL_STEPS else 1.0)
     test_turns = [t for t in turns if t["conversation"] in held_out]
-    config = TrainConfig(batch_size=8, micro_batch_size=4, epochs=args.epochs, lr_lora=1e-3, lr_user=5e-2,
+    config = TrainConfig(batch_size=8, micro_batch_size=4, epochs=epochs, lr_lora=1e-3, lr_user=5e-2,
                          warmup_steps=0, log_every=1000, max_prompt_length=96, max_length=256, seed=seed,
                          bf16=args.precision == "bf16")
     started = time.perf_counter()
@@ -140,10 +148,11 @@ def main(argv=None) -> list[Figure]:
     print(f"{describe_cpu()}; model {model}; {args.people} people (7:3 detailed:concise) x {args.conversations} "
           f"conversations of four rated candidates, a quarter held out; P-DPO, {args.epochs:g} epochs of batches "
           f"of 8; {args.precision}", flush=True)
-    results = {name: [] for name in STRATEGIES}
+    names = {**STRATEGIES, EQUAL_STEPS: EQUAL_STEPS}
+    results = {name: [] for name in names}
     for seed in [int(s) for s in args.seeds.split(",")]:
-        for strategy in STRATEGIES:
-            path = out / f"{strategy}-seed{seed}.json"
+        for strategy in names:
+            path = out / f"{'best-equal-steps' if strategy == EQUAL_STEPS else strategy}-seed{seed}.json"
             if not path.exists():
                 found = run_one(strategy, seed, args, model)
                 tmp = path.with_suffix(".tmp")
@@ -154,11 +163,11 @@ def main(argv=None) -> list[Figure]:
           "concise (30 %) | held-out, best versus rest: all people | train s |")
     print("|---|---|---|---|---|---|---|---|")
     for strategy, rows in results.items():
-        print(f"| {STRATEGIES[strategy]} | {sum(r['train_pairs'] for r in rows)} | {sum(r['steps'] for r in rows)} | "
+        print(f"| {names[strategy]} | {sum(r['train_pairs'] for r in rows)} | {sum(r['steps'] for r in rows)} | "
               f"{cell(pooled(rows, 'all', 'all people'))} | {cell(pooled(rows, 'all', GROUPS[0]))} | "
               f"{cell(pooled(rows, 'all', GROUPS[1]))} | {cell(pooled(rows, 'best', 'all people'))} | "
               f"{sum(r['seconds'] for r in rows):.0f} |")
-    return [Figure("pairing", f"{STRATEGIES[s]}: held-out accuracy on all ordered pairs, {group}",
+    return [Figure("pairing", f"{names[s]}: held-out accuracy on all ordered pairs, {group}",
                    cell(pooled(rows, "all", group))) for s, rows in results.items() for group in GROUPS]
 
 
