@@ -48,7 +48,7 @@ def test_runs_leave_out_people_without_consent_or_who_withdrew_and_the_preview_s
     data = {"min_pairs": 1, "unseen_fraction": 0.0, "test_fraction": 0.0}
     preview = services.run_preview(data_filter=data, config={"batch_size": 4, "micro_batch_size": 4})
     assert (preview["users"], preview["pairs"]) == (5, 10)
-    assert preview["left_out"] == {"withdrawn": 1, "no_consent": 1}
+    assert preview["left_out"] == {"withdrawn": 1, "no_consent": 1, "flagged": 0}  # flagged: only when asked
     client.force_login(staff)
     form = {name: field.initial for name, field in RunForm.base_fields.items() if field.initial is not None}
     page = client.get(reverse("run_preview"), {**form, **data, "batch_size": 4, "micro_batch_size": 4}).content.decode()
