@@ -17,6 +17,7 @@ Each finished (strategy, seed) is kept in ``--out`` and skipped when the benchma
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import random
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from bench.figures import Figure, default_model
 from trainer.core.config import TrainConfig
-from trainer.core.data import Pair, pair_from_json
+from trainer.core.data import Pair
 from trainer.core.evaluate import evaluate
 from trainer.core.hardware import describe_cpu, precision_for
 from trainer.core.loop import train
@@ -68,7 +69,7 @@ def pairs_of(turns: list[dict], strategy: str) -> list[Pair]:
                               extra={"group": turn["persona"].group}))
     if strategy == "weighted":
         weights = margin_weights([p.score_chosen - p.score_rejected for p in pairs])
-        pairs = [pair_from_json({**p.to_json(), "weight": w}) for p, w in zip(pairs, weights)]
+        pairs = [dataclasses.replace(p, weight=w) for p, w in zip(pairs, weights)]
     return pairs
 
 
