@@ -72,9 +72,14 @@ BENCHMARKS = {
                          "(resumable)", "about 30 min per seed"),
     "raters": Benchmark("bench.raters", "careless raters among careful ones: the flags found over 50 populations, "
                         "then held-out accuracy trained with and without the flagged (resumable)",
-                        "about 25 min (--skip-training: under a minute)"),
+                        "about 18 min a seed (3 by default; --skip-training: under a minute)"),
     "host_syncs": Benchmark("bench.host_syncs", "where the training loop waits for the device: host reads per "
                             "step, one process and two, against reading the loss every step", "about 15 min"),
+    "shapes": Benchmark("bench.shapes", "random-weight models of published shapes (Llama 1B and 8B, Qwen 1.5B; tiny "
+                        "ones on a CPU), built once as transformers folders", "seconds on a GPU; tiny ones 10 s"),
+    "gpu": Benchmark("bench.gpu", "scale on whatever device is here: training speed and peak memory against the "
+                     "estimate, serving at 1-128 people (transformers and vLLM), refits, several processes; "
+                     "within a budget (resumable)", "--budget-minutes (8 by default)"),
     "train_speed": Benchmark("bench.train_speed", "training steps against TRL's DPOTrainer on the same pairs",
                              "11 min (pip install -r requirements-bench.txt first)"),
 }

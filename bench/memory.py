@@ -32,7 +32,6 @@ CONFIGS = [  # micro-batch, max_length, max_prompt_length, user model, gradient 
     (4, 512, 320, "individual", True),
 ]
 HELD_OUT = {5}  # not used by --fit: the estimate is checked on a configuration it was not fitted to
-CHECKPOINTING = {7}  # fit their own per-token factor (memory.CHECKPOINTED)
 
 
 def _status(field: str) -> int:
@@ -105,11 +104,8 @@ def main(argv=None) -> list[Figure]:
             if proc.returncode:
                 raise SystemExit(f"configuration {spec} failed:\n{proc.stderr[-3000:]}")
             measured = json.loads(proc.stdout.strip().splitlines()[-1])
-        est = memory.estimate(shape, micro_batch_size=micro, max_length=length, max_prompt_length=prompt,
-                              personalized=user_model != "none", gradient_checkpointing=checkpointing)
-        feats = memory.features(shape, micro_batch_size=micro, max_length=length, max_prompt_length=prompt,
-                                personalized=user_model != "none", gradient_checkpointing=checkpointing)
-        rows.append((i, spec, measured, est, feats))
+        est = memory.estimate(shape, **_kwargs(spec))
+        rows.append((i, spec, measured, est, None))
         print(f"  {i}: micro {micro}, {length} tokens, {user_model}{', checkpointing' if checkpointing else ''}: "
               f"measured {measured['peak'] / memory.GIB:.2f} GiB, estimated {est.peak / memory.GIB:.2f} GiB",
               flush=True)
@@ -134,19 +130,17 @@ def main(argv=None) -> list[Figure]:
 
 
 def _fit(rows, shape, memory) -> None:
-    import numpy as np
+    used = [(shape, _kwargs(spec), measured) for i, spec, measured, _, _ in rows if i not in HELD_OUT]
+    f = memory.fit_factors(used, source="python -m bench memory --fit")
+    print(f"\nfitted (write them into trainer/core/memory.py's CPU factors): base = {f.base / memory.GIB:.3f} * GIB, "
+          f"per_token = {f.per_token:.3f}, attention = {f.attention:.3f}, logits = {f.logits:.3f}, "
+          f"checkpointed = {f.checkpointed:.2f}", flush=True)
 
-    used = [r for r in rows if r[0] not in HELD_OUT | CHECKPOINTING]
-    base = float(np.mean([m["before"] - shape.params * memory.FLOAT for _, _, m, _, _ in used]))
-    X = np.array([f for *_, f in used], dtype=float)
-    y = np.array([m["peak"] - m["before"] for _, _, m, _, _ in used], dtype=float)
-    factors, *_ = np.linalg.lstsq(X / y[:, None], np.ones_like(y), rcond=None)  # relative errors count
-    print(f"\nfitted: BASE = {base / memory.GIB:.3f} * GIB; PER_TOKEN, ATTENTION, LOGITS = "
-          f"{', '.join(f'{max(0.0, f):.3f}' for f in factors)}", flush=True)
-    for i, _, measured, _, (per_token, attention, logits) in rows:
-        if i in CHECKPOINTING:
-            rest = base + shape.params * memory.FLOAT + factors[1] * attention + factors[2] * logits
-            print(f"CHECKPOINTED = {(measured['peak'] - rest) / per_token:.2f} (from configuration {i})", flush=True)
+
+def _kwargs(spec: dict) -> dict:
+    return dict(micro_batch_size=spec["micro_batch_size"], max_length=spec["max_length"],
+                max_prompt_length=spec["max_prompt_length"], personalized=spec["user_model"] != "none",
+                gradient_checkpointing=spec["gradient_checkpointing"])
 
 
 if __name__ == "__main__":  # the parent runs each configuration as `python -m bench.memory --child SPEC`

@@ -33,11 +33,17 @@ class DeviceReport:
     memory_total: int  # bytes of RAM
     memory_available: int
     cpus: int
+    gpu_name: str = ""  # nvidia-smi's name of the first GPU ("" without): the memory estimate's kind of device
 
     @property
     def budget(self) -> int:
         """Bytes one training process may use: a GPU's memory, or all the machine's RAM."""
         return self.gpu_memory if self.device == "cuda" else self.memory_total
+
+    @property
+    def kind(self) -> str:
+        """The kind of device the memory estimate is fitted per: "cpu" or the GPU's name."""
+        return (self.gpu_name or "cpu") if self.device == "cuda" else "cpu"
 
 
 def _meminfo() -> dict[str, int]:
@@ -51,12 +57,12 @@ def _meminfo() -> dict[str, int]:
     return values
 
 
-def _gpus() -> list[tuple[int, int]]:
-    """(total, free) bytes per visible GPU, from nvidia-smi; empty when there is none."""
+def _gpus() -> list[tuple[int, int, str]]:
+    """(total, free bytes, name) per visible GPU, from nvidia-smi; empty when there is none."""
     if not shutil.which("nvidia-smi") or os.environ.get("CUDA_VISIBLE_DEVICES") == "":
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.total,memory.free",
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.total,memory.free,name",
                               "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired):
         return []
@@ -64,18 +70,19 @@ def _gpus() -> list[tuple[int, int]]:
     wanted = set(visible.split(",")) if visible else None
     rows = []
     for line in out.strip().splitlines():
-        index, total, free = (x.strip() for x in line.split(","))
+        index, total, free, name = (x.strip() for x in line.split(",", 3))
         if wanted is None or index in wanted:
-            rows.append((int(total) * 1024 ** 2, int(free) * 1024 ** 2))
+            rows.append((int(total) * 1024 ** 2, int(free) * 1024 ** 2, name))
     return rows
 
 
 def report_of_this_machine(worker: str, queues: list[str]) -> DeviceReport:
     mem, gpus = _meminfo(), _gpus()
     return DeviceReport(worker=worker, queues=sorted(queues), device="cuda" if gpus else "cpu", gpus=len(gpus),
-                        gpu_memory=min((t for t, _ in gpus), default=0), gpu_free=min((f for _, f in gpus), default=0),
+                        gpu_memory=min((t for t, _, _ in gpus), default=0),
+                        gpu_free=min((f for _, f, _ in gpus), default=0),
                         memory_total=mem.get("MemTotal", 0), memory_available=mem.get("MemAvailable", 0),
-                        cpus=os.cpu_count() or 1)
+                        cpus=os.cpu_count() or 1, gpu_name=gpus[0][2] if gpus else "")
 
 
 def report_publish(report: DeviceReport) -> None:
@@ -93,7 +100,8 @@ def reports(queue: str | None = "train") -> list[DeviceReport]:
     for key in sorted(conn.scan_iter(match=KEY + "*", count=100)):
         raw = conn.get(key)
         if raw:
-            report = DeviceReport(**json.loads(raw))
+            fields = json.loads(raw)
+            report = DeviceReport(**{k: v for k, v in fields.items() if k in DeviceReport.__dataclass_fields__})
             if queue is None or queue in report.queues:
                 found.append(report)
     return found

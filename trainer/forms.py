@@ -110,7 +110,7 @@ class RunForm(forms.Form):
         value it submits as ``apply`` ("micro_batch_size=2,gradient_checkpointing=on")."""
         if not change:
             return None
-        from trainer.preflight import describe_change
+        from trainer.core.fit import describe_change
 
         value = ",".join(f"{k}={'on' if v is True else v}" for k, v in change.items())
         return {"label": describe_change(change), "value": value}

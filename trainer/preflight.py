@@ -10,86 +10,15 @@ its N processes share the machine's RAM, on GPUs each has its own.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-
 from django.conf import settings
 
 from trainer import devices
 from trainer.core import memory
 from trainer.core.config import TrainConfig
+from trainer.core.fit import FIT_SHARE, Fit, fitting_change
 from trainer.core.presets import preset_values
 
-FIT_SHARE = 0.9  # a run may plan to use this much of a worker's memory; the rest is the OS and other work
 DEFAULTS_SHARE = 0.5  # the defaults for a CPU worker stay within half its memory
-
-
-@dataclass
-class Fit:
-    estimate: memory.MemoryEstimate | None  # None: the model's shape is unknown here (a hub id)
-    budget: int | None  # bytes of the biggest listening train worker; None: no worker reports
-    change: dict | None = None  # settings that make it fit, when it does not
-    change_estimate: memory.MemoryEstimate | None = None
-    processes: int = 1
-    offered: int | None = None  # the most processes a listening train worker runs; None: no worker reports
-    shared: bool = False  # the processes share the budget (a CPU worker's RAM) rather than a GPU each
-
-    @property
-    def too_many_processes(self) -> bool:
-        return self.offered is not None and self.processes > self.offered
-
-    @property
-    def memory_fits(self) -> bool:
-        return self.estimate is None or self.budget is None or self.need <= FIT_SHARE * self.budget
-
-    @property
-    def need(self) -> int:
-        """Bytes the run needs from one budget: its processes' peaks where they share it, else one."""
-        return self.estimate.peak * self.sharing
-
-    @property
-    def fits(self) -> bool:
-        return self.memory_fits and not self.too_many_processes
-
-    @property
-    def sharing(self) -> int:
-        return self.processes if self.shared else 1
-
-    def refusal(self) -> str:
-        """The plain-words reason a run that does not fit is refused."""
-        parts = []
-        if self.too_many_processes:
-            parts.append(f"This run asks for {self.processes} processes, but the biggest train worker listening "
-                         f"now runs at most {self.offered} (one per GPU, or one per CPU core on a CPU worker). Ask "
-                         f"for {self.offered}, or start a worker with more GPUs.")
-        if not self.memory_fits:
-            need, have = self.need / memory.GIB, self.budget / memory.GIB
-            each = f"{self.processes} processes of " if self.sharing > 1 else ""
-            parts.append(f"This run needs about {need:.1f} GiB at its peak ({each}{self.estimate.describe()}), more "
-                         f"than the {FIT_SHARE:.0%} of {have:.0f} GiB the biggest train worker has.")
-            memory_change = {k: v for k, v in (self.change or {}).items() if k != "processes"}
-            if memory_change:
-                sharing = self.change.get("processes", self.processes) if self.shared else 1
-                parts.append(f"{describe_change(self.change)} brings it to about "
-                             f"{self.change_estimate.peak * sharing / memory.GIB:.1f} GiB.")
-            else:
-                parts.append("No micro-batch, gradient checkpointing or precision makes it fit: the model alone "
-                             f"needs {(self.estimate.base + self.estimate.weights) / memory.GIB:.1f} GiB. Use a "
-                             "smaller model or a worker with more memory.")
-        return " ".join(parts)
-
-
-def describe_change(change: dict) -> str:
-    parts = []
-    if "processes" in change:
-        parts.append(f"{change['processes']} processes")
-    if "micro_batch_size" in change:
-        parts.append(f"micro-batches of {change['micro_batch_size']} (the same effective batch, accumulated)")
-    if change.get("gradient_checkpointing"):
-        parts.append("gradient checkpointing")
-    if change.get("bf16"):
-        parts.append("bf16")
-    return "Training with " + " and ".join(parts)
 
 
 def model_shape() -> memory.ModelShape | None:
@@ -108,27 +37,6 @@ def train_workers() -> list[devices.DeviceReport]:
         return []
 
 
-def fitting_change(shape: memory.ModelShape, config: TrainConfig, budget: float, on_gpu: bool,
-                   processes: int = 1) -> tuple[dict, memory.MemoryEstimate] | None:
-    """The smallest change that fits ``budget``: halve the micro-batch, then add gradient checkpointing
-    (and bf16 on a GPU), micro-batches from the largest down (each process's share of the batch must be whole
-    micro-batches)."""
-    share = config.batch_size // processes
-    micros = [m for m in range(config.micro_batch_size, 0, -1) if share % m == 0]
-    options = [{"micro_batch_size": m} for m in micros[1:]]
-    options += [{"micro_batch_size": m, "gradient_checkpointing": True} for m in micros]
-    if on_gpu and not config.bf16:
-        options += [{**o, "bf16": True} for o in options]
-    for change in options:
-        candidate = dataclasses.replace(config, **change)
-        est = memory.estimate_config(shape, candidate)
-        if est.peak <= budget:
-            if change.get("micro_batch_size") == config.micro_batch_size:
-                change = {k: v for k, v in change.items() if k != "micro_batch_size"}
-            return change, est
-    return None
-
-
 def offered_processes(worker: devices.DeviceReport) -> int:
     """How many processes one run may use on this worker: one per GPU, or one per CPU core."""
     return worker.gpus if worker.device == "cuda" else worker.cpus
@@ -140,8 +48,10 @@ def check(config: dict, processes: int = 1) -> Fit:
     workers = train_workers()
     shape = model_shape()
     train_config = TrainConfig.from_dict(config)
-    est = memory.estimate_config(shape, train_config) if shape else None
-    budget = max((w.budget for w in workers), default=None)
+    biggest = max(workers, key=lambda w: w.budget, default=None)
+    kind = biggest.kind if biggest else None
+    est = memory.estimate_config(shape, train_config, kind) if shape else None
+    budget = biggest.budget if biggest else None
     on_gpu = any(w.device == "cuda" for w in workers)
     fit = Fit(est, budget, processes=processes, offered=max(map(offered_processes, workers), default=None),
               shared=not on_gpu)
@@ -149,7 +59,7 @@ def check(config: dict, processes: int = 1) -> Fit:
     usable = min(processes, fit.offered) if fit.too_many_processes else processes
     sharing = usable if fit.shared else 1
     if est is not None and budget is not None and est.peak * sharing > FIT_SHARE * budget:
-        found = fitting_change(shape, train_config, FIT_SHARE * budget // sharing, on_gpu, usable)
+        found = fitting_change(shape, train_config, FIT_SHARE * budget // sharing, on_gpu, usable, kind)
         if found:
             fit.change, fit.change_estimate = found
     if fit.too_many_processes:

@@ -2,6 +2,7 @@
 fits, and the start form's defaults for the workers' device."""
 
 import dataclasses
+import os
 import re
 
 import pytest
@@ -22,11 +23,12 @@ def bundled_base(settings, bundled_model_path):
     return bundled_model_path
 
 
-def publish(name: str, *, ram_gib: float = 0, gpus: int = 0, gpu_gib: float = 0, queues=("train",)):
+def publish(name: str, *, ram_gib: float = 0, gpus: int = 0, gpu_gib: float = 0, queues=("train",),
+            gpu_name: str = ""):
     devices.report_publish(devices.DeviceReport(
         worker=name, queues=list(queues), device="cuda" if gpus else "cpu", gpus=gpus,
         gpu_memory=int(gpu_gib * GIB), gpu_free=int(gpu_gib * GIB), memory_total=int(ram_gib * GIB),
-        memory_available=int(ram_gib * GIB), cpus=2))
+        memory_available=int(ram_gib * GIB), cpus=2, gpu_name=gpu_name))
 
 
 @pytest.fixture
@@ -60,6 +62,38 @@ def test_device_reports_are_read_without_cuda_and_expire(reports, settings, test
     assert [r.worker for r in devices.reports("train")] == ["train@here"]
     assert devices.reports("generate") == []
     assert 0 < test_redis.ttl(devices.KEY + "train@here") <= 3 * settings.BOOKKEEPING_SECONDS
+
+
+def test_a_gpu_worker_reports_its_gpus_name_read_from_nvidia_smi(tmp_path, monkeypatch):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho '0, 81559, 80000, NVIDIA H100 80GB HBM3'\necho '1, 81559, 70000, NVIDIA H100 "
+                    "80GB HBM3'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    report = devices.report_of_this_machine("train@gpu", ["train"])
+    assert (report.device, report.gpus, report.gpu_name, report.kind) == ("cuda", 2, "NVIDIA H100 80GB HBM3",
+                                                                          "NVIDIA H100 80GB HBM3")
+    assert report.gpu_memory == 81559 * 2**20 and report.gpu_free == 70000 * 2**20
+
+
+def test_the_estimate_uses_the_gpus_own_factors_once_measured_and_says_when_it_guesses(
+        client, staff, bundled_base, reports, tmp_path, monkeypatch):
+    monkeypatch.setattr(memory, "FACTORS_FILE", tmp_path / "factors.json")
+    reports("train-gpu@box", gpus=1, gpu_gib=80, gpu_name="Test GPU 80GB")
+    guessed = preflight.check(TrainConfig().to_dict())
+    assert not guessed.estimate.factors.calibrated
+    from tests.training.test_run_services import FORM_DEFAULTS
+
+    client.force_login(staff)
+    page = client.get("/staff/runs/preview/", FORM_DEFAULTS).content.decode()
+    assert "The estimate is uncalibrated for Test GPU 80GB" in page
+    memory.save_factors("Test GPU 80GB", dataclasses.replace(memory.CPU, per_token=memory.CPU.per_token * 3,
+                                                              source="fitted to 8 peaks on Test GPU 80GB"))
+    measured = preflight.check(TrainConfig().to_dict())
+    assert measured.estimate.factors.calibrated
+    assert measured.estimate.per_token == pytest.approx(guessed.estimate.per_token * 3)
+    assert "uncalibrated" not in client.get("/staff/runs/preview/", FORM_DEFAULTS).content.decode()
 
 
 def test_a_run_too_big_for_the_workers_is_refused_with_the_numbers_and_a_change_that_fits(bundled_base, reports,

@@ -18,14 +18,16 @@ kinds of tensor are kept for the backward pass, each with a fitted factor:
 
 With gradient checkpointing only each layer's input is kept, plus one layer's
 tensors while it is recomputed. bf16 autocast (GPUs) halves the activations.
-The factors were fitted by least squares (relative errors) to the peaks
-``python -m bench memory`` measured on SmolLM2-135M in fp32 on a CPU (the table in
-the README); on a GPU the same model is an uncalibrated guess until that benchmark
-runs there.
+The factors are kept per kind of device. A CPU's were fitted by least squares (relative errors) to
+the peaks ``python -m bench memory`` measured on SmolLM2-135M in fp32. A GPU's are fitted the same way
+by ``python -m bench gpu --fit-memory`` from the peaks it measured there, and kept in
+``memory_factors.json`` beside this module under the GPU's name (``nvidia-smi``'s); a GPU without an
+entry is estimated with the CPU's factors, an uncalibrated guess, and says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,16 +35,86 @@ from pathlib import Path
 FLOAT = 4  # bytes of an fp32 number
 GIB = 1024 ** 3
 
-# Fitted by `python -m bench memory --fit` on SmolLM2-135M, fp32, 2-core CPU. BASE is what is
-# resident when training starts beyond the weights' nominal size: negative here, as the weights are read from
-# memory-mapped safetensors and not every page is resident. ATTENTION came out 0: torch's CPU attention does
-# not keep the (length x length) scores. CHECKPOINTED is the per-token factor with gradient checkpointing,
-# fitted from the one configuration measured with it.
-BASE = -0.095 * GIB
-PER_TOKEN = 1.980
-ATTENTION = 0.0
-LOGITS = 0.235
-CHECKPOINTED = 5.67
+FACTORS_FILE = Path(__file__).with_name("memory_factors.json")  # a GPU's fitted factors, by its name
+
+
+@dataclass(frozen=True)
+class Factors:
+    """What one kind of device keeps beyond the features' nominal bytes."""
+    base: float  # bytes resident when training starts beyond the weights' nominal size
+    per_token: float
+    attention: float
+    logits: float
+    checkpointed: float  # the per-token factor with gradient checkpointing
+    source: str  # where they come from, for the pages that show an estimate
+
+    @property
+    def calibrated(self) -> bool:
+        return not self.source.startswith("uncalibrated")
+
+
+# Fitted by `python -m bench memory --fit` on SmolLM2-135M, fp32, 2-core CPU. The base is negative here, as the
+# weights are read from memory-mapped safetensors and not every page is resident. The attention factor came out
+# 0: torch's CPU attention does not keep the (length x length) scores. The checkpointed factor was fitted from
+# the one configuration measured with it.
+CPU = Factors(base=-0.095 * GIB, per_token=1.980, attention=0.0, logits=0.235, checkpointed=5.67,
+              source="fitted to SmolLM2-135M's peaks on a 2-core CPU (python -m bench memory)")
+BASE = CPU.base
+
+
+def device_factors() -> dict[str, Factors]:
+    """The GPUs' fitted factors, by the GPU's name; empty while none was measured."""
+    if not FACTORS_FILE.is_file():
+        return {}
+    return {name: Factors(**values) for name, values in json.loads(FACTORS_FILE.read_text()).items()}
+
+
+def factors_for(device_kind: str | None = None) -> Factors:
+    """The factors of a kind of device: "cpu" (or None), or a GPU's name as nvidia-smi gives it."""
+    if not device_kind or device_kind == "cpu":
+        return CPU
+    fitted = device_factors()
+    if device_kind in fitted:
+        return fitted[device_kind]
+    return dataclasses.replace(CPU, source=f"uncalibrated for {device_kind}: the CPU's factors (run python -m bench "
+                                           "gpu --fit-memory there)")
+
+
+def fit_factors(rows: list[tuple[ModelShape, dict, dict]], source: str) -> Factors:
+    """Factors fitted to measured peaks: ``rows`` of (shape, the estimate's keyword arguments, {"before": bytes
+    resident before the step, "peak": bytes at its peak}). Least squares on relative errors, as a peak's share
+    matters more than its bytes; rows with gradient checkpointing fit its own per-token factor."""
+    import numpy as np
+
+    base = float(np.mean([m["before"] - shape.params * FLOAT for shape, _, m in rows]))
+    X, y = [], []
+    for shape, kwargs, measured in rows:
+        per_token, attention, logits = features(shape, **{k: v for k, v in kwargs.items() if k != "bf16"})
+        scale = 0.5 if kwargs.get("bf16") else 1.0
+        checkpointing = kwargs.get("gradient_checkpointing", False)
+        X.append([0.0 if checkpointing else per_token * scale, per_token * scale if checkpointing else 0.0,
+                  attention * scale, logits * scale])
+        y.append(measured["peak"] - measured["before"])
+    X, y = np.array(X), np.array(y, dtype=float)
+    used = [i for i in range(X.shape[1]) if X[:, i].any()]
+    solved, *_ = np.linalg.lstsq(X[:, used] / y[:, None], np.ones_like(y), rcond=None)
+    values = dict.fromkeys(range(X.shape[1]), None)
+    values.update({i: max(0.0, float(v)) for i, v in zip(used, solved)})
+    per_token, checkpointed, attention, logits = (values[i] for i in range(4))
+    return Factors(base=base, per_token=CPU.per_token if per_token is None else per_token,
+                   attention=CPU.attention if attention is None else attention,
+                   logits=CPU.logits if logits is None else logits,
+                   checkpointed=CPU.checkpointed if checkpointed is None else checkpointed, source=source)
+
+
+def save_factors(device_kind: str, factors: Factors, path: Path | None = None) -> None:
+    """Keep ``factors`` for ``device_kind`` beside the others (written whole, never half)."""
+    path = path or FACTORS_FILE
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    kept[device_kind] = dataclasses.asdict(factors)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 @dataclass(frozen=True)
@@ -80,6 +152,7 @@ class MemoryEstimate:
     attention: float
     logits: float
     base: float = BASE
+    factors: Factors = CPU
 
     @property
     def activations(self) -> float:
@@ -122,19 +195,28 @@ def features(shape: ModelShape, *, micro_batch_size: int, max_length: int, max_p
 
 def estimate(shape: ModelShape, *, micro_batch_size: int, max_length: int, max_prompt_length: int,
              personalized: bool = True, alpha: float = 0.5, gradient_checkpointing: bool = False,
-             bf16: bool = False) -> MemoryEstimate:
+             bf16: bool = False, device_kind: str | None = None) -> MemoryEstimate:
     per_token, attention, logits = features(
         shape, micro_batch_size=micro_batch_size, max_length=max_length, max_prompt_length=max_prompt_length,
         personalized=personalized, alpha=alpha, gradient_checkpointing=gradient_checkpointing)
     scale = 0.5 if bf16 else 1.0
-    factor = CHECKPOINTED if gradient_checkpointing else PER_TOKEN
+    f = factors_for(device_kind)
+    factor = f.checkpointed if gradient_checkpointing else f.per_token
     return MemoryEstimate(weights=shape.params * FLOAT, per_token=factor * per_token * scale,
-                          attention=ATTENTION * attention * scale, logits=LOGITS * logits * scale)
+                          attention=f.attention * attention * scale, logits=f.logits * logits * scale, base=f.base,
+                          factors=f)
 
 
-def estimate_config(shape: ModelShape, config) -> MemoryEstimate:
-    """The estimate for a TrainConfig (or anything with its field names)."""
-    return estimate(shape, micro_batch_size=config.micro_batch_size, max_length=config.max_length,
-                    max_prompt_length=config.max_prompt_length, personalized=config.user_model != "none",
-                    alpha=config.alpha, gradient_checkpointing=getattr(config, "gradient_checkpointing", False),
-                    bf16=bool(config.bf16))
+def config_kwargs(config, device_kind: str | None = None) -> dict:
+    """The estimate's keyword arguments for a TrainConfig (or anything with its field names) on a kind of
+    device: bf16 left to the device (None) is bf16 on a GPU, as training does."""
+    bf16 = config.bf16 if config.bf16 is not None else device_kind not in (None, "cpu")
+    return dict(micro_batch_size=config.micro_batch_size, max_length=config.max_length,
+                max_prompt_length=config.max_prompt_length, personalized=config.user_model != "none",
+                alpha=config.alpha, gradient_checkpointing=getattr(config, "gradient_checkpointing", False),
+                bf16=bool(bf16))
+
+
+def estimate_config(shape: ModelShape, config, device_kind: str | None = None) -> MemoryEstimate:
+    """The estimate for a TrainConfig on a kind of device ("cpu" or None, or a GPU's name)."""
+    return estimate(shape, **config_kwargs(config, device_kind), device_kind=device_kind)
