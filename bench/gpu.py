@@ -55,7 +55,7 @@ SERVE_TOKENS = 64
 BUDGET_OUT = "not measured: the budget ran out"
 BUNDLED_VOCAB = 49152  # the bundled tokenizer's, which every shape uses
 BUNDLED_PARAMS = 134_515_008
-TRAIN_SHARE = 0.55  # of a shape's share of the budget; serving and refits get the rest
+PART_WEIGHTS = {"train": 0.5, "serve": 0.35, "processes": 0.15}  # how a shape's share of the budget is split
 
 
 # --- the rows ---------------------------------------------------------------------------------------------------
@@ -77,8 +77,13 @@ def serve_ids(shape: str) -> list[str]:
             + [f"{shape}/refit/{n}" for n in REFIT_PAIRS])
 
 
-def multi_ids(shape: str, gpus: int) -> list[str]:
-    return [f"{shape}/processes/{n}" for n in sorted({2, gpus}) if n >= 2] or [f"{shape}/processes/2"]
+def process_counts(processes: int) -> list[int]:
+    """The numbers of processes measured against one: 2 and all there are."""
+    return sorted({2, processes}) if processes >= 2 else [2]
+
+
+def multi_ids(shape: str, processes: int) -> list[str]:
+    return [f"{shape}/processes/{n}" for n in process_counts(processes)]
 
 
 def slug(text: str) -> str:
@@ -423,14 +428,18 @@ def run_processes(spec: dict, counts: list[int], deadline: float) -> list[dict]:
             break
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}", "-m",
                "bench.gpu", "--child", json.dumps({**spec, "part": "processes", "world_max": max(counts)})]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # its own group: a timeout stops every rank with it
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=left)
+            stdout, stderr = proc.communicate(timeout=left)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             break
-        found = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        found = [json.loads(line[7:]) for line in stdout.splitlines() if line.startswith("RESULT ")]
         if proc.returncode or not found:
             rows += [{"id": f"{spec['shape']}/processes/{n}",
-                      "not_measured": f"failed with {world} processes: {proc.stderr[-300:]}"} for n in counts]
+                      "not_measured": f"failed with {world} processes: {stderr[-300:]}"} for n in counts]
             return rows
         results[world] = found[0]
     one = results.get(1)
@@ -448,8 +457,9 @@ def run_processes(spec: dict, counts: list[int], deadline: float) -> list[dict]:
 
 # --- the parent -------------------------------------------------------------------------------------------------
 
-def run_child(spec: dict, deadline: float, store) -> None:
-    """Run one part in a child process until ``deadline`` (and a grace of 20 s), keeping each row it reports."""
+def run_child(spec: dict, deadline: float, store) -> str | None:
+    """Run one part in a child process until ``deadline`` (and a grace of 20 s), keeping each row it reports;
+    returns why it ended early, or None."""
     cmd = [sys.executable, "-m", "bench.gpu", "--child", json.dumps({**spec, "deadline": deadline})]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     stderr_tail: list[str] = []
@@ -493,6 +503,8 @@ def main(argv=None) -> list[Figure]:
     ap.add_argument("--fit-memory", action="store_true",
                     help="fit the memory estimate's factors for this device from the training rows and keep them")
     ap.add_argument("--fresh", action="store_true", help="measure every row again")
+    ap.add_argument("--processes", type=int, help="processes for the several-process rows (default: the GPUs; on a "
+                                                  "CPU, N processes of one core each over gloo)")
     ap.add_argument("--max-length", type=int, help="tokens per sequence instead of the start form's (a quick "
                                                    "check; the table says so)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -508,6 +520,7 @@ def main(argv=None) -> list[Figure]:
     info = device_info()
     on_gpu = info["device"] == "cuda"
     names = args.shapes.split(",") if args.shapes else list(shape_builds.LARGE if on_gpu else shape_builds.SMALLEST)
+    processes = args.processes if args.processes is not None else info["gpus"]
     started = time.time()
     deadline = started + args.budget_minutes * 60
     args.out.mkdir(parents=True, exist_ok=True)
@@ -541,6 +554,13 @@ def main(argv=None) -> list[Figure]:
     for i, (name, params) in enumerate(plan):
         share = params / sum(p for _, p in plan[i:])
         shape_deadline = time.time() + (deadline - time.time()) * share
+        parts = ["train", "serve", *(["processes"] if processes >= 2 else [])]
+
+        def part_deadline(part: str) -> float:
+            """Now plus this part's weight of what is left of the shape's share (parts before it done)."""
+            left = parts[parts.index(part):]
+            return time.time() + (shape_deadline - time.time()) * PART_WEIGHTS[part] / sum(PART_WEIGHTS[p]
+                                                                                             for p in left)
         build_started = time.time()
         try:
             folder = shape_folder(name, info["device"])
@@ -553,8 +573,7 @@ def main(argv=None) -> list[Figure]:
                 "memory": info["memory"], "max_length": args.max_length}
         todo = [r for r in train_rows(name, on_gpu) if wanted(r["id"])]
         if todo or wanted(f"{name}/oom"):
-            train_deadline = time.time() + (shape_deadline - time.time()) * TRAIN_SHARE
-            why = run_child({**base, "part": "train", "rows": todo}, train_deadline, store)
+            why = run_child({**base, "part": "train", "rows": todo}, part_deadline("train"), store)
             for r in todo + [{"id": f"{name}/oom"}]:
                 if r["id"] not in rows:
                     store({"id": r["id"], "not_measured": BUDGET_OUT if why is None or why.startswith("killed")
@@ -565,21 +584,22 @@ def main(argv=None) -> list[Figure]:
             why = run_child({**base, "part": "serve", "work": str(work), "vllm_python": args.vllm_python,
                              "vllm_args": args.vllm_args or ("--dtype bfloat16 --gpu-memory-utilization 0.85 "
                                                              "--max-model-len 2048" if on_gpu else CPU_ARGS),
-                             "vllm_start_guess": 60 if on_gpu else 90}, shape_deadline, store)
+                             "vllm_start_guess": 60 if on_gpu else 90}, part_deadline("serve"), store)
             for row_id in serve_ids(name):
                 if row_id not in rows:
                     store({"id": row_id, "not_measured": BUDGET_OUT if why is None or why.startswith("killed")
                            else why})
             shutil.rmtree(work, ignore_errors=True)
-        counts = [n for n in sorted({2, info["gpus"]}) if n >= 2]
-        if info["gpus"] >= 2:
-            if any(wanted(r) for r in multi_ids(name, info["gpus"])):
-                for row in run_processes({**base, "micro": 1, "steps": TRAIN_STEPS}, counts, shape_deadline):
+        if processes >= 2:
+            if any(wanted(r) for r in multi_ids(name, processes)):
+                for row in run_processes({**base, "micro": 1, "steps": TRAIN_STEPS}, process_counts(processes),
+                                         part_deadline("processes")):
                     store(row)
         else:
-            for row_id in multi_ids(name, info["gpus"]):
-                store({"id": row_id, "not_measured": "one GPU or none here: several processes need several GPUs"})
-    markdown = table(info, names, rows, on_gpu, args.max_length)
+            for row_id in multi_ids(name, processes):
+                store({"id": row_id, "not_measured": "one GPU or none here: several processes need several GPUs "
+                                                     "(on a CPU, --processes N runs them over gloo)"})
+    markdown = table(info, names, rows, on_gpu, args.max_length, processes)
     path.with_suffix(".md").write_text(markdown)
     print("\n" + markdown, flush=True)
     print(f"\n{path} and {path.with_suffix('.md')} written; {time.time() - started:.0f} s of the "
@@ -616,7 +636,8 @@ def gib(value) -> str:
     return f"{value / 2**30:.2f} GiB"
 
 
-def table(info: dict, names: list[str], rows: dict, on_gpu: bool, max_length: int | None = None) -> str:
+def table(info: dict, names: list[str], rows: dict, on_gpu: bool, max_length: int | None = None,
+          processes: int = 0) -> str:
     def why(r):
         return r.get("not_measured") or "not measured: no row (the run stopped before it)"
 
@@ -670,7 +691,7 @@ def table(info: dict, names: list[str], rows: dict, on_gpu: bool, max_length: in
             r = rows.get(f"{name}/refit/{n}", {})
             value = f"{r['seconds']:.1f} s, {gib(r['peak'])} at its peak" if "seconds" in r else why(r)
             out.append(f"| {name} | a newcomer's refit from {n} pairs | {value} |")
-        for row_id in multi_ids(name, info["gpus"]):
+        for row_id in multi_ids(name, processes):
             r = rows.get(row_id, {})
             value = (f"{r['pairs_per_second']:.2f} pairs/s, {r['speed_up']:.2f}x one process, loss curve within "
                      f"{r['loss_difference']:.1e}" if "speed_up" in r else why(r))
