@@ -25,10 +25,29 @@ def _filtered_rejected(data_filter: dict, *, consented_only: bool = True):
     if data_filter.get("users"):  # database ids; the command line's --user
         qs = qs.filter(turn__conversation__user__in=data_filter["users"])
     if data_filter.get("exclude_flagged"):  # the raters page's flags
+        qs = qs.exclude(turn__conversation__user__in=_flagged(data_filter))
+    return qs
+
+
+FLAGGED = "_flagged"  # a data filter's flagged people, worked out once for the reads of one request
+
+
+def with_flags(data_filter: dict) -> dict:
+    """The data filter with the raters page's flagged people worked out once (when it leaves them out), for a
+    request that reads it several times: the flags read every rating of every rater."""
+    if data_filter.get("exclude_flagged") and FLAGGED not in data_filter:
         from users.dataset.raters import flagged_people
 
-        qs = qs.exclude(turn__conversation__user__in=flagged_people())
-    return qs
+        return {**data_filter, FLAGGED: sorted(flagged_people())}
+    return data_filter
+
+
+def _flagged(data_filter: dict) -> set[int]:
+    if FLAGGED in data_filter:
+        return set(data_filter[FLAGGED])
+    from users.dataset.raters import flagged_people
+
+    return flagged_people()
 
 
 def _activations():
@@ -70,10 +89,8 @@ def people_left_out(data_filter: dict) -> dict[str, int]:
             no_consent.add(user)
     flagged = 0
     if data_filter.get("exclude_flagged"):
-        from users.dataset.raters import flagged_people
-
         everyone = {user for user, *_ in rows} - withdrawn - no_consent
-        flagged = len(everyone & flagged_people())
+        flagged = len(everyone & _flagged(data_filter))
     return {"withdrawn": len(withdrawn), "no_consent": len(no_consent), "flagged": flagged}
 
 

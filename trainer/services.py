@@ -35,6 +35,7 @@ def run_preview(*, data_filter: dict, config: dict, processes: int = 1) -> dict:
     """What a run would be: users, pairs, optimizer steps and a time estimate with its range."""
     from trainer import selectors
 
+    data_filter = selectors.with_flags(data_filter)  # the flags once, not for each read below
     plan = data_plan(selectors.pairs_by_conversation(data_filter), data_filter=data_filter, config=config)
     batch = max(1, int(config.get("batch_size", 32)))
     per_pair = 1 if config.get("user_model", "individual") == "none" else 2

@@ -71,7 +71,7 @@ def test_staff_see_the_careless_raters_first_with_their_reasons(client, staff, r
         assert f'<span class="badge warn">{flag}</span>' in row[:row.index("</tr>")]
 
 
-def test_a_run_that_asks_leaves_the_flagged_out_and_its_preview_says_so(client, staff, raters):
+def test_a_run_that_asks_leaves_the_flagged_out_and_its_preview_says_so(client, staff, raters, monkeypatch):
     everyone = selectors.pair_counts({"min_pairs": 1})
     careful = selectors.pair_counts({"min_pairs": 1, "exclude_flagged": True})
     left_out = get_user_model().objects.filter(pk__in=set(everyone) - set(careful))
@@ -81,9 +81,15 @@ def test_a_run_that_asks_leaves_the_flagged_out_and_its_preview_says_so(client, 
     from trainer.commandline import pairs_from
 
     assert len(pairs_from({"exclude_flagged": True})) == len(pairs)  # the command line's --exclude-flagged
+    import users.dataset.raters as raters_module
+
+    worked_out = []
+    flagged_people = raters_module.flagged_people
+    monkeypatch.setattr(raters_module, "flagged_people", lambda *a: worked_out.append(1) or flagged_people(*a))
     client.force_login(staff)
     preview = client.get(reverse("run_preview"), {**FORM_DEFAULTS, "exclude_flagged": "on"}).content.decode()
     assert "Left out as the start form asks: 2 flagged raters" in preview
+    assert len(worked_out) == 1  # every read of the preview (pairs, pairings, who is left out) shares one
     assert f"This run trains on <strong>{sum(careful.values())}</strong> pairs" in preview
 
 
