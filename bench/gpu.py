@@ -105,12 +105,12 @@ def device_info() -> dict:
     return {"device": "cpu", "kind": "cpu", "gpus": 0, "memory": total, "describe": describe_device("cpu")}
 
 
-def shape_folder(name: str, device: str) -> str:
+def shape_folder(name: str, device: str, tokenizer: str | None = None) -> str:
     from bench import shapes
 
     if name == "bundled":
         return default_model()
-    return str(shapes.build(name, device="cuda" if device == "cuda" else "cpu"))
+    return str(shapes.build(name, device="cuda" if device == "cuda" else "cpu", tokenizer_source=tokenizer))
 
 
 def _status(field: str) -> int:
@@ -503,6 +503,8 @@ def main(argv=None) -> list[Figure]:
     ap.add_argument("--fit-memory", action="store_true",
                     help="fit the memory estimate's factors for this device from the training rows and keep them")
     ap.add_argument("--fresh", action="store_true", help="measure every row again")
+    ap.add_argument("--tokenizer", help="the bundled tokenizer's folder, for building shapes on a machine without the "
+                                        "bundled model (python -m bench shapes --export-tokenizer DIR makes one)")
     ap.add_argument("--processes", type=int, help="processes for the several-process rows (default: the GPUs; on a "
                                                   "CPU, N processes of one core each over gloo)")
     ap.add_argument("--max-length", type=int, help="tokens per sequence instead of the start form's (a quick "
@@ -563,7 +565,7 @@ def main(argv=None) -> list[Figure]:
                                                                                              for p in left)
         build_started = time.time()
         try:
-            folder = shape_folder(name, info["device"])
+            folder = shape_folder(name, info["device"], args.tokenizer)
         except Exception as exc:  # noqa: BLE001 - every row of the shape says why
             for row_id in [r["id"] for r in train_rows(name, on_gpu)] + [f"{name}/oom"] + serve_ids(name):
                 store({"id": row_id, "not_measured": f"the shape could not be built: {exc}"})

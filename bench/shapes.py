@@ -1,6 +1,7 @@
 """Models of a published shape with random weights: what a larger model costs in speed and memory, without it.
 
-    python -m bench shapes [--shapes llama-1b,llama-8b,qwen-1.5b] [--device auto] [--out DIR]
+    python -m bench shapes [--shapes llama-1b,llama-8b,qwen-1.5b] [--device auto] [--out DIR] [--tokenizer DIR]
+    python -m bench shapes --export-tokenizer DIR   (the bundled tokenizer alone, 4 MB: what a GPU machine needs)
 
 A model's speed and memory depend on its shape (layers, widths, heads, vocabulary), not on the values of its
 weights. Each architecture in ``bench/architectures/NAME.json`` (a published model's config) is built once with
@@ -106,14 +107,24 @@ def main(argv=None) -> list[Figure]:
                                      f"{', '.join(SMALLEST)} without); written: {', '.join(available())}")
     ap.add_argument("--device", default="auto", help="where the weights are initialised: auto, cpu or cuda")
     ap.add_argument("--out", type=Path, help="where the folders go (default: $DATA_DIR/shapes)")
+    ap.add_argument("--tokenizer", help="a folder with the bundled tokenizer (default: the bundled model's)")
+    ap.add_argument("--export-tokenizer", type=Path, metavar="DIR",
+                    help="write the bundled tokenizer alone to DIR and stop (carry it to a machine without the model)")
     args = ap.parse_args(argv)
     import torch
+
+    if args.export_tokenizer:
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(default_model()).save_pretrained(args.export_tokenizer)
+        print(f"the bundled tokenizer is in {args.export_tokenizer}", flush=True)
+        return []
 
     names = args.shapes.split(",") if args.shapes else list(LARGE if torch.cuda.is_available() else SMALLEST)
     figures = []
     for name in names:
         started = time.perf_counter()
-        folder = build(name, args.out, device=args.device)
+        folder = build(name, args.out, device=args.device, tokenizer_source=args.tokenizer)
         size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
         figures.append(Figure("shapes", f"{name}: {marker(folder)['parameters'] / 1e6:,.0f} M parameters, random "
                               "weights", f"{folder} ({size / 2**30:.2f} GiB, {time.perf_counter() - started:.0f} s)"))
