@@ -47,8 +47,11 @@ def test_a_folder_stopped_half_way_is_built_again_and_an_unknown_shape_names_the
     folder = built / "shapes" / "llama-tiny"
     (folder / "shape.json").unlink()  # as if the build was killed before its last write
     assert shapes.marker(folder) is None
-    shapes.build("llama-tiny", built / "shapes", tokenizer_source=str(bundled_model_path), log=lambda *a, **k: None)
-    assert shapes.marker(folder)["shape"] == "llama-tiny"
+    proc = subprocess.run([sys.executable, "-m", "bench", "shapes", "--shapes", "llama-tiny", "--out",
+                           str(built / "shapes"), "--tokenizer", str(bundled_model_path)], cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert shapes.marker(folder)["shape"] == "llama-tiny" and f"llama-tiny: {folder}" in proc.stdout
     with pytest.raises(SystemExit, match="llama-8b"):
         shapes.build("llama-9000b", built / "shapes")
 
