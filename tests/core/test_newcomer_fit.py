@@ -1,0 +1,125 @@
+"""A newcomer placed among the seen people from their answers alone: the basis of the seen people's offsets, the
+posterior after each rating, and the choice of the next question (adaptive against random), on simulated
+newcomers whose true coordinates are known."""
+
+import random
+import statistics
+
+import pytest
+import torch
+
+from trainer.core.onboarding import (ADAPTIVE, RANDOM, Answer, Basis, PoolPair, basis_from_offsets, estimate,
+                                     next_question, prior)
+
+
+def test_the_basis_finds_the_directions_the_seen_people_differ_along():
+    g = torch.Generator().manual_seed(0)
+    mean = torch.randn(10, 8, generator=g)
+    first, second = torch.randn(80, generator=g), torch.randn(80, generator=g)
+    first, second = first / first.norm(), second - (second @ first) * first / first.norm() ** 2
+    second = second / second.norm()
+    coords = torch.randn(30, 2, generator=g) * torch.tensor([3.0, 1.0])
+    offsets = mean.flatten() + coords @ torch.stack([first, second])
+    basis = basis_from_offsets(offsets.reshape(30, 10, 8), k=6)
+    assert basis.k == 2  # the other directions carry nothing
+    span = basis.directions.float()
+    for planted in (first, second):  # the two directions span the planted plane
+        assert float((span @ planted).norm()) == pytest.approx(1.0, abs=1e-4)
+    assert abs(float(span[0] @ first)) > 0.99  # the wider direction first
+    assert basis.spread.tolist() == pytest.approx([coords[:, 0].std().item(), coords[:, 1].std().item()], rel=0.15)
+    assert torch.allclose(basis.mean.float(), offsets.mean(0), atol=1e-5)
+    assert basis_from_offsets(offsets[:1].reshape(1, 10, 8)).k == 0  # one person spans no direction
+
+
+def world(seed: int, k: int = 4, pairs: int = 80):
+    rng = random.Random(seed)
+    spread = torch.tensor([2.0, 1.5, 1.0, 0.5][:k], dtype=torch.float64)
+    basis = Basis(torch.zeros(16, dtype=torch.float64), torch.eye(k, 16, dtype=torch.float64), spread)
+    pool = {f"p{i:03d}": PoolPair(f"p{i:03d}", rng.gauss(0, 0.5), tuple(rng.gauss(0, 1) for _ in range(k)))
+            for i in range(pairs)}
+    return basis, pool
+
+
+def newcomer(basis: Basis, rng: random.Random) -> torch.Tensor:
+    return torch.tensor([rng.gauss(0, float(s)) for s in basis.spread], dtype=torch.float64)
+
+
+def true_margin(pair: PoolPair, w: torch.Tensor) -> float:
+    return pair.margin + float(torch.tensor(pair.slope, dtype=torch.float64) @ w)
+
+
+def answer(pair: PoolPair, w: torch.Tensor, rng: random.Random) -> Answer:
+    noise = rng.gauss(0, 0.3)  # a person is not perfectly consistent
+    return Answer(pair.key, true_margin(pair, w) + noise > 0)
+
+
+def accuracy_curve(strategy: str, seed: int, counts=(0, 3, 10)) -> dict[int, float]:
+    """Mean held-out accuracy over simulated newcomers after each count of answers."""
+    basis, pool = world(seed)
+    keys = sorted(pool)
+    asked_from = {k: pool[k] for k in keys[:50]}
+    held_out = [pool[k] for k in keys[50:]]
+    rng = random.Random(seed + 1)  # the newcomers and their answers: the same for both strategies
+    choosing = random.Random(seed + 2)
+    found = {n: [] for n in counts}
+    for _ in range(60):
+        w = newcomer(basis, rng)
+        answers = []
+        current = prior(basis)
+        for n in range(max(counts) + 1):
+            if n in found:
+                right = [(true_margin(p, w) > 0) == (current.prefers_a(p) > 0.5) for p in held_out]
+                found[n].append(sum(right) / len(right))
+            question = next_question(asked_from, answers, current, strategy=strategy, rng=choosing)
+            answers.append(answer(question, w, rng))
+            current = estimate(basis, asked_from, answers)
+    return {n: statistics.mean(v) for n, v in found.items()}
+
+
+def test_adaptive_questions_place_a_newcomer_sooner_than_random_ones():
+    adaptive = accuracy_curve(ADAPTIVE, seed=7)
+    random_ = accuracy_curve(RANDOM, seed=7)
+    assert adaptive[0] == random_[0]  # the same newcomers, the same prior
+    assert adaptive[3] > random_[3] + 0.02
+    assert adaptive[10] >= random_[10] - 0.01
+    assert adaptive[10] > adaptive[3] > adaptive[0] + 0.1  # every answer teaches something
+    assert adaptive[10] > 0.85
+
+
+def test_a_rating_moves_the_estimate_towards_it():
+    basis, pool = world(3)
+    pair = pool["p000"]
+    before = prior(basis).margin(pair)[0]
+    for a_better, sign in ((True, 1), (False, -1)):
+        after = estimate(basis, pool, [Answer(pair.key, a_better)]).margin(pair)[0]
+        assert sign * (after - before) > 0
+    # and the estimate grows surer along what was asked
+    _, spread_before = prior(basis).margin(pair)
+    _, spread_after = estimate(basis, pool, [Answer(pair.key, True)]).margin(pair)
+    assert spread_after < spread_before
+
+
+def test_adaptive_choice_never_repeats_differs_from_random_and_ends_with_the_pool():
+    basis, pool = world(5, pairs=12)
+    rng = random.Random(0)
+    w = newcomer(basis, rng)
+    answers, current, chosen = [], prior(basis), []
+    while (question := next_question(pool, answers, current)) is not None:
+        chosen.append(question.key)
+        answers.append(answer(question, w, rng))
+        current = estimate(basis, pool, answers)
+    assert sorted(chosen) == sorted(pool)  # each pair once, then none
+    randomly = []
+    answers = []
+    while (question := next_question(pool, answers, prior(basis), strategy=RANDOM, rng=random.Random(len(answers)))):
+        randomly.append(question.key)
+        answers.append(Answer(question.key, True))
+    assert randomly != chosen and sorted(randomly) == sorted(pool)
+    with pytest.raises(ValueError, match="adaptive or random"):
+        next_question(pool, [], prior(basis), strategy="greedy")
+
+
+def test_the_offset_of_coordinates_is_the_mean_plus_the_directions():
+    basis = Basis(torch.ones(4, dtype=torch.float64), torch.eye(2, 4, dtype=torch.float64),
+                  torch.ones(2, dtype=torch.float64))
+    assert basis.offset(torch.tensor([2.0, -1.0])).tolist() == [3.0, 0.0, 1.0, 1.0]
