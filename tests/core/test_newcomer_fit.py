@@ -123,3 +123,46 @@ def test_the_offset_of_coordinates_is_the_mean_plus_the_directions():
     basis = Basis(torch.ones(4, dtype=torch.float64), torch.eye(2, 4, dtype=torch.float64),
                   torch.ones(2, dtype=torch.float64))
     assert basis.offset(torch.tensor([2.0, -1.0])).tolist() == [3.0, 0.0, 1.0, 1.0]
+
+
+def test_a_pairs_precomputed_margin_and_slope_predict_the_models_own_margin_nearby(tiny_model_path):
+    from trainer.core.config import TrainConfig
+    from trainer.core.loop import build_model, load_base
+    from trainer.core.onboarding import prepare_pool, seen_offsets
+    from trainer.core.policy import encode_pairs
+    from trainer.core.reference import ReferenceCache
+    from users.synthetic.pairs import make_pairs
+    from users.synthetic.personas import sample_population
+
+    config = TrainConfig(max_length=96, max_prompt_length=48, seed=0)
+    lm, tokenizer = load_base(str(tiny_model_path))
+    core = build_model(lm, tokenizer, config, n_users=6)
+    basis = basis_from_offsets(seen_offsets(core.user_model), k=3)
+    assert basis.k == 3
+    pairs = make_pairs(sample_population(1, seed=2), ["Tell me about rivers.", "How do I bake bread?"],
+                       conversations_per_user=3, seed=3)[:3]
+    keys = [f"q{i}" for i in range(len(pairs))]
+    pool = prepare_pool(core, tokenizer, config, basis, pairs, keys, chunk=2)
+    assert sorted(pool) == keys and all(len(p.slope) == 3 for p in pool.values())
+
+    encoded = encode_pairs(tokenizer, pairs, None, config)
+    refs = ReferenceCache()
+    refs.fill(core, encoded, device="cpu")
+    ref = refs.get(encoded, "cpu")
+    batch = core.sequences(encoded, with_slots=True)
+    generic = core.user_model.vectors_from(core.user_model.parameter_of(0)).double()
+
+    def margins(w):  # the model's own margins with the newcomer at coordinates w
+        soft = (generic + basis.offset(w).reshape(generic.shape)).float()
+        with torch.no_grad():
+            logps = core(batch, soft_prompt=soft.unsqueeze(0).repeat(2 * len(pairs), 1, 1)).double()
+        n = len(pairs)
+        return config.beta * ((logps[:n] - ref.chosen.double()) - (logps[n:] - ref.rejected.double()))
+
+    at_origin = margins(torch.zeros(3, dtype=torch.float64))
+    assert [pool[k].margin for k in keys] == pytest.approx(at_origin.tolist(), abs=1e-4)
+    w = 0.05 * basis.spread.double() * torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)
+    moved = margins(w) - at_origin
+    predicted = torch.tensor([[*pool[k].slope] for k in keys], dtype=torch.float64) @ w
+    assert moved.abs().max() > 1e-4  # the step changes the margins measurably
+    assert torch.allclose(predicted, moved, rtol=0.1, atol=2e-5)  # to first order, as the pool says

@@ -137,3 +137,64 @@ def next_question(pool: dict[str, PoolPair], answers: list[Answer], current: Est
     if strategy != ADAPTIVE:
         raise ValueError(f"unknown strategy {strategy!r}: {ADAPTIVE} or {RANDOM}")
     return max(left, key=lambda pair: information(current, pair))
+
+
+# --- what the model says of each pair, once, ahead of any newcomer ---------------------------------------------
+
+def seen_offsets(user_model) -> torch.Tensor:
+    """(N, T, H) the seen people's vectors less the generic ones, whatever the kind of user model."""
+    from trainer.core.usermodel import GENERIC
+
+    with torch.no_grad():
+        generic = user_model.vectors_from(user_model.parameter_of(GENERIC))
+        return torch.stack([user_model.vectors_from(user_model.parameter_of(row)) - generic
+                            for row in range(1, user_model.n_users + 1)])
+
+
+def prepare_pool(core, tokenizer, config, basis: Basis, pairs: list, keys: list[str], *, device="cpu",
+                 chunk: int = 8, progress=None) -> dict[str, PoolPair]:
+    """Each pair's implicit-reward margin at the basis' origin and its slope along each direction: a forward
+    and a backward pass per ``chunk`` pairs with the soft prompt itself as the variable, so that a newcomer's
+    every later rating costs no model pass. ``pairs[i].chosen`` is reply a, ``rejected`` reply b."""
+    from trainer.core.loop import autocast_for
+    from trainer.core.policy import encode_pairs
+    from trainer.core.reference import ReferenceCache
+    from trainer.core.usermodel import GENERIC
+
+    autocast = autocast_for(torch.device(device), config)
+    user_model = core.user_model
+    with torch.no_grad():
+        generic = user_model.vectors_from(user_model.parameter_of(GENERIC)).double()  # (T, H)
+        origin = generic + basis.mean.reshape(generic.shape)  # the newcomer at w = 0
+    directions = basis.directions.to(device)
+    pool: dict[str, PoolPair] = {}
+    was_training = core.training
+    core.eval()
+    frozen = [p for p in core.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        for start in range(0, len(pairs), chunk):
+            part = encode_pairs(tokenizer, pairs[start:start + chunk], None, config)
+            refs = ReferenceCache()
+            refs.fill(core, part, device=device, autocast=autocast)
+            ref = refs.get(part, device)
+            batch = core.sequences(part, with_slots=True).to(device)
+            n = len(part)
+            soft = origin.float().to(device).unsqueeze(0).repeat(2 * n, 1, 1).requires_grad_(True)
+            with torch.enable_grad(), autocast():
+                logps = core(batch, soft_prompt=soft).float()
+                logps.sum().backward()
+            grads = soft.grad.double().reshape(2 * n, -1)  # each sequence's own gradient
+            margins = config.beta * ((logps.detach()[:n] - ref.chosen) - (logps.detach()[n:] - ref.rejected)).double()
+            slopes = config.beta * (grads[:n] - grads[n:]) @ directions.T  # (n, k)
+            for i in range(n):
+                key = keys[start + i]
+                pool[key] = PoolPair(key, float(margins[i]), tuple(float(x) for x in slopes[i]))
+            if progress is not None:
+                progress(min(start + chunk, len(pairs)), len(pairs))
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        core.train(was_training)
+    return pool
