@@ -80,6 +80,9 @@ BENCHMARKS = {
     "gpu": Benchmark("bench.gpu", "scale on whatever device is here: training speed and peak memory against the "
                      "estimate, serving at 1-128 people (transformers and vLLM), refits, several processes; "
                      "within a budget (resumable)", "--budget-minutes (8 by default)"),
+    "newcomer": Benchmark("bench.newcomer", "a newcomer placed after 0-10 answers to onboarding questions, adaptive "
+                          "against random: held-out pair accuracy per group, server time per answer, the judged "
+                          "win-rate against the generic vectors", "about 30 min (the version is trained once)"),
     "capacity": Benchmark("bench.capacity", "a capacity plan from bench gpu's tables: full PRISM on 1 and 8 devices, "
                           "people served under a 1 s first token, the user table at 10,000 and 1,000,000 people",
                           "a second", quick=()),
