@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from bench.figures import Figure
-from bench.gpu import BUNDLED_PARAMS, BUNDLED_VOCAB, COUNTS
+from bench.gpu_rows import BUNDLED_PARAMS, BUNDLED_VOCAB, COUNTS
 from bench.shapes import available, params_of
 
 MEASUREMENTS = Path(__file__).resolve().parent.parent / "docs" / "measurements"

@@ -29,433 +29,23 @@ them in ``trainer/core/memory_factors.json``.
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
-import gc
 import json
 import os
-import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from bench.figures import Figure, default_model
+from bench.figures import Figure
+from bench.gpu_rows import (BUDGET_OUT, BUNDLED_PARAMS, BUNDLED_VOCAB, COUNTS, REFIT_PAIRS, SERVE_TOKENS, TRAIN_STEPS,
+                            device_info, multi_ids, process_counts, serve_ids, shape_folder, slug, train_rows)
 
-COUNTS = (1, 8, 32, 128)  # people served at once
-REFIT_PAIRS = (10, 20)
-TRAIN_STEPS = 3  # the first is a warm-up; pairs per second from the others
-TRAIN_PEOPLE = 40
-SERVE_TOKENS = 64
-BUDGET_OUT = "not measured: the budget ran out"
-BUNDLED_VOCAB = 49152  # the bundled tokenizer's, which every shape uses
-BUNDLED_PARAMS = 134_515_008
 PART_WEIGHTS = {"train": 0.5, "serve": 0.35, "processes": 0.15}  # how a shape's share of the budget is split
 
 
-# --- the rows ---------------------------------------------------------------------------------------------------
-
-def train_rows(shape: str, on_gpu: bool) -> list[dict]:
-    """The training settings measured for a shape, most telling first (the form's own default first)."""
-    rows = []
-    for loss in ("P-DPO", "DPO"):
-        for bf16 in ((True, False) if on_gpu else (False, True)):
-            for checkpointing in (False, True):
-                rows.append({"id": f"{shape}/train/{loss}/{'bf16' if bf16 else 'fp32'}/"
-                                   f"{'checkpointing' if checkpointing else 'plain'}",
-                             "loss": loss, "bf16": bf16, "checkpointing": checkpointing})
-    return rows
-
-
-def serve_ids(shape: str) -> list[str]:
-    return ([f"{shape}/merged"] + [f"{shape}/serve/{engine}/{n}" for engine in ("hf", "vllm") for n in COUNTS]
-            + [f"{shape}/refit/{n}" for n in REFIT_PAIRS])
-
-
-def process_counts(processes: int) -> list[int]:
-    """The numbers of processes measured against one: 2 and all there are."""
-    return sorted({2, processes}) if processes >= 2 else [2]
-
-
-def multi_ids(shape: str, processes: int) -> list[str]:
-    return [f"{shape}/processes/{n}" for n in process_counts(processes)]
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
-
-
-# --- the device ---------------------------------------------------------------------------------------------------
-
-def device_info() -> dict:
-    import torch
-
-    from trainer.core.hardware import describe_device
-
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        return {"device": "cuda", "kind": torch.cuda.get_device_name(0), "gpus": torch.cuda.device_count(),
-                "memory": props.total_memory, "describe": describe_device("cuda")}
-    total = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemTotal:"))
-    return {"device": "cpu", "kind": "cpu", "gpus": 0, "memory": total, "describe": describe_device("cpu")}
-
-
-def shape_folder(name: str, device: str, tokenizer: str | None = None) -> str:
-    from bench import shapes
-
-    if name == "bundled":
-        return default_model()
-    return str(shapes.build(name, device="cuda" if device == "cuda" else "cpu", tokenizer_source=tokenizer))
-
-
-def _status(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-class Peak:
-    """The peak memory of what runs between ``start()`` and ``read()``: torch's allocations on a GPU, the
-    resident-set high-water mark on a CPU (less ``held``, bytes this benchmark keeps that a run would not)."""
-
-    def __init__(self, device: str, held: int = 0):
-        self.device, self.held = device, held
-
-    def now(self) -> int:
-        import torch
-
-        return torch.cuda.memory_allocated() if self.device == "cuda" else _status("VmRSS") - self.held
-
-    def start(self) -> None:
-        import torch
-
-        gc.collect()
-        if self.device == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        else:
-            Path("/proc/self/clear_refs").write_text("5")  # the high-water mark starts again from now
-
-    def read(self) -> int:
-        import torch
-
-        if self.device == "cuda":
-            return torch.cuda.max_memory_allocated()
-        return _status("VmHWM") - self.held
-
-
-def emit(row: dict) -> None:
-    print("ROW " + json.dumps(row), flush=True)
-
-
-# --- training --------------------------------------------------------------------------------------------------
-
-def worst_case_pairs(n: int, people: int):
-    """Pairs whose prompt and replies are each cut at their limits: every sequence at its longest."""
-    from trainer.core.data import Pair
-
-    words = " ".join(["river", "bread", "market", "window", "garden", "signal"] * 600)
-    return [Pair(f"person{i % people}", [{"role": "user", "content": words}],
-                 [{"role": "assistant", "content": "yes " + words}], [{"role": "assistant", "content": "no " + words}],
-                 conversation_id=f"c{i}") for i in range(n)]
-
-
-def train_config(row: dict, device: str, micro: int | None = None, steps: int = TRAIN_STEPS,
-                 max_length: int | None = None):
-    """The start form's defaults for ``device`` with ``row``'s loss, precision and checkpointing; ``max_length``
-    (a quick check's) replaces the form's lengths, the prompt keeping the form's share of them."""
-    from trainer.core.config import PLAIN_DPO, TrainConfig
-    from trainer.core.presets import preset_values
-
-    values = preset_values("paper" if device == "cuda" else "cpu")
-    if max_length:
-        form = TrainConfig.from_dict(values)
-        values.update(max_length=max_length, max_prompt_length=max_length * form.max_prompt_length // form.max_length)
-    config = TrainConfig.from_dict(values)
-    micro = micro or config.micro_batch_size
-    extra = PLAIN_DPO if row["loss"] == "DPO" else {}
-    return TrainConfig.from_dict({**config.to_dict(), **extra, "micro_batch_size": micro, "batch_size": 2 * micro,
-                                  "max_steps": steps, "warmup_steps": 0, "log_every": 1, "checkpoint_every": 0,
-                                  "diagnostics_every": 0, "bf16": row["bf16"],
-                                  "gradient_checkpointing": row["checkpointing"]})
-
-
-def largest_fitting_micro(shape, config, budget: float, kind: str) -> int | None:
-    from trainer.core import memory
-
-    micro = config.micro_batch_size // 2
-    while micro >= 1:
-        if memory.estimate_config(shape, dataclasses.replace(config, micro_batch_size=micro), kind).peak <= budget:
-            return micro
-        micro //= 2
-    return None
-
-
-def child_train(spec: dict) -> None:
-    import trainer.core.loop as loop
-    from trainer.core import memory
-    from trainer.core.fit import FIT_SHARE, Fit
-
-    device, kind, deadline = spec["device"], spec["kind"], spec["deadline"]
-    shape = memory.shape_of(spec["folder"])
-    cached, tokenizer = loop.load_base(spec["folder"])  # fp32 on the host, copied for each row
-    held = sum(t.nbytes for t in cached.state_dict().values()) if device == "cpu" else 0
-    loop.load_base = lambda _path: (copy.deepcopy(cached), tokenizer)
-    peak = Peak(device, held)
-    refused_first = None
-    took = 0.0
-    for row in spec["rows"]:
-        if time.time() + took > deadline:
-            emit({"id": row["id"], "not_measured": BUDGET_OUT})
-            continue
-        started = time.time()
-        config = train_config(row, device, max_length=spec.get("max_length"))
-        est = memory.estimate_config(shape, config, kind)
-        result = {"id": row["id"], "micro_batch_size": config.micro_batch_size, "max_length": config.max_length}
-        if est.peak > FIT_SHARE * spec["memory"]:
-            result["refused"] = Fit(est, spec["memory"]).refusal()
-            refused_first = refused_first or (row, config.micro_batch_size)
-            micro = largest_fitting_micro(shape, config, FIT_SHARE * spec["memory"], kind)
-            if micro is None:
-                emit({**result, "not_measured": "the start form refuses it at every micro-batch"})
-                continue
-            config = train_config(row, device, micro, max_length=spec.get("max_length"))
-            est = memory.estimate_config(shape, config, kind)
-            result["micro_batch_size"] = micro
-        try:
-            result.update(measure_training(config, spec["folder"], peak))
-            result["estimate"] = est.peak
-        except Exception as exc:  # noqa: BLE001 - the row says what went wrong, the others go on
-            result["not_measured"] = f"failed: {type(exc).__name__}: {str(exc)[:300]}"
-        emit(result)
-        took = time.time() - started
-    emit(oom_check(spec, refused_first, peak, took))
-
-
-def measure_training(config, folder: str, peak: Peak) -> dict:
-    import torch
-
-    import trainer.core.loop as loop
-    from trainer.core import memory
-
-    pairs = worst_case_pairs(config.batch_size * config.max_steps, TRAIN_PEOPLE)
-    stamps, seen = [], {}
-
-    def on_phase(phase, done, total):
-        if phase == "training" and "before" not in seen:
-            seen["before"] = peak.now()
-
-    peak.start()
-    run = loop.train(config, folder, pairs, log=lambda *_: None, on_phase=on_phase,
-                     progress=lambda step, total, metrics: stamps.append((time.perf_counter(), metrics)))
-    measured = peak.read()
-    losses = [m["loss"] for _, m in stamps if m and "loss" in m]
-    del run
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    step_seconds = (stamps[-1][0] - stamps[0][0]) / (len(stamps) - 1)
-    return {"pairs_per_second": config.batch_size / step_seconds, "step_seconds": step_seconds,
-            "peak": measured, "before": seen.get("before", 0), "losses": losses,
-            "estimate_kwargs": memory.config_kwargs(config, "cuda" if torch.cuda.is_available() else "cpu")}
-
-
-def oom_check(spec: dict, refused, peak: Peak, took: float) -> dict:
-    import torch
-
-    row_id = f"{spec['shape']}/oom"
-    if refused is None:
-        return {"id": row_id, "not_measured": "the start form refuses none of these settings on this device"}
-    if spec["device"] != "cuda":
-        return {"id": row_id, "not_measured": "not run on a CPU: an out-of-memory there takes the machine, not one "
-                                              "process"}
-    if time.time() + took > spec["deadline"]:
-        return {"id": row_id, "not_measured": BUDGET_OUT}
-    row, micro = refused
-    config = train_config(row, spec["device"], micro, steps=1, max_length=spec.get("max_length"))
-    result = {"id": row_id, "setting": row["id"], "micro_batch_size": micro}
-    try:
-        result.update(measure_training(config, spec["folder"], peak))
-        result["outcome"] = "ran: the refusal was too cautious"
-    except torch.OutOfMemoryError:
-        result["outcome"] = "out of memory, as the start form said"
-    gc.collect()
-    torch.cuda.empty_cache()
-    return result
-
-
-# --- serving and refits -------------------------------------------------------------------------------------------
-
-def child_serve(spec: dict) -> None:
-    import torch
-
-    import bench.vllm_serving as vs
-    import trainer.core.batch_generation as batch_generation
-    from trainer.core.artifacts import input_embedding, load_run, save_run, write_merged
-    from trainer.core.batch_generation import BatchScheduler
-    from trainer.core.config import FastFitConfig, TrainConfig
-    from trainer.core.fastfit import fast_fit
-    from trainer.core.loop import build_model, load_base
-    from trainer.core.usermodel import UserIndex
-    from users.synthetic.pairs import make_pairs
-    from users.synthetic.personas import sample_population
-    from users.synthetic.prompts import DEFAULT_PROMPTS
-
-    shape, device, deadline = spec["shape"], spec["device"], spec["deadline"]
-    tmp = Path(tempfile.mkdtemp(prefix="bench-gpu-", dir=spec["work"]))
-    users = [f"person{i + 1}" for i in range(max(COUNTS))]
-    config = TrainConfig(seed=0)
-    lm, tokenizer = load_base(spec["folder"])
-    save_run(tmp / "run", build_model(lm, tokenizer, config, n_users=len(users)), UserIndex(users), config,
-             base_model=spec["folder"])
-    del lm
-    started = time.perf_counter()
-    merged = write_merged(tmp / "run", spec["folder"])
-    emit({"id": f"{shape}/merged", "seconds": time.perf_counter() - started,
-          "bytes": sum(f.stat().st_size for f in merged.iterdir() if f.is_file())})
-
-    batch_generation._eos_ids = lambda model, tokenizer: set()  # exactly SERVE_TOKENS tokens, like ignore_eos
-    served = load_run(tmp / "run", merge=True, device=device)
-    softs = [served.soft_prompt(u) for u in users]
-    hf = BatchScheduler(served.model.lm, served.tokenizer, max_batch=max(COUNTS), max_wait=0.05)
-    vs.timed(hf, softs[:1], 4)  # warm-up
-    for n in COUNTS:
-        emit(serve_row(f"{shape}/serve/hf/{n}", lambda n=n, hf=hf: vs.timed(hf, softs[:n], SERVE_TOKENS), deadline))
-    hf.close()
-    del served, hf
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
-
-    fitting = load_run(tmp / "run", device=device)  # unmerged: the refit turns the adapter off for its reference
-    peak = Peak(device)
-    person = sample_population(1, seed=3, prefix="new")
-    pairs = make_pairs(person, DEFAULT_PROMPTS, conversations_per_user=max(REFIT_PAIRS) + 4, seed=4,
-                       system="You are a helpful assistant.", detailed_sentences=(2, 2))
-    for n in REFIT_PAIRS:
-        row_id = f"{shape}/refit/{n}"
-        if time.time() > deadline:
-            emit({"id": row_id, "not_measured": BUDGET_OUT})
-            continue
-        newcomer = f"newcomer{n}"
-        peak.start()
-        started = time.perf_counter()
-        report = fast_fit(fitting.model, fitting.tokenizer, fitting.user_index, fitting.config, newcomer,
-                          [dataclasses.replace(p, user_id=newcomer) for p in pairs[:n]], fit=FastFitConfig(),
-                          device=device)
-        emit({"id": row_id, "seconds": time.perf_counter() - started, "peak": peak.read(), "pairs": report.pairs,
-              "passes": report.passes})
-    del fitting
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
-
-    python = spec["vllm_python"]
-    if not python or not Path(python).is_file():
-        for n in COUNTS:
-            emit({"id": f"{shape}/serve/vllm/{n}", "not_measured": f"no vLLM environment here ({python or 'unset'}; "
-                  "set VLLM_PYTHON or pass --vllm-python)"})
-        return
-    if time.time() + spec["vllm_start_guess"] > deadline:
-        for n in COUNTS:
-            emit({"id": f"{shape}/serve/vllm/{n}", "not_measured": BUDGET_OUT})
-        return
-    log = tmp / "vllm.log"
-    try:
-        proc, url, start_seconds = vs.start_server(python, merged, spec["vllm_args"], log)
-    except SystemExit as exc:
-        for n in COUNTS:
-            emit({"id": f"{shape}/serve/vllm/{n}", "not_measured": f"the vLLM server did not start: {str(exc)[-300:]}"})
-        return
-    try:
-        engine = vs.VLLMEngine(lambda _name: url, "bench", tokenizer, input_embedding(merged),
-                               extra={"ignore_eos": True})
-        vs.timed(engine, softs[:1], 4)  # warm-up
-        for n in COUNTS:
-            row = serve_row(f"{shape}/serve/vllm/{n}", lambda n=n: vs.timed(engine, softs[:n], SERVE_TOKENS), deadline)
-            emit({**row, "server_start_seconds": start_seconds})
-    finally:
-        vs.stop_server(proc)
-
-
-def serve_row(row_id: str, measure, deadline: float) -> dict:
-    if time.time() > deadline:
-        return {"id": row_id, "not_measured": BUDGET_OUT}
-    try:
-        rate, first = measure()
-    except Exception as exc:  # noqa: BLE001 - the row says what went wrong
-        return {"id": row_id, "not_measured": f"failed: {type(exc).__name__}: {str(exc)[:300]}"}
-    return {"id": row_id, "tokens_per_second": rate, "first_token_median": statistics.median(first),
-            "first_token_max": max(first)}
-
-
-# --- several processes ------------------------------------------------------------------------------------------
-
-def child_processes(spec: dict) -> None:
-    """One rank of a run over WORLD_SIZE processes (torchrun starts them); rank 0 reports."""
-    import torch.distributed as dist
-
-    import trainer.core.loop as loop
-
-    row = {"loss": "P-DPO", "bf16": spec["device"] == "cuda", "checkpointing": True}
-    config = train_config(row, spec["device"], micro=spec["micro"], steps=spec["steps"],
-                          max_length=spec.get("max_length"))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    config = dataclasses.replace(config, batch_size=config.micro_batch_size * 2 * spec["world_max"])
-    pairs = worst_case_pairs(config.batch_size * config.max_steps, TRAIN_PEOPLE)
-    stamps = []
-    loop.train(config, spec["folder"], pairs, log=lambda *_: None,
-               progress=lambda step, total, metrics: stamps.append((time.perf_counter(), metrics)))
-    if not dist.is_initialized() or dist.get_rank() == 0:
-        seconds = (stamps[-1][0] - stamps[0][0]) / (len(stamps) - 1)
-        print("RESULT " + json.dumps({"world": world, "pairs_per_second": config.batch_size / seconds,
-                                      "losses": [m["loss"] for _, m in stamps if m and "loss" in m]}), flush=True)
-
-
-def run_processes(spec: dict, counts: list[int], deadline: float) -> list[dict]:
-    """The same run over 1 process and each of ``counts``; rows with speed-up and loss difference."""
-    results = {}
-    rows = []
-    for world in [1, *counts]:
-        left = deadline - time.time()
-        if left < 30:
-            break
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}", "-m",
-               "bench.gpu", "--child", json.dumps({**spec, "part": "processes", "world_max": max(counts)})]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)  # its own group: a timeout stops every rank with it
-        try:
-            stdout, stderr = proc.communicate(timeout=left)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            break
-        found = [json.loads(line[7:]) for line in stdout.splitlines() if line.startswith("RESULT ")]
-        if proc.returncode or not found:
-            rows += [{"id": f"{spec['shape']}/processes/{n}",
-                      "not_measured": f"failed with {world} processes: {stderr[-300:]}"} for n in counts]
-            return rows
-        results[world] = found[0]
-    one = results.get(1)
-    for n in counts:
-        row_id = f"{spec['shape']}/processes/{n}"
-        if one is None or n not in results:
-            rows.append({"id": row_id, "not_measured": BUDGET_OUT})
-            continue
-        difference = max(abs(a - b) for a, b in zip(one["losses"], results[n]["losses"]))
-        rows.append({"id": row_id, "pairs_per_second": results[n]["pairs_per_second"],
-                     "speed_up": results[n]["pairs_per_second"] / one["pairs_per_second"],
-                     "loss_difference": difference})
-    return rows
-
-
-# --- the parent -------------------------------------------------------------------------------------------------
 
 def run_child(spec: dict, deadline: float, store) -> str | None:
     """Run one part in a child process until ``deadline`` (and a grace of 20 s), keeping each row it reports;
@@ -491,6 +81,7 @@ def run_child(spec: dict, deadline: float, store) -> str | None:
     return None
 
 
+
 def main(argv=None) -> list[Figure]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget-minutes", type=float, default=8.0)
@@ -513,7 +104,10 @@ def main(argv=None) -> list[Figure]:
     args = ap.parse_args(argv)
     if args.child:
         spec = json.loads(args.child)
-        {"train": child_train, "serve": child_serve, "processes": child_processes}[spec["part"]](spec)
+        from bench import gpu_children
+
+        {"train": gpu_children.child_train, "serve": gpu_children.child_serve,
+         "processes": gpu_children.child_processes}[spec["part"]](spec)
         return []
 
     from bench import shapes as shape_builds
@@ -594,6 +188,8 @@ def main(argv=None) -> list[Figure]:
             shutil.rmtree(work, ignore_errors=True)
         if processes >= 2:
             if any(wanted(r) for r in multi_ids(name, processes)):
+                from bench.gpu_children import run_processes
+
                 for row in run_processes({**base, "micro": 1, "steps": TRAIN_STEPS}, process_counts(processes),
                                          part_deadline("processes")):
                     store(row)
@@ -617,6 +213,7 @@ def main(argv=None) -> list[Figure]:
                    "all", len(within) == len(estimated) if estimated else None)]
 
 
+
 def fit_memory(info: dict, rows: dict) -> None:
     from trainer.core import memory
 
@@ -632,10 +229,10 @@ def fit_memory(info: dict, rows: dict) -> None:
     print(f"memory factors for {info['kind']} kept in {memory.FACTORS_FILE}: {factors}", flush=True)
 
 
-# --- the table --------------------------------------------------------------------------------------------------
 
 def gib(value) -> str:
     return f"{value / 2**30:.2f} GiB"
+
 
 
 def table(info: dict, names: list[str], rows: dict, on_gpu: bool, max_length: int | None = None,
@@ -699,6 +296,7 @@ def table(info: dict, names: list[str], rows: dict, on_gpu: bool, max_length: in
                      f"{r['loss_difference']:.1e}" if "speed_up" in r else why(r))
             out.append(f"| {name} | training over {row_id.rsplit('/', 1)[1]} processes | {value} |")
     return "\n".join(out) + "\n"
+
 
 
 if __name__ == "__main__":  # the parent runs each part as `python -m bench.gpu --child SPEC`

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from bench.figures import Figure, default_model
-from bench.gpu import Peak
+from bench.gpu_rows import Peak
 from bench.pairing import pairs_of, rated_turns
 from trainer.core.config import TrainConfig
 from trainer.core.hardware import describe_cpu, precision_for

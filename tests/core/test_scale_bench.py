@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bench import gpu, shapes
+from bench import gpu_rows as gpu, shapes
 from trainer.core import memory
 from trainer.core.config import TrainConfig
 
