@@ -72,7 +72,7 @@ BENCHMARKS = {
                          "(resumable)", "about 30 min per seed"),
     "raters": Benchmark("bench.raters", "careless raters among careful ones: the flags found over 50 populations, "
                         "then held-out accuracy trained with and without the flagged (resumable)",
-                        "about 18 min a seed (3 by default; --skip-training: under a minute)"),
+                        "about 27 min a seed (3 by default; --skip-training: under a minute)"),
     "host_syncs": Benchmark("bench.host_syncs", "where the training loop waits for the device: host reads per "
                             "step, one process and two, against reading the loss every step", "about 15 min"),
     "shapes": Benchmark("bench.shapes", "random-weight models of published shapes (Llama 1B and 8B, Qwen 1.5B; tiny "
