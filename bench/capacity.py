@@ -83,7 +83,8 @@ def plan(table: dict) -> tuple[str, list[Figure]]:
     trained = [s for s in shapes if best_training(rows, s)]
     out = [f"### {device['describe']}", "",
            f"**Training one epoch of full PRISM** ({pairs:,} best-versus-rest pairs from {PRISM['replies']:,} rated "
-           "replies; P-DPO at the measured setting that ran fastest):", "",
+           "replies; P-DPO at the measured setting that ran fastest, every sequence at its longest, so an upper "
+           "bound: PRISM's replies are mostly shorter):", "",
            "| shape | parameters | pairs/s on one device | one epoch, 1 device | one epoch, 8 devices | from |",
            "|---|---|---|---|---|---|"]
     figures = []
@@ -100,7 +101,8 @@ def plan(table: dict) -> tuple[str, list[Figure]]:
         else:
             out.append(f"| {shape} | {facts['params'] / 1e9:.2f} B | not measured | | | no training row measured |")
             continue
-        speedups = [r for r in rows.values() if r["id"].startswith(f"{shape}/processes/") and "speed_up" in r]
+        speedups = [r for r in rows.values() if r["id"].startswith(f"{shape}/processes/") and "speed_up" in r
+                    and device["device"] == "cuda"]  # a CPU's processes share its cores: no devices are added
         if speedups:
             biggest = max(speedups, key=lambda r: int(r["id"].rsplit("/", 1)[1]))
             n = int(biggest["id"].rsplit("/", 1)[1])
@@ -108,7 +110,7 @@ def plan(table: dict) -> tuple[str, list[Figure]]:
             eight = f"{duration(pairs / (rate * 8 * per_device))} (efficiency {per_device:.0%} over {n}, measured)"
         else:
             eight = f"{duration(pairs / (rate * 8))} (linear, not measured)"
-        out.append(f"| {shape} | {facts['params'] / 1e9:.2f} B | {rate:.2f} | {duration(pairs / rate)} | {eight} | "
+        out.append(f"| {shape} | {facts['params'] / 1e9:.2f} B | {rate:.3g} | {duration(pairs / rate)} | {eight} | "
                    f"{source} |")
         figures.append(Figure("capacity", f"{device['describe']}: one epoch of full PRISM, {shape}, one device",
                               duration(pairs / rate)))

@@ -150,7 +150,9 @@ def main(argv=None) -> list[Figure]:
     for i, (name, params) in enumerate(plan):
         share = params / sum(p for _, p in plan[i:])
         shape_deadline = time.time() + (deadline - time.time()) * share
-        parts = ["train", "serve", *(["processes"] if processes >= 2 else [])]
+        needed = {"train": [r["id"] for r in train_rows(name, on_gpu)] + [f"{name}/oom"], "serve": serve_ids(name),
+                  "processes": multi_ids(name, processes) if processes >= 2 else []}
+        parts = [part for part, ids in needed.items() if any(wanted(i) for i in ids)]  # a kept row costs nothing
 
         def part_deadline(part: str) -> float:
             """Now plus this part's weight of what is left of the shape's share (parts before it done)."""
@@ -169,7 +171,15 @@ def main(argv=None) -> list[Figure]:
                 "memory": info["memory"], "max_length": args.max_length}
         todo = [r for r in train_rows(name, on_gpu) if wanted(r["id"])]
         if todo or wanted(f"{name}/oom"):
-            why = run_child({**base, "part": "train", "rows": todo}, part_deadline("train"), store)
+            train_deadline = part_deadline("train")
+            # A GPU's peak is torch's own count, exact row by row in one process that loads the model once; a
+            # CPU's is the resident high-water mark, which memory an earlier row freed but the allocator kept
+            # would raise: there each row gets a fresh process.
+            why = None
+            for part in ([todo] if on_gpu else [[r] for r in todo] or [[]]):
+                if time.time() >= train_deadline:
+                    break
+                why = run_child({**base, "part": "train", "rows": part}, train_deadline, store) or why
             for r in todo + [{"id": f"{name}/oom"}]:
                 if r["id"] not in rows:
                     store({"id": r["id"], "not_measured": BUDGET_OUT if why is None or why.startswith("killed")
@@ -195,8 +205,9 @@ def main(argv=None) -> list[Figure]:
                     store(row)
         else:
             for row_id in multi_ids(name, processes):
-                store({"id": row_id, "not_measured": "one GPU or none here: several processes need several GPUs "
-                                                     "(on a CPU, --processes N runs them over gloo)"})
+                if wanted(row_id):  # a row measured before (with --processes) stays
+                    store({"id": row_id, "not_measured": "one GPU or none here: several processes need several "
+                                                         "GPUs (on a CPU, --processes N runs them over gloo)"})
     markdown = table(info, names, rows, on_gpu, args.max_length, processes)
     path.with_suffix(".md").write_text(markdown)
     print("\n" + markdown, flush=True)
@@ -264,8 +275,9 @@ def table(info: dict, names: list[str], rows: dict, on_gpu: bool, max_length: in
         outcome = r.get("outcome") or why(r)
         if "peak" in r:
             outcome += f" ({gib(r['peak'])} at its peak)"
-        out.append(f"| {name} | {r.get('setting', '').split('/train/')[-1]} micro-batch {r.get('micro_batch_size', '')} "
-                   f"| {outcome} |")
+        setting = (f"{r['setting'].split('/train/')[-1]}, micro-batch {r['micro_batch_size']}" if r.get("setting")
+                   else "-")
+        out.append(f"| {name} | {setting} | {outcome} |")
     out += ["", f"**Serving** ({SERVE_TOKENS} tokens a reply, greedy; each person with their own vectors)", "",
             "| shape | people | transformers tokens/s | first token (median, max) | vLLM tokens/s | "
             "first token (median, max) | vLLM / transformers |", "|---|---|---|---|---|---|---|"]
