@@ -32,6 +32,17 @@ def default_model() -> str:
     return str(provision.convert_bundled(data_dir, log=lambda *_: None))
 
 
+def prepared(args) -> tuple[str, Path]:
+    """(the model, the output folder, made) of a benchmark's ``--model`` and ``--out``; ``--precision auto`` becomes
+    the CPU's choice."""
+    from trainer.core.hardware import precision_for
+
+    args.precision = precision_for(args.precision)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return args.model or default_model(), out
+
+
 def table(figures: list[Figure]) -> str:
     rows = [("benchmark", "figure", "value", "target", "met")]
     for f in figures:

@@ -82,6 +82,16 @@ def run_child(spec: dict, deadline: float, store) -> str | None:
 
 
 
+def train_ids(shape: str, on_gpu: bool) -> list[str]:
+    """The training rows of a shape and its out-of-memory check."""
+    return [r["id"] for r in train_rows(shape, on_gpu)] + [f"{shape}/oom"]
+
+
+def unfinished(why: str | None) -> str:
+    """What a row a measuring process never reported says: the budget, or the process's failure."""
+    return BUDGET_OUT if why is None or why.startswith("killed") else why
+
+
 def main(argv=None) -> list[Figure]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget-minutes", type=float, default=8.0)
@@ -142,7 +152,7 @@ def main(argv=None) -> list[Figure]:
             raise SystemExit(f"No shape called {name!r}: choose from bundled, {', '.join(shape_builds.available())}.")
         params = shape_builds.params_of(name, BUNDLED_VOCAB) if name != "bundled" else BUNDLED_PARAMS
         if params * 4 * 1.1 > info["memory"]:
-            for row_id in [r["id"] for r in train_rows(name, on_gpu)] + [f"{name}/oom"] + serve_ids(name):
+            for row_id in train_ids(name, on_gpu) + serve_ids(name):
                 store({"id": row_id, "not_measured": f"its fp32 weights alone ({params * 4 / 2**30:.0f} GiB) do not "
                                                      "fit this device"})
             continue
@@ -150,7 +160,7 @@ def main(argv=None) -> list[Figure]:
     for i, (name, params) in enumerate(plan):
         share = params / sum(p for _, p in plan[i:])
         shape_deadline = time.time() + (deadline - time.time()) * share
-        needed = {"train": [r["id"] for r in train_rows(name, on_gpu)] + [f"{name}/oom"], "serve": serve_ids(name),
+        needed = {"train": train_ids(name, on_gpu), "serve": serve_ids(name),
                   "processes": multi_ids(name, processes) if processes >= 2 else []}
         parts = [part for part, ids in needed.items() if any(wanted(i) for i in ids)]  # a kept row costs nothing
 
@@ -163,7 +173,7 @@ def main(argv=None) -> list[Figure]:
         try:
             folder = shape_folder(name, info["device"], args.tokenizer)
         except Exception as exc:  # noqa: BLE001 - every row of the shape says why
-            for row_id in [r["id"] for r in train_rows(name, on_gpu)] + [f"{name}/oom"] + serve_ids(name):
+            for row_id in train_ids(name, on_gpu) + serve_ids(name):
                 store({"id": row_id, "not_measured": f"the shape could not be built: {exc}"})
             continue
         print(f"{name}: {folder} (ready in {time.time() - build_started:.0f} s)", flush=True)
@@ -182,8 +192,7 @@ def main(argv=None) -> list[Figure]:
                 why = run_child({**base, "part": "train", "rows": part}, train_deadline, store) or why
             for r in todo + [{"id": f"{name}/oom"}]:
                 if r["id"] not in rows:
-                    store({"id": r["id"], "not_measured": BUDGET_OUT if why is None or why.startswith("killed")
-                           else why})
+                    store({"id": r["id"], "not_measured": unfinished(why)})
         if any(wanted(r) for r in serve_ids(name)):
             work = args.out / "work"
             work.mkdir(exist_ok=True)
@@ -193,8 +202,7 @@ def main(argv=None) -> list[Figure]:
                              "vllm_start_guess": 60 if on_gpu else 90}, part_deadline("serve"), store)
             for row_id in serve_ids(name):
                 if row_id not in rows:
-                    store({"id": row_id, "not_measured": BUDGET_OUT if why is None or why.startswith("killed")
-                           else why})
+                    store({"id": row_id, "not_measured": unfinished(why)})
             shutil.rmtree(work, ignore_errors=True)
         if processes >= 2:
             if any(wanted(r) for r in multi_ids(name, processes)):

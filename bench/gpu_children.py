@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.gpu_rows import (BUDGET_OUT, COUNTS, REFIT_PAIRS, SERVE_TOKENS, TRAIN_PEOPLE, Peak, emit, train_config,
-                            worst_case_pairs)
+from bench.gpu_rows import BUDGET_OUT, COUNTS, REFIT_PAIRS, SERVE_TOKENS, TRAIN_PEOPLE, Peak, emit, train_config
+from bench.memory import worst_case_pairs
 
 
 def largest_fitting_micro(shape, config, budget: float, kind: str) -> int | None:

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from bench.figures import default_model
+from bench.memory import proc_status
 
 COUNTS = (1, 8, 32, 128)  # people served at once
 REFIT_PAIRS = (10, 20)
@@ -32,11 +33,9 @@ def train_rows(shape: str, on_gpu: bool) -> list[dict]:
     return rows
 
 
-
 def serve_ids(shape: str) -> list[str]:
     return ([f"{shape}/merged"] + [f"{shape}/serve/{engine}/{n}" for engine in ("hf", "vllm") for n in COUNTS]
             + [f"{shape}/refit/{n}" for n in REFIT_PAIRS])
-
 
 
 def process_counts(processes: int) -> list[int]:
@@ -44,15 +43,12 @@ def process_counts(processes: int) -> list[int]:
     return sorted({2, processes}) if processes >= 2 else [2]
 
 
-
 def multi_ids(shape: str, processes: int) -> list[str]:
     return [f"{shape}/processes/{n}" for n in process_counts(processes)]
 
 
-
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
-
 
 
 def device_info() -> dict:
@@ -68,22 +64,12 @@ def device_info() -> dict:
     return {"device": "cpu", "kind": "cpu", "gpus": 0, "memory": total, "describe": describe_device("cpu")}
 
 
-
 def shape_folder(name: str, device: str, tokenizer: str | None = None) -> str:
     from bench import shapes
 
     if name == "bundled":
         return default_model()
     return str(shapes.build(name, device="cuda" if device == "cuda" else "cpu", tokenizer_source=tokenizer))
-
-
-
-def _status(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
-
 
 
 class Peak:
@@ -96,7 +82,7 @@ class Peak:
     def now(self) -> int:
         import torch
 
-        return torch.cuda.memory_allocated() if self.device == "cuda" else _status("VmRSS") - self.held
+        return torch.cuda.memory_allocated() if self.device == "cuda" else proc_status("VmRSS") - self.held
 
     def start(self) -> None:
         import torch
@@ -113,24 +99,11 @@ class Peak:
 
         if self.device == "cuda":
             return torch.cuda.max_memory_allocated()
-        return _status("VmHWM") - self.held
-
+        return proc_status("VmHWM") - self.held
 
 
 def emit(row: dict) -> None:
     print("ROW " + json.dumps(row), flush=True)
-
-
-
-def worst_case_pairs(n: int, people: int):
-    """Pairs whose prompt and replies are each cut at their limits: every sequence at its longest."""
-    from trainer.core.data import Pair
-
-    words = " ".join(["river", "bread", "market", "window", "garden", "signal"] * 600)
-    return [Pair(f"person{i % people}", [{"role": "user", "content": words}],
-                 [{"role": "assistant", "content": "yes " + words}], [{"role": "assistant", "content": "no " + words}],
-                 conversation_id=f"c{i}") for i in range(n)]
-
 
 
 def train_config(row: dict, device: str, micro: int | None = None, steps: int = TRAIN_STEPS,

@@ -34,11 +34,21 @@ CONFIGS = [  # micro-batch, max_length, max_prompt_length, user model, gradient 
 HELD_OUT = {5}  # not used by --fit: the estimate is checked on a configuration it was not fitted to
 
 
-def _status(field: str) -> int:
+def proc_status(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def worst_case_pairs(n: int, people: int):
+    """Pairs whose prompt and replies are each cut at their limits: every sequence at its longest."""
+    from trainer.core.data import Pair
+
+    words = " ".join(["river", "bread", "market", "window", "garden", "signal"] * 600)  # far beyond any limit
+    return [Pair(f"person{i % people}", [{"role": "user", "content": words}],
+                 [{"role": "assistant", "content": "yes " + words}], [{"role": "assistant", "content": "no " + words}],
+                 conversation_id=f"c{i}") for i in range(n)]
 
 
 def child(spec: dict) -> dict:
@@ -46,7 +56,6 @@ def child(spec: dict) -> dict:
     import torch
 
     from trainer.core.config import TrainConfig
-    from trainer.core.data import Pair
     from trainer.core.loop import train
 
     torch.set_num_threads(spec.get("threads") or torch.get_num_threads())
@@ -55,21 +64,18 @@ def child(spec: dict) -> dict:
                          max_prompt_length=spec["max_prompt_length"], user_model=spec["user_model"],
                          alpha=0.5 if spec["user_model"] != "none" else 0.0, max_steps=1, warmup_steps=0,
                          gradient_checkpointing=spec["gradient_checkpointing"], log_every=1, bf16=False)
-    words = " ".join(["river", "bread", "market", "window", "garden", "signal"] * 400)  # far beyond any limit
-    pairs = [Pair(f"user{i % 3}", [{"role": "user", "content": words}],
-                  [{"role": "assistant", "content": "yes " + words}], [{"role": "assistant", "content": "no " + words}],
-                  conversation_id=f"c{i}") for i in range(micro)]
+    pairs = worst_case_pairs(micro, people=3)
     seen = {}
 
     def on_phase(phase, done, total):
         if phase == "training" and "before" not in seen:
-            seen["before"] = _status("VmRSS")
+            seen["before"] = proc_status("VmRSS")
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
             Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark to what is resident now
 
     train(config, spec["model"], pairs, on_phase=on_phase, log=lambda *_: None)
-    peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else _status("VmHWM")
+    peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else proc_status("VmHWM")
     return {"before": seen["before"], "peak": max(peak, seen["before"])}
 
 

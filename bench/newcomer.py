@@ -29,11 +29,11 @@ from pathlib import Path
 
 import torch
 
-from bench.figures import Figure, default_model
+from bench.figures import Figure, prepared
 from bench.gpu_rows import Peak
 from bench.pairing import pairs_of, rated_turns
 from trainer.core.config import TrainConfig
-from trainer.core.hardware import describe_cpu, precision_for
+from trainer.core.hardware import describe_cpu
 from trainer.core.onboarding import (ADAPTIVE, RANDOM, Answer, basis_from_offsets, estimate, next_question,
                                      prepare_pool, prior, seen_offsets)
 from users.synthetic.personas import sample_population
@@ -145,10 +145,7 @@ def main(argv=None) -> list[Figure]:
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     ap.add_argument("--out", default="bench-results/newcomer", help="the trained version is kept here")
     args = ap.parse_args(argv)
-    model = args.model or default_model()
-    args.precision = precision_for(args.precision)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    model, out = prepared(args)
     prompts = prompts_or_default(args.prompts)
     rng = random.Random(args.seed + 10)
     shuffled = prompts[:]

@@ -22,13 +22,12 @@ import json
 import math
 import random
 import time
-from pathlib import Path
 
-from bench.figures import Figure, default_model
+from bench.figures import Figure, prepared
 from trainer.core.config import TrainConfig
 from trainer.core.data import Pair
 from trainer.core.evaluate import evaluate
-from trainer.core.hardware import describe_cpu, precision_for
+from trainer.core.hardware import describe_cpu
 from trainer.core.loop import train
 from trainer.core.pairing import STRATEGIES, margin_weights, turn_pairs
 from users.synthetic.personas import sample_population
@@ -142,10 +141,7 @@ def main(argv=None) -> list[Figure]:
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     ap.add_argument("--out", default="bench-results/pairing", help="each finished (strategy, seed) is kept here")
     args = ap.parse_args(argv)
-    model = args.model or default_model()
-    args.precision = precision_for(args.precision)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    model, out = prepared(args)
     print(f"{describe_cpu()}; model {model}; {args.people} people (7:3 detailed:concise) x {args.conversations} "
           f"conversations of four rated candidates, a quarter held out; P-DPO, {args.epochs:g} epochs of batches "
           f"of 8; {args.precision}", flush=True)

@@ -20,13 +20,12 @@ import argparse
 import json
 import random
 import time
-from pathlib import Path
 
-from bench.figures import Figure, default_model
+from bench.figures import Figure, prepared
 from bench.pairing import GROUPS, cell, pairs_of, pooled, rated_turns
 from trainer.core.config import TrainConfig
 from trainer.core.evaluate import evaluate
-from trainer.core.hardware import describe_cpu, precision_for
+from trainer.core.hardware import describe_cpu
 from trainer.core.loop import train
 from users.raters import RatedTurn, rater_quality
 from users.synthetic.personas import sample_population
@@ -124,10 +123,7 @@ def main(argv=None) -> list[Figure]:
     if args.skip_training:
         return figures
 
-    model = args.model or default_model()
-    args.precision = precision_for(args.precision)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    model, out = prepared(args)
     print(f"{describe_cpu()}; model {model}; P-DPO, {args.epochs:g} epochs of batches of 8 on everyone's pairs, "
           f"as many steps without the flagged; {args.precision}", flush=True)
     arms = ("everyone", "without the flagged")

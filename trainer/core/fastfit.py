@@ -16,6 +16,7 @@ pass of the real model; the best one that lowers the real loss is kept.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -68,23 +69,31 @@ def fast_fit(core: PreferenceModel, tokenizer, user_index: UserIndex, config, us
     refs.fill(core, encoded, device=device, autocast=autocast)
     problem = _Problem(core, core.sequences(encoded, with_slots=True).to(device), refs.get(encoded, device), config,
                        autocast)
-    frozen = [p for p in core.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
-    was_training = core.training
-    core.eval()
     param = (core.user_model.new_user_parameter() if start_row is None else
              core.user_model.parameter_of(start_row)).detach().to(device)
-    try:
+    with frozen(core):
         fitter = _fit_linear if fit.method == "linear" else _fit_adam
         param, losses = fitter(problem, param, fit)
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-        core.train(was_training)
     row = core.user_model.add_user(param)
     user_index.add(user_id)
     return FitReport(user_id, row, len(encoded), time.perf_counter() - start, losses, problem.passes)
+
+
+@contextlib.contextmanager
+def frozen(core: PreferenceModel):
+    """The model in eval mode with none of its parameters trainable, for work whose only variable is a person's
+    vectors; as it was afterwards."""
+    trainable = [p for p in core.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    was_training = core.training
+    core.eval()
+    try:
+        yield core
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+        core.train(was_training)
 
 
 class _Problem:

@@ -3,7 +3,7 @@
 Pure arithmetic on the model folder's ``config.json`` (no torch), so the web
 process can say whether a run fits before a worker loads anything.
 
-    peak = BASE + fp32 weights + activations of one micro-batch (forward and backward)
+    peak = base + fp32 weights + activations of one micro-batch (forward and backward)
 
 One micro-batch at its worst: every sequence as long as ``max_length`` (the
 prompt at ``max_prompt_length``, the reply the rest). Its forward pass holds
@@ -28,6 +28,7 @@ entry is estimated with the CPU's factors, an uncalibrated guess, and says so.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,14 +60,19 @@ class Factors:
 # the one configuration measured with it.
 CPU = Factors(base=-0.095 * GIB, per_token=1.980, attention=0.0, logits=0.235, checkpointed=5.67,
               source="fitted to SmolLM2-135M's peaks on a 2-core CPU (python -m bench memory)")
-BASE = CPU.base
 
 
 def device_factors() -> dict[str, Factors]:
-    """The GPUs' fitted factors, by the GPU's name; empty while none was measured."""
+    """The GPUs' fitted factors, by the GPU's name; empty while none was measured. Read once per change of the
+    file: the start form's preview asks for estimates on every poll."""
     if not FACTORS_FILE.is_file():
         return {}
-    return {name: Factors(**values) for name, values in json.loads(FACTORS_FILE.read_text()).items()}
+    return _read_factors(FACTORS_FILE, FACTORS_FILE.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_factors(path: Path, mtime_ns: int) -> dict[str, Factors]:
+    return {name: Factors(**values) for name, values in json.loads(path.read_text()).items()}
 
 
 def factors_for(device_kind: str | None = None) -> Factors:
@@ -96,15 +102,14 @@ def fit_factors(rows: list[tuple[ModelShape, dict, dict]], source: str) -> Facto
                   attention * scale, logits * scale])
         y.append(measured["peak"] - measured["before"])
     X, y = np.array(X), np.array(y, dtype=float)
+    fitted = [CPU.per_token, CPU.checkpointed, CPU.attention, CPU.logits]  # a column no row informs keeps the CPU's
     used = [i for i in range(X.shape[1]) if X[:, i].any()]
     solved, *_ = np.linalg.lstsq(X[:, used] / y[:, None], np.ones_like(y), rcond=None)
-    values = dict.fromkeys(range(X.shape[1]), None)
-    values.update({i: max(0.0, float(v)) for i, v in zip(used, solved)})
-    per_token, checkpointed, attention, logits = (values[i] for i in range(4))
-    return Factors(base=base, per_token=CPU.per_token if per_token is None else per_token,
-                   attention=CPU.attention if attention is None else attention,
-                   logits=CPU.logits if logits is None else logits,
-                   checkpointed=CPU.checkpointed if checkpointed is None else checkpointed, source=source)
+    for i, value in zip(used, solved):
+        fitted[i] = max(0.0, float(value))
+    per_token, checkpointed, attention, logits = fitted
+    return Factors(base=base, per_token=per_token, attention=attention, logits=logits, checkpointed=checkpointed,
+                   source=source)
 
 
 def save_factors(device_kind: str, factors: Factors, path: Path | None = None) -> None:
@@ -151,8 +156,12 @@ class MemoryEstimate:
     per_token: float
     attention: float
     logits: float
-    base: float = BASE
     factors: Factors = CPU
+
+    @property
+    def base(self) -> float:
+        """Bytes resident beyond the weights' nominal size when training starts: the device's own."""
+        return self.factors.base
 
     @property
     def activations(self) -> float:
@@ -163,7 +172,7 @@ class MemoryEstimate:
         return self.base + self.weights + self.activations
 
     def parts(self) -> dict[str, float]:
-        """The peak in bytes by what holds them, none negative, adding up to the peak. A negative BASE (the
+        """The peak in bytes by what holds them, none negative, adding up to the peak. A negative base (the
         memory-mapped weights are not all resident) is taken off the weights, not shown as a negative runtime."""
         parts = {"weights": max(0.0, self.weights + min(0.0, self.base)), "activations": self.activations}
         if self.base > 0:
@@ -203,8 +212,7 @@ def estimate(shape: ModelShape, *, micro_batch_size: int, max_length: int, max_p
     f = factors_for(device_kind)
     factor = f.checkpointed if gradient_checkpointing else f.per_token
     return MemoryEstimate(weights=shape.params * FLOAT, per_token=factor * per_token * scale,
-                          attention=f.attention * attention * scale, logits=f.logits * logits * scale, base=f.base,
-                          factors=f)
+                          attention=f.attention * attention * scale, logits=f.logits * logits * scale, factors=f)
 
 
 def config_kwargs(config, device_kind: str | None = None) -> dict:

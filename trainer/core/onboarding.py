@@ -156,6 +156,7 @@ def prepare_pool(core, tokenizer, config, basis: Basis, pairs: list, keys: list[
     """Each pair's implicit-reward margin at the basis' origin and its slope along each direction: a forward
     and a backward pass per ``chunk`` pairs with the soft prompt itself as the variable, so that a newcomer's
     every later rating costs no model pass. ``pairs[i].chosen`` is reply a, ``rejected`` reply b."""
+    from trainer.core.fastfit import frozen
     from trainer.core.loop import autocast_for
     from trainer.core.policy import encode_pairs
     from trainer.core.reference import ReferenceCache
@@ -168,12 +169,7 @@ def prepare_pool(core, tokenizer, config, basis: Basis, pairs: list, keys: list[
         origin = generic + basis.mean.reshape(generic.shape)  # the newcomer at w = 0
     directions = basis.directions.to(device)
     pool: dict[str, PoolPair] = {}
-    was_training = core.training
-    core.eval()
-    frozen = [p for p in core.parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
-    try:
+    with frozen(core):
         for start in range(0, len(pairs), chunk):
             part = encode_pairs(tokenizer, pairs[start:start + chunk], None, config)
             refs = ReferenceCache()
@@ -193,8 +189,4 @@ def prepare_pool(core, tokenizer, config, basis: Basis, pairs: list, keys: list[
                 pool[key] = PoolPair(key, float(margins[i]), tuple(float(x) for x in slopes[i]))
             if progress is not None:
                 progress(min(start + chunk, len(pairs)), len(pairs))
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-        core.train(was_training)
     return pool
