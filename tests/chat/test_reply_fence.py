@@ -40,9 +40,20 @@ def drain(request) -> str | None:
 def test_closing_a_scheduler_ends_every_request_still_waiting_with_the_reason(tiny_model_path):
     model, tokenizer = load_base(str(tiny_model_path))
     scheduler = BatchScheduler(model, tokenizer, max_batch=1, max_wait=0.0)
+    writing = threading.Event()
+
+    def until_closed() -> bool:  # the first reply is held at its first token until close has begun
+        writing.set()
+        deadline = time.monotonic() + 30
+        while not scheduler.closed and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return False
+
     requests = [scheduler.submit(GenerationRequest([{"role": "user", "content": f"Story {i}"}], None,
-                                                   max_new_tokens=300, temperature=0.0)) for i in range(4)]
-    time.sleep(0.3)  # the first is being written; the others wait in the inbox
+                                                   max_new_tokens=300, temperature=0.0,
+                                                   should_stop=until_closed if i == 0 else None))
+                for i in range(4)]
+    assert writing.wait(30)  # the first is being written; the others wait in the inbox
     scheduler.close()
     texts = [drain(r) for r in requests]  # each ends within 30 s: none waits for good
     assert texts[0] and requests[0].error is None

@@ -210,6 +210,11 @@ class BatchScheduler:
             self._inbox.put(request)
         return request
 
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` has begun: no request is taken any more."""
+        return self._closed.is_set()
+
     def close(self) -> None:
         """Stop taking requests; the batch being written finishes, and every request still waiting (in the
         inbox or held back for a batch of its own) ends at once with ``EngineClosed`` as its error, so nobody
