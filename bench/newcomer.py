@@ -174,22 +174,22 @@ def main(argv=None) -> list[Figure]:
     timings: list[float] = []
     peaks: list[int] = []
     wins = {g: [] for g in GROUPS}
+    kept = Kept(out / f"newcomers-seed{args.seed}.jsonl", {k: getattr(args, k) for k in KEY})
     for i, persona in enumerate(newcomers):
-        held = pairs_of(rated_turns([persona], rest, args.held_out, args.seed + 100 + i), "best")
-        judge = Judge(run, held)
-        generic_accuracy[persona.group].append(judge.accuracy(generic))
+        row = kept.rows.get(i)
+        if row is None:
+            row = newcomer_row(args, run, persona, i, rest, basis, pool, pool_texts, generic)
+            kept.add(i, row)
+        generic_accuracy[persona.group].append(row["generic"])
         for strategy in (ADAPTIVE, RANDOM):
-            found, last = onboard(persona, strategy, basis, pool, pool_texts, judge, generic,
-                                  random.Random(args.seed + 200 + i), random.Random(args.seed + 300 + i), timings,
-                                  peaks)
-            for n, accuracy in found.items():
-                results[strategy][persona.group][n].append(accuracy)
-            if strategy == ADAPTIVE and args.judge_prompts:
-                wins[persona.group] += judged(run, persona, generic, basis, last,
-                                              random.Random(i).sample(rest, args.judge_prompts))
-        print(f"  newcomer {i + 1}/{len(newcomers)} ({persona.group}): adaptive "
-              f"{results[ADAPTIVE][persona.group][10][-1]:.0%}, random {results[RANDOM][persona.group][10][-1]:.0%} "
-              "after 10 answers", flush=True)
+            for n in COUNTS:
+                results[strategy][persona.group][n].append(row[strategy][str(n)])
+        wins[persona.group] += row["wins"]
+        timings += row["timings"]
+        peaks += row["peaks"]
+        print(f"  newcomer {i + 1}/{len(newcomers)} ({persona.group}): adaptive {row[ADAPTIVE]['10']:.0%}, random "
+              f"{row[RANDOM]['10']:.0%} after 10 answers" + (" (kept from an earlier run)" if i in kept.earlier else ""),
+              flush=True)
 
     print("\n| group | strategy | " + " | ".join(f"{n} answers" for n in COUNTS) + " | generic vectors |")
     print("|---|---|" + "---|" * (len(COUNTS) + 1))
@@ -227,6 +227,53 @@ def main(argv=None) -> list[Figure]:
     (out / f"results-seed{args.seed}.json").write_text(json.dumps(
         {"results": results, "generic": generic_accuracy, "timings_ms": ms, "pool_seconds": pool_seconds}))
     return figures
+
+
+KEY = ("model", "people", "conversations", "epochs", "newcomers", "pool", "held_out", "directions", "judge_prompts", "seed",
+       "precision")
+
+
+class Kept:
+    """Each finished newcomer's figures, one JSON line each, so that a stopped run resumes where it was; lines
+    written under other settings are set aside."""
+
+    def __init__(self, path: Path, settings: dict):
+        self.path, self.settings, self.rows = path, json.loads(json.dumps(settings)), {}
+        lines = path.read_text().splitlines() if path.is_file() else []
+        if lines and json.loads(lines[0]) == self.settings:
+            for line in lines[1:]:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by the stop
+                    continue
+                self.rows[record["i"]] = record["row"]
+        else:
+            if lines:
+                path.replace(path.with_suffix(".earlier-settings.jsonl"))
+            path.write_text(json.dumps(self.settings) + "\n")
+        self.earlier = set(self.rows)
+
+    def add(self, i: int, row: dict) -> None:
+        self.rows[i] = row
+        with self.path.open("a") as f:
+            f.write(json.dumps({"i": i, "row": row}) + "\n")
+            f.flush()
+
+
+def newcomer_row(args, run, persona, i, rest, basis, pool, pool_texts, generic) -> dict:
+    """One newcomer's figures: held-out accuracy with the generic vectors and after each count of answers for
+    both strategies, the judged outcomes, and each answer's server time and peak memory."""
+    held = pairs_of(rated_turns([persona], rest, args.held_out, args.seed + 100 + i), "best")
+    judge = Judge(run, held)
+    row = {"group": persona.group, "generic": judge.accuracy(generic), "wins": [], "timings": [], "peaks": []}
+    for strategy in (ADAPTIVE, RANDOM):
+        found, last = onboard(persona, strategy, basis, pool, pool_texts, judge, generic,
+                              random.Random(args.seed + 200 + i), random.Random(args.seed + 300 + i), row["timings"],
+                              row["peaks"])
+        row[strategy] = {str(n): accuracy for n, accuracy in found.items()}
+        if strategy == ADAPTIVE and args.judge_prompts:
+            row["wins"] = judged(run, persona, generic, basis, last, random.Random(i).sample(rest, args.judge_prompts))
+    return row
 
 
 def mean_cell(values: list[float]) -> str:

@@ -1,5 +1,6 @@
 """bench newcomer on a tiny model: a version trained and kept, the pool prepared, newcomers of both groups
-onboarded both ways, and every count of answers printed with the server time per answer."""
+onboarded both ways, and every count of answers printed with the server time per answer; a second call
+resumes from what the first kept."""
 
 from bench.newcomer import COUNTS, main
 
@@ -18,5 +19,7 @@ def test_the_newcomer_benchmark_prints_the_curve_for_both_strategies_and_groups(
     assert named["server time per answer, median"].met is True
     assert "onboarding pool prepared" in named and (tmp_path / "version-seed0" / "run.json").is_file()
     assert (tmp_path / "results-seed0.json").is_file()
-    main([*args[:-3], "0", *args[-2:]])  # a second call loads the kept version instead of training again
-    assert "training step" not in capsys.readouterr().out
+    again = main(args)  # a second call loads the kept version and the finished newcomers instead of redoing them
+    out = capsys.readouterr().out
+    assert "training step" not in out and out.count("(kept from an earlier run)") == 2
+    assert [f.value for f in again if "held-out" in f.what] == [f.value for f in figures if "held-out" in f.what]
