@@ -34,8 +34,8 @@ from bench.gpu_rows import Peak
 from bench.pairing import pairs_of, rated_turns
 from trainer.core.config import TrainConfig
 from trainer.core.hardware import describe_cpu
-from trainer.core.onboarding import (ADAPTIVE, RANDOM, Answer, basis_from_offsets, estimate, next_question,
-                                     prepare_pool, prior, seen_offsets)
+from trainer.core.onboarding import basis_from_offsets, prepare_pool, seen_offsets
+from trainer.core.placement import ADAPTIVE, RANDOM, Answer, estimate, next_question, prior
 from users.synthetic.personas import sample_population
 from users.synthetic.prompts import PRISM_PROMPTS, SHORT_SYSTEM, prompts_or_default
 from users.synthetic.replies import contrasting_styles, generate_reply

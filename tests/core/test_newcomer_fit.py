@@ -8,8 +8,8 @@ import statistics
 import pytest
 import torch
 
-from trainer.core.onboarding import (ADAPTIVE, RANDOM, Answer, Basis, PoolPair, basis_from_offsets, estimate,
-                                     next_question, prior)
+from trainer.core.onboarding import Basis, basis_from_offsets
+from trainer.core.placement import ADAPTIVE, RANDOM, Answer, PoolPair, estimate, next_question, prior
 
 
 def test_the_basis_finds_the_directions_the_seen_people_differ_along():
@@ -117,6 +117,8 @@ def test_adaptive_choice_never_repeats_differs_from_random_and_ends_with_the_poo
     assert randomly != chosen and sorted(randomly) == sorted(pool)
     with pytest.raises(ValueError, match="adaptive or random"):
         next_question(pool, [], prior(basis), strategy="greedy")
+    skipped = frozenset(chosen[:3])  # a question skipped is never asked again either
+    assert next_question(pool, [], prior(basis), skipped=skipped).key not in skipped
 
 
 def test_the_offset_of_coordinates_is_the_mean_plus_the_directions():
