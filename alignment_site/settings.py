@@ -72,6 +72,15 @@ DB_PATIENCE_SECONDS = env_int("DB_PATIENCE_SECONDS", 60, minimum=0, maximum=600)
 FASTFIT_EVERY_PAIRS = env_int("FASTFIT_EVERY_PAIRS", 5, minimum=1)
 FASTFIT_MAX_PAIRS = env_int("FASTFIT_MAX_PAIRS", 20, minimum=1)  # fast fit is full-batch: memory grows with it
 FASTFIT_ROUNDS = env_int("FASTFIT_ROUNDS", 1, minimum=1)  # linearise-solve-check rounds; each costs about two training steps
+# A newcomer to the active version (a participant it was not trained on) first answers up to ONBOARDING_QUESTIONS
+# blind comparisons from its onboarding pool, each chosen adaptively or at random; the pool, prepared when the
+# version is activated, keeps the ONBOARDING_POOL most telling of ONBOARDING_CANDIDATES rated pairs, measured
+# along the seen people's first ONBOARDING_DIRECTIONS principal directions.
+ONBOARDING_QUESTIONS = env_int("ONBOARDING_QUESTIONS", 10, minimum=1, maximum=50)
+ONBOARDING_STRATEGY = env_choice("ONBOARDING_STRATEGY", "adaptive", ("adaptive", "random"))
+ONBOARDING_POOL = env_int("ONBOARDING_POOL", 24, minimum=2, maximum=200)
+ONBOARDING_CANDIDATES = env_int("ONBOARDING_CANDIDATES", 48, minimum=2, maximum=1000)
+ONBOARDING_DIRECTIONS = env_int("ONBOARDING_DIRECTIONS", 6, minimum=1, maximum=32)
 # One budget for everything that asks the model for replies (chat, compare, PRISM turns, Retry):
 # messages a person may send per minute (0 = no limit), and replies of theirs waiting or being written at once.
 CHAT_RATE_PER_MINUTE = env_int("CHAT_RATE_PER_MINUTE", 20, minimum=0)

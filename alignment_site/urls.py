@@ -12,6 +12,7 @@ from users.collection import views as collect
 from users.conversations import relay
 from users.conversations import views as replies
 from users.dataset import views as dataset
+from users.newcomer import views as newcomer
 from users.survey import views as survey
 
 admin.site.login_form = AdminLoginForm  # the admin's login is throttled like the site's
@@ -24,6 +25,8 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("survey/", survey.survey, name="survey"),
+    path("welcome/questions/", newcomer.onboarding, name="onboarding"),
+    path("welcome/questions/answer/", newcomer.onboarding_answer, name="onboarding_answer"),
     path("me/data/", accounts.my_data, name="my_data"),
     # the participant's chat, blind comparisons and the side panel
     path("chat/", chat.chat_list, name="chat_list"),

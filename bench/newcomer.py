@@ -27,14 +27,13 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
 
 from bench.figures import Figure, prepared
 from bench.gpu_rows import Peak
 from bench.pairing import pairs_of, rated_turns
 from trainer.core.config import TrainConfig
 from trainer.core.hardware import describe_cpu
-from trainer.core.onboarding import basis_from_offsets, prepare_pool, seen_offsets
+from trainer.core.onboarding import PairJudge, basis_from_offsets, prepare_pool, seen_offsets
 from trainer.core.placement import ADAPTIVE, RANDOM, Answer, estimate, next_question, prior
 from users.synthetic.personas import sample_population
 from users.synthetic.prompts import PRISM_PROMPTS, SHORT_SYSTEM, prompts_or_default
@@ -82,29 +81,7 @@ def pool_pairs(prompts: list[str], seed: int):
     return pairs
 
 
-class Judge:
-    """The model's own margins on a newcomer's held-out pairs for any vectors (reference log-probs once)."""
-
-    def __init__(self, run, pairs):
-        from trainer.core.policy import encode_pairs
-        from trainer.core.reference import ReferenceCache
-
-        self.run, self.n = run, len(pairs)
-        encoded = encode_pairs(run.tokenizer, pairs, None, run.config)
-        refs = ReferenceCache()
-        refs.fill(run.model, encoded, device="cpu")
-        self.ref = refs.get(encoded, "cpu")
-        self.batch = run.model.sequences(encoded, with_slots=True)
-
-    @torch.no_grad()
-    def accuracy(self, vectors: torch.Tensor) -> float:
-        soft = vectors.float().unsqueeze(0).repeat(2 * self.n, 1, 1)
-        logps = self.run.model(self.batch, soft_prompt=soft)
-        margins = (logps[: self.n] - self.ref.chosen) - (logps[self.n:] - self.ref.rejected)
-        return float((margins > 0).float().mean())
-
-
-def onboard(persona, strategy: str, basis, pool, pool_texts, judge: Judge, generic, rng, choosing, timings,
+def onboard(persona, strategy: str, basis, pool, pool_texts, judge: PairJudge, generic, rng, choosing, timings,
             peaks: list[int]):
     """(accuracy after each of COUNTS answers, the estimate after the last) of one newcomer; each answer's server
     time goes to ``timings`` and its peak memory above what was resident before it to ``peaks``."""
@@ -264,7 +241,7 @@ def newcomer_row(args, run, persona, i, rest, basis, pool, pool_texts, generic) 
     """One newcomer's figures: held-out accuracy with the generic vectors and after each count of answers for
     both strategies, the judged outcomes, and each answer's server time and peak memory."""
     held = pairs_of(rated_turns([persona], rest, args.held_out, args.seed + 100 + i), "best")
-    judge = Judge(run, held)
+    judge = PairJudge(run.model, run.tokenizer, run.config, held)
     row = {"group": persona.group, "generic": judge.accuracy(generic), "wins": [], "timings": [], "peaks": []}
     for strategy in (ADAPTIVE, RANDOM):
         found, last = onboard(persona, strategy, basis, pool, pool_texts, judge, generic,

@@ -230,3 +230,39 @@ class EvaluationItem(models.Model):
 
     class Meta:
         ordering = ["evaluation", "person", "pk"]
+
+
+class OnboardingPool(models.Model):
+    """The questions a newcomer to a version is asked: pairs of replies the seen people disagree on, each with its
+    margin and slope along the seen people's principal directions (``trainer.core.onboarding``), so that placing a
+    newcomer never runs the model. Prepared once per version by a task on the train queue when it is activated;
+    the files (``pool.json`` and ``basis.safetensors``) are written beside and renamed into ``path``."""
+
+    Status = TrainingRun.Status  # queued, running, then completed or failed
+    ACTIVE = TrainingRun.ACTIVE
+
+    run = models.OneToOneField(TrainingRun, on_delete=models.CASCADE, related_name="onboarding_pool")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    path = models.CharField(max_length=300, blank=True)  # the folder, relative to ARTIFACTS_DIR
+    questions = models.PositiveIntegerField(default=0)
+    directions = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)  # candidate pairs measured so far
+    total = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"onboarding pool of {self.run}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done / self.total) if self.total else 0

@@ -15,6 +15,7 @@ from trainer.core.pairing import DEFAULT as DEFAULT_PAIRING
 from trainer.core.pairing import STRATEGIES as PAIRINGS
 from trainer.models import Activation, RunLog, TrainingRun, run_folder
 from trainer.personalization.report import served_worse_note
+from trainer.pools import PoolStateError, pool_request
 
 TRAIN_TASK = "trainer.train_run"
 PREPARE_TASK = "trainer.prepare_version"
@@ -231,6 +232,10 @@ def _activate(run: TrainingRun, user) -> Activation:
     activation = Activation.objects.create(run=run, activated_by=user)
     if settings.SERVING_BACKEND == "vllm":
         transaction.on_commit(lambda: _prepare_version(run.pk))
+    try:
+        pool_request(run=run)  # its newcomers' first questions, prepared now
+    except PoolStateError:  # already being prepared
+        pass
     return activation
 
 

@@ -51,6 +51,14 @@ def fast_fit(self, fit_id: int) -> str:
     return refit.vectors_refit(fit_id, worker=self.request.hostname or "")
 
 
+@shared_task(name="trainer.prepare_onboarding", acks_late=True, bind=True)
+def prepare_onboarding(self, pool_id: int) -> str:
+    # A version's onboarding pool; the claim on the pool's row makes a redelivery a no-op.
+    from trainer.worker import onboarding
+
+    return onboarding.execute(pool_id, worker=self.request.hostname or "")
+
+
 @shared_task(name="trainer.export_version", acks_late=False)
 def export_version(run_id: int) -> str:
     # A version zipped for the field's tools (trainer.downloads); a lost one is asked for again from the run page.
@@ -137,6 +145,7 @@ def _bookkeeping_loop(hostname: str = "", queues: list[str] = ()) -> None:
     from django.db import close_old_connections
 
     from trainer.personalization.services import evaluations_reap_stale
+    from trainer.pools import pools_reap_stale
     from trainer.services import runs_reap_stale
     from users.chat.services import fits_reap_stale
     from users.conversations.services import replies_reap_lost, replies_reap_orphans
@@ -147,11 +156,11 @@ def _bookkeeping_loop(hostname: str = "", queues: list[str] = ()) -> None:
         _report_device(hostname, list(queues))
         try:
             replies, runs, evaluations = replies_reap_orphans(), runs_reap_stale(), evaluations_reap_stale()
-            fits, lost = fits_reap_stale(), replies_reap_lost()
-            if replies or runs or evaluations or fits or lost:
+            fits, lost, pools = fits_reap_stale(), replies_reap_lost(), pools_reap_stale()
+            if replies or runs or evaluations or fits or lost or pools:
                 log.warning("bookkeeping: failed %d orphaned replies, %d silent runs, %d silent evaluations, "
-                            "%d stalled refits and %d replies whose request was lost", replies, runs, evaluations,
-                            fits, lost)
+                            "%d stalled refits, %d replies whose request was lost and %d silent onboarding pools",
+                            replies, runs, evaluations, fits, lost, pools)
         except Exception:  # a database or Redis hiccup: try again next round
             log.exception("bookkeeping round failed")
         finally:

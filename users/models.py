@@ -30,6 +30,7 @@ class Conversation(models.Model):
         VALUES = "values guided", "Values guided"
         CONTROVERSY = "controversy guided", "Controversy guided"
         COMPARE = "compare", "Compare"  # personalized vs generic vs base, rated blind
+        ONBOARDING = "onboarding", "Onboarding"  # one blind comparison a newcomer answered: two replies, one chosen
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.CHAT)
@@ -256,6 +257,10 @@ class VectorFit(models.Model):
     path = models.CharField(max_length=300, blank=True)
     seconds = models.FloatField(null=True, blank=True)
     losses = models.JSONField(default=list, blank=True)  # first and last full-batch loss
+    # Held-out-free check against the person's onboarding vectors, on all their pairs: the fit serves only when it
+    # ranks them better (accuracy, then mean loss); otherwise it is kept, marked, and the quick vectors stay.
+    ranking = models.JSONField(default=dict, blank=True)  # {"fit": [accuracy, loss], "onboarding": [...]}
+    outranked = models.BooleanField(default=False)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)  # when a worker claimed it
@@ -268,6 +273,37 @@ class VectorFit(models.Model):
 
     def __str__(self) -> str:
         return f"fit {self.pk} of {self.user_id} on run {self.run_id} ({self.status})"
+
+
+class Onboarding(models.Model):
+    """A newcomer's first comparisons on a version: what they were asked and answered, and where that places them
+    among the people the version was trained on (coordinates along its onboarding pool's directions, with their
+    covariance). Each answer is also kept as a normal pair (a one-turn onboarding conversation)."""
+
+    class Status(models.TextChoices):
+        ASKING = "asking", "Asking"
+        FINISHED = "finished", "Finished"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="onboardings")
+    run = models.ForeignKey("trainer.TrainingRun", on_delete=models.CASCADE, related_name="onboardings")
+    strategy = models.CharField(max_length=16)  # adaptive | random (ONBOARDING_STRATEGY when it began)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ASKING)
+    asking = models.CharField(max_length=120, blank=True)  # the key of the question shown now
+    a_first = models.BooleanField(default=True)  # whether reply a of the question shown now is shown on the left
+    answers = models.JSONField(default=list, blank=True)  # [{"key", "a_better", "seconds"}], in order
+    skipped = models.JSONField(default=list, blank=True)  # keys
+    coordinates = models.JSONField(default=list, blank=True)  # the estimate's mean (k,)
+    covariance = models.JSONField(default=list, blank=True)  # (k, k)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["user", "run"], name="onboarding_once_per_version")]
+
+    def __str__(self) -> str:
+        return f"onboarding of {self.user_id} on run {self.run_id} ({len(self.answers)} answers)"
 
 
 class StudyText(models.Model):

@@ -102,3 +102,33 @@ def prepare_pool(core, tokenizer, config, basis: Basis, pairs: list, keys: list[
             if progress is not None:
                 progress(min(start + chunk, len(pairs)), len(pairs))
     return pool
+
+
+class PairJudge:
+    """How well given vectors rank a person's pairs through the model itself: each pair's implicit-reward margin
+    (reference log-probabilities computed once), its accuracy (margin > 0) and mean DPO loss."""
+
+    def __init__(self, core, tokenizer, config, pairs: list, *, device="cpu"):
+        from trainer.core.policy import encode_pairs
+        from trainer.core.reference import ReferenceCache
+
+        self.core, self.n, self.beta = core, len(pairs), config.beta
+        encoded = encode_pairs(tokenizer, pairs, None, config)
+        refs = ReferenceCache()
+        refs.fill(core, encoded, device=device)
+        self.ref = refs.get(encoded, device)
+        self.batch = core.sequences(encoded, with_slots=True).to(device)
+
+    @torch.no_grad()
+    def margins(self, vectors: torch.Tensor) -> torch.Tensor:
+        soft = vectors.float().unsqueeze(0).repeat(2 * self.n, 1, 1)
+        logps = self.core(self.batch, soft_prompt=soft)
+        return self.beta * ((logps[: self.n] - self.ref.chosen) - (logps[self.n:] - self.ref.rejected))
+
+    def accuracy(self, vectors: torch.Tensor) -> float:
+        return float((self.margins(vectors) > 0).float().mean())
+
+    def rank(self, vectors: torch.Tensor) -> tuple[float, float]:
+        """(accuracy, mean loss): higher accuracy ranks better, and a lower loss breaks a tie."""
+        margins = self.margins(vectors).double()
+        return float((margins > 0).double().mean()), float(torch.nn.functional.softplus(-margins).mean())

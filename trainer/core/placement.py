@@ -26,6 +26,12 @@ STRATEGIES = (ADAPTIVE, RANDOM)
 
 
 @dataclass(frozen=True)
+class Space:
+    """A prepared pool's directions as placement sees them: only the seen people's spread along each."""
+    spread: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class PoolPair:
     """A question of the pool: two replies to one prompt, with what the model said of them ahead of time."""
     key: str

@@ -42,22 +42,29 @@ def vectors_refit(fit_id: int, worker: str = "") -> str:
         return "skipped"
     fit = VectorFit.objects.select_related("run", "user__profile").get(pk=fit_id)
     try:
-        pairs_used, seconds, losses = _fit(fit)
+        pairs_used, seconds, losses, ranking = _fit(fit)
     except Exception as exc:  # the reason a person can act on, on the row
         log.exception("fit %s failed", fit_id)
         reason = f"{exc.__class__.__name__}: {exc}"
         patiently(lambda: VectorFit.objects.filter(pk=fit_id, status=VectorFit.Status.RUNNING).update(
             status=VectorFit.Status.FAILED, finished_at=timezone.now(), error=reason), f"fit {fit_id}")
         return VectorFit.Status.FAILED
+    outranked = bool(ranking) and not ranks_better(ranking["fit"], ranking["onboarding"])
     # Only while still this fit's claim: a fit bookkeeping failed meanwhile stays failed.
     if not patiently(lambda: VectorFit.objects.filter(pk=fit_id, status=VectorFit.Status.RUNNING).update(
             status=VectorFit.Status.DONE, finished_at=timezone.now(), pairs_used=pairs_used, seconds=seconds,
-            losses=losses, path=str(vectors_file(fit))), f"fit {fit_id}"):
+            losses=losses, path=str(vectors_file(fit)), ranking=ranking, outranked=outranked), f"fit {fit_id}"):
         return "superseded"
     return VectorFit.Status.DONE
 
 
-def _fit(fit: VectorFit) -> tuple[int, float, list[float]]:
+def ranks_better(one, other) -> bool:
+    """Whether (accuracy, mean loss) ``one`` ranks a person's pairs better than ``other``: a higher accuracy, or
+    the same with a lower loss."""
+    return one[0] > other[0] or (one[0] == other[0] and one[1] < other[1])
+
+
+def _fit(fit: VectorFit) -> tuple[int, float, list[float], dict]:
     from trainer.core.artifacts import base_model_here, load_run, save_vectors
     from trainer.core.config import FastFitConfig
     from trainer.core.fastfit import fast_fit
@@ -78,4 +85,22 @@ def _fit(fit: VectorFit) -> tuple[int, float, list[float]]:
                       fit=FastFitConfig(rounds=settings.FASTFIT_ROUNDS), start_row=trained_row)
     save_vectors(settings.ARTIFACTS_DIR / vectors_file(fit), run.model, report.row,
                  {"user": user_id, "run": str(fit.run_id)})
-    return report.pairs, report.seconds, [report.losses[0], report.losses[-1]]
+    return report.pairs, report.seconds, [report.losses[0], report.losses[-1]], _ranking(fit, run, report, pairs)
+
+
+def _ranking(fit: VectorFit, run, report, pairs) -> dict:
+    """When the person was placed by onboarding answers on this version: how the fit and those quick vectors
+    rank the person's pairs ({"fit": [accuracy, loss], "onboarding": [...]}); {} otherwise."""
+    import torch
+
+    from trainer.core.onboarding import PairJudge
+    from trainer.worker.serving import ServedRun, onboarding_vectors
+
+    served = ServedRun(fit.run_id, "", run.tokenizer, None, run.model.user_model, run.user_index)
+    placed = onboarding_vectors(served, fit.user_id)
+    if placed is None:
+        return {}
+    judge = PairJudge(run.model, run.tokenizer, run.config, pairs)
+    with torch.no_grad():
+        fitted = run.model.user_model(torch.tensor([report.row]))[0]
+    return {"fit": list(judge.rank(fitted)), "onboarding": list(judge.rank(placed[0]))}

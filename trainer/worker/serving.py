@@ -57,7 +57,7 @@ class ServedRun:
     scheduler: object  # BatchScheduler (hf) or VLLMEngine (vllm): submit(request), deltas
     user_model: object  # None for a plain-DPO version
     user_index: object
-    fitted: LoadOnce = field(default_factory=LoadOnce)  # VectorFit id -> its (T, H) tensor
+    fitted: LoadOnce = field(default_factory=LoadOnce)  # VectorFit id -> its (T, H) tensor; the onboarding basis
 
     def soft_prompt(self, user_id: str | None):
         """(T, H) vectors of a person in training (the generic ones for anyone else); None for plain DPO."""
@@ -204,8 +204,8 @@ def fitted_vectors(served: ServedRun, user_pk: int):
     """(fit id, (T, H) tensor) of the person's newest done refit for this version, or None."""
     from users.models import VectorFit
 
-    row = VectorFit.objects.filter(user_id=user_pk, run_id=served.run_id, status=VectorFit.Status.DONE).order_by(
-        "-finished_at", "-pk").values_list("pk", "path").first()
+    row = VectorFit.objects.filter(user_id=user_pk, run_id=served.run_id, status=VectorFit.Status.DONE,
+                                   outranked=False).order_by("-finished_at", "-pk").values_list("pk", "path").first()
     if row is None:
         return None
     fit_id, relative = row
@@ -216,6 +216,35 @@ def fitted_vectors(served: ServedRun, user_pk: int):
         return load_file(settings.ARTIFACTS_DIR / relative)["vectors"]
 
     return fit_id, served.fitted.get(fit_id, load)
+
+
+def onboarding_vectors(served: ServedRun, user_pk: int):
+    """((T, H) tensor, answers) of the person placed by their onboarding answers on this version, or None: the
+    generic vectors moved by the seen people's mean offset and the person's coordinates along the pool's
+    directions (the pool's basis is read once per version)."""
+    from users.models import Onboarding
+
+    row = Onboarding.objects.filter(user_id=user_pk, run_id=served.run_id).values_list(
+        "coordinates", "answers").first()
+    if row is None or not row[1] or not row[0]:
+        return None
+    coordinates, answers = row
+
+    def load():
+        from safetensors.torch import load_file
+
+        from trainer.models import OnboardingPool
+
+        pool = OnboardingPool.objects.get(run_id=served.run_id, status=OnboardingPool.Status.COMPLETED)
+        return load_file(settings.ARTIFACTS_DIR / pool.path / "basis.safetensors")
+
+    import torch
+
+    basis = served.fitted.get("onboarding-basis", load)
+    generic = served.soft_prompt(None)
+    offset = basis["mean"] + torch.tensor(coordinates, dtype=basis["directions"].dtype) @ basis["directions"]
+    placed = generic.float() + offset.reshape(generic.shape).to(generic.device)
+    return placed.to(generic.dtype), len(answers)
 
 
 def reply_plan(reply: Reply) -> Plan:
@@ -244,6 +273,9 @@ def reply_plan(reply: Reply) -> Plan:
             record["vectors"] = "fitted"
         elif user_id in served.user_index:
             soft, record["vectors"] = served.soft_prompt(user_id), "personal"
+        elif (placed := onboarding_vectors(served, user.pk)) is not None:
+            soft, record["answers"] = placed
+            record["vectors"] = "onboarding"
         else:
             soft, record["vectors"] = served.soft_prompt(None), "generic"
     return Plan(served.scheduler, served.name, soft, record)

@@ -20,6 +20,7 @@ CONSENT_GIVEN = "Yes, I consent to take part in this study"
 HERE = {
     "consent": {"study_intro"},
     "survey": {"survey"},
+    "questions": {"onboarding"},
     "conversations": {"collect_home", "collect_start", "collect_detail", "collect_rate", "collect_send",
                       "collect_end"},
 }
@@ -27,7 +28,7 @@ HERE = {
 
 @dataclass(frozen=True)
 class Step:
-    key: str  # consent | survey | conversations | done
+    key: str  # consent | survey | questions | conversations | done
     text: str
     url: str
     done: int = 0
@@ -82,6 +83,11 @@ def next_step(user) -> Step:
         return Step("consent", "Read what the study is about and agree to take part.", reverse("study_intro"))
     if profile.completed_at is None:
         return Step("survey", "Fill in your profile survey (about 5 minutes).", reverse("survey"))
+    from users.newcomer.selectors import onboarding_due
+
+    if onboarding_due(user):
+        return Step("questions", "Answer a few quick comparisons, so that the model learns your taste (about 2 "
+                                 "minutes).", reverse("onboarding"))
     progress = progress_for(user)
     done, target = progress["done"], progress["target"]
     if done < target:

@@ -29,7 +29,11 @@ def survey(request):
             messages.success(request, "Thank you: your profile is saved. You can change it at any time.")
             target = request.GET.get("next", "")
             safe = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()})
-            return redirect(target if target and safe else "collect_home")
+            if target and safe:
+                return redirect(target)
+            from users.newcomer.selectors import onboarding_due
+
+            return redirect("onboarding" if onboarding_due(request.user) else "collect_home")
     return render(request, "survey/survey.html", {
         "form": form, "profile": profile, "wording": wording,
     }, status=422 if form.errors else 200)
