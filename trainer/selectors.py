@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
+
+from django.conf import settings
 from django.db.models import Count
 
 from trainer.models import GROUP_LOG, RUN_LOG, Activation, RunLog, TrainingRun, run_folder
@@ -11,7 +15,7 @@ def _filtered_rejected(data_filter: dict, *, consented_only: bool = True):
     """The rejected replies that make the data filter's pairs: of people who consented and have not withdrawn
     (``consented_only``; runs, their previews and evaluations never see anyone else's)."""
     from trainer.core.pairing import DEFAULT
-    from users.accounts.onboarding import consented
+    from users.consent import consented
     from users.collection.pairs import pair_rejected_replies
 
     qs = pair_rejected_replies(min_margin=int(data_filter.get("min_margin", 1)),
@@ -236,3 +240,13 @@ def withdrawn_since_training(run: TrainingRun) -> list[str]:
         return []
     profiles = profiles_by_exported_id(trained)
     return sorted(uid for uid, profile in profiles.items() if profile.withdrawn_at is not None)
+
+
+@lru_cache(maxsize=16)
+def trained_users(run_id: int, artifacts: str) -> frozenset[str]:
+    """Exported user ids that have their own row in a version (read once from its users.json)."""
+    try:
+        data = json.loads((settings.ARTIFACTS_DIR / artifacts / "users.json").read_text())
+    except (OSError, ValueError):
+        return frozenset()
+    return frozenset(data.get("users", {}))

@@ -62,7 +62,7 @@ def candidates(run: TrainingRun, limit: int) -> list:
     """Up to ``limit`` rated pairs of consenting people, one per single-turn prompt, in an order fixed by the
     version, each with its replies in a random order (reply a is the chosen one half of the time)."""
     from trainer.core.data import Pair, pair_from_json
-    from users.accounts.onboarding import consented
+    from users.consent import consented
     from users.collection.pairs import preference_pairs
 
     rng = random.Random(run.pk)

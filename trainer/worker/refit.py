@@ -94,7 +94,8 @@ def _ranking(fit: VectorFit, run, report, pairs) -> dict:
     import torch
 
     from trainer.core.onboarding import PairJudge
-    from trainer.worker.serving import ServedRun, onboarding_vectors
+    from trainer.worker.serving import ServedRun
+    from trainer.worker.vectors import onboarding_vectors
 
     served = ServedRun(fit.run_id, "", run.tokenizer, None, run.model.user_model, run.user_index)
     placed = onboarding_vectors(served, fit.user_id)

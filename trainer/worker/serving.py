@@ -39,6 +39,7 @@ from trainer.selectors import active_version
 from trainer.worker.loaded import LoadOnce
 from trainer.worker.patience import patiently
 from trainer.worker.reply_claim import HEARTBEAT_SECONDS, ReplyClaim, ReplyLost, beating
+from trainer.worker.vectors import fitted_vectors, onboarding_vectors
 from users.conversations import services, streams
 from users.models import Reply
 
@@ -198,53 +199,6 @@ def prepare_version(run_id: int | None) -> str:
     if settings.SERVING_BACKEND == "vllm":
         scheduler.locate(scheduler.model)
     return f"ready: {name}"
-
-
-def fitted_vectors(served: ServedRun, user_pk: int):
-    """(fit id, (T, H) tensor) of the person's newest done refit for this version, or None."""
-    from users.models import VectorFit
-
-    row = VectorFit.objects.filter(user_id=user_pk, run_id=served.run_id, status=VectorFit.Status.DONE,
-                                   outranked=False).order_by("-finished_at", "-pk").values_list("pk", "path").first()
-    if row is None:
-        return None
-    fit_id, relative = row
-
-    def load():
-        from safetensors.torch import load_file
-
-        return load_file(settings.ARTIFACTS_DIR / relative)["vectors"]
-
-    return fit_id, served.fitted.get(fit_id, load)
-
-
-def onboarding_vectors(served: ServedRun, user_pk: int):
-    """((T, H) tensor, answers) of the person placed by their onboarding answers on this version, or None: the
-    generic vectors moved by the seen people's mean offset and the person's coordinates along the pool's
-    directions (the pool's basis is read once per version)."""
-    from users.models import Onboarding
-
-    row = Onboarding.objects.filter(user_id=user_pk, run_id=served.run_id).values_list(
-        "coordinates", "answers").first()
-    if row is None or not row[1] or not row[0]:
-        return None
-    coordinates, answers = row
-
-    def load():
-        from safetensors.torch import load_file
-
-        from trainer.models import OnboardingPool
-
-        pool = OnboardingPool.objects.get(run_id=served.run_id, status=OnboardingPool.Status.COMPLETED)
-        return load_file(settings.ARTIFACTS_DIR / pool.path / "basis.safetensors")
-
-    import torch
-
-    basis = served.fitted.get("onboarding-basis", load)
-    generic = served.soft_prompt(None)
-    offset = basis["mean"] + torch.tensor(coordinates, dtype=basis["directions"].dtype) @ basis["directions"]
-    placed = generic.float() + offset.reshape(generic.shape).to(generic.device)
-    return placed.to(generic.dtype), len(answers)
 
 
 def reply_plan(reply: Reply) -> Plan:

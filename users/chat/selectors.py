@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from functools import lru_cache
 
 from django.conf import settings
 from django.db.models import Avg, Count, Q
 
 from alignment_site import glossary
-from trainer.selectors import active_run
+from trainer.selectors import active_run, trained_users
 from users.chat.style import map_points, nearest_on_map, text_style
 from users.collection.pairs import pair_counts_by_user, pair_rejected_replies
-from users.models import Conversation, Reply, VectorFit
+from users.models import Conversation, Onboarding, Reply, VectorFit
 from users.prism.ids import exported_user_id
 
 # The three columns of a comparison; the page shows them as Reply 1-3 in a random order.
@@ -20,16 +18,6 @@ from users.prism.ids import exported_user_id
 COMPARE_SOURCES = ("compare-personal", "compare-generic", "compare-base")
 COMPARE_LABELS = {"compare-personal": glossary.VECTORS["own"], "compare-generic": glossary.VECTORS["generic"],
                   "compare-base": glossary.VECTORS["base"], "compare-baseline": glossary.VECTORS["baseline"]}
-
-
-@lru_cache(maxsize=16)
-def trained_users(run_id: int, artifacts: str) -> frozenset[str]:
-    """Exported user ids that have their own row in a version (read once from its users.json)."""
-    try:
-        data = json.loads((settings.ARTIFACTS_DIR / artifacts / "users.json").read_text())
-    except (OSError, ValueError):
-        return frozenset()
-    return frozenset(data.get("users", {}))
 
 
 def user_pair_count(user) -> int:
@@ -55,7 +43,7 @@ def vectors_status(user) -> dict:
     if (run.config or {}).get("user_model") == "none":
         return {"run": run, "kind": "none"}
     fit = VectorFit.objects.filter(user=user, run=run).first()
-    done = VectorFit.objects.filter(user=user, run=run, status=VectorFit.Status.DONE).first()
+    done = VectorFit.objects.filter(user=user, run=run, status=VectorFit.Status.DONE, outranked=False).first()
     _, fresh = new_pairs_since_fit(user=user, run=run)
     more = max(0, settings.FASTFIT_EVERY_PAIRS - fresh)
     profile = getattr(user, "profile", None)
@@ -63,6 +51,8 @@ def vectors_status(user) -> dict:
         kind = "fitted"
     elif exported_user_id(user, profile) in trained_users(run.pk, run.artifacts):
         kind = "personal"
+    elif Onboarding.objects.filter(user=user, run=run).exclude(answers=[]).exists():
+        kind = "onboarding"
     else:
         kind = "generic"
     return {"run": run, "kind": kind, "fit": done, "pending": fit if fit and fit.status in (
@@ -83,8 +73,13 @@ def personal_panel(user) -> dict:
     if run is not None:
         panel["accuracy"] = next((row for row in (run.evaluation or {}).get("per_user", [])
                                   if row.get("user_id") == user_id), None)
-        me, neighbours = nearest_on_map(run.user_map or [], user_id)
-        points = map_points(run.user_map or [], me, neighbours, named=user.is_staff)
+        user_map = run.user_map or []
+        if status["kind"] == "onboarding":  # placed by their first answers: shown where those put them
+            from users.newcomer.selectors import map_with_newcomer
+
+            user_map, _ = map_with_newcomer(run, user, Onboarding.objects.filter(user=user, run=run).first())
+        me, neighbours = nearest_on_map(user_map, user_id)
+        points = map_points(user_map, me, neighbours, named=user.is_staff)
         if not user.is_staff:  # where others sit is theirs: a participant learns distances, never names
             neighbours = [{"distance": n["distance"]} for n in neighbours]
         panel.update(me=me, neighbours=neighbours, points=points)
@@ -96,7 +91,7 @@ def personal_panel(user) -> dict:
     by_kind: dict[str, list[str]] = {}
     for serving, content in replies:
         kind = (serving or {}).get("vectors")
-        if kind in ("personal", "fitted"):
+        if kind in ("personal", "fitted", "onboarding"):
             by_kind.setdefault("yours", []).append(content)
         elif kind == "generic":
             by_kind.setdefault("generic", []).append(content)

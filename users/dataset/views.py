@@ -12,7 +12,7 @@ from alignment_site.access import staff_required
 from alignment_site.streaming import streamed
 from trainer.core.pairing import DEFAULT as DEFAULT_PAIRING
 from trainer.core.pairing import STRATEGIES as PAIRINGS
-from users.accounts.onboarding import consented
+from users.consent import consented
 from users.collection.pairs import pairs_export_lines
 from users.dataset import browse, selectors
 from users.dataset.chats import chat_export_lines

@@ -9,8 +9,7 @@ from django.conf import settings
 
 from trainer.core.placement import Answer, Estimate, PoolPair, Space
 from trainer.pools import pool_document, ready_pool
-from trainer.selectors import active_run
-from users.chat.selectors import trained_users
+from trainer.selectors import active_run, trained_users
 from users.models import Onboarding
 from users.prism.ids import exported_user_id
 

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from trainer.core.pairing import DEFAULT as DEFAULT_PAIRING
 from trainer.core.pairing import STRATEGIES as PAIRINGS
-from users.accounts.onboarding import consented
+from users.consent import consented
 from users.collection.pairs import pairs_export_lines
 from users.dataset.selectors import people_named
 
