@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from trainer.views import personalization, queue, runs, status
+from trainer.views import onboarding, personalization, queue, runs, status
 from users.accounts import views as accounts
 from users.accounts.forms import AdminLoginForm, LoginForm
 from users.chat.views import chat, compare
@@ -79,6 +79,9 @@ urlpatterns = [
     path("staff/runs/<int:run_id>/download/panel/", runs.run_download_panel, name="run_download_panel"),
     path("staff/runs/<int:run_id>/download/", runs.run_download, name="run_download"),
     path("staff/runs/<int:run_id>/notes/", runs.run_notes, name="run_notes"),
+    path("staff/runs/<int:run_id>/onboarding/", onboarding.run_onboarding_panel, name="run_onboarding_panel"),
+    path("staff/runs/<int:run_id>/onboarding/prepare/", onboarding.run_onboarding_prepare,
+         name="run_onboarding_prepare"),
     path("staff/runs/<int:run_id>/evaluate/", personalization.run_evaluate, name="run_evaluate"),
     path("staff/runs/<int:run_id>/personalization.<str:fmt>", personalization.run_report_export,
          name="run_report_export"),

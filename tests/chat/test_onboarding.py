@@ -157,3 +157,26 @@ def queued_chat_reply(user) -> Reply:
     conversation = Conversation.objects.create(user=user)
     turn = Turn.objects.create(conversation=conversation, index=0, user_message="Tell me about tea.")
     return Reply.objects.create(turn=turn, source="personal", chosen=True)
+
+
+def test_the_run_page_shows_the_pool_and_what_newcomers_did_with_it(pool, client, staff):
+    newbie = person("newbie")
+    onboarding, _ = services.onboarding_begin(user=newbie)
+    services.onboarding_answer(user=newbie, key=onboarding.asking, choice="left")
+    client.force_login(staff)
+    html = client.get(f"/staff/runs/{pool.run_id}/").content.decode()
+    assert "6 questions along 2 directions" in html
+    assert "1 newcomer answered 1 question (adaptive); the server's work per answer: median" in html
+
+
+def test_a_failed_pool_says_why_and_is_prepared_again_from_the_run_page(active_run, client, staff):
+    row = pool_request(run=active_run)
+    assert pool_worker.execute(row.pk) == OnboardingPool.Status.FAILED
+    client.force_login(staff)
+    html = client.get(f"/staff/runs/{active_run.pk}/").content.decode()
+    assert "a pool needs at least 2" in html and "Prepare them again" in html
+    population(people=3, conversations=6)
+    assert client.post(f"/staff/runs/{active_run.pk}/onboarding/prepare/").status_code == 302
+    row.refresh_from_db()
+    assert row.status == OnboardingPool.Status.QUEUED and not row.error
+    assert pool_worker.execute(row.pk) == OnboardingPool.Status.COMPLETED

@@ -14,6 +14,7 @@ from alignment_site.access import staff_required
 from trainer import data_defaults, downloads, preflight, selectors, services
 from trainer.forms import RunForm
 from trainer.models import TrainingRun
+from trainer.views.onboarding import onboarding_context
 from trainer.views.personalization import personalization_context
 from trainer.views.presenters import run_context
 
@@ -83,6 +84,7 @@ def run_detail(request, run_id: int):
     if run.status == TrainingRun.Status.COMPLETED:
         context.update(personalization_context(run, group_by=request.GET.get("by", "group")))
         context["download"] = downloads.download_state(run)
+        context.update(onboarding_context(run))
     return render(request, "trainer/run_detail.html", context)
 
 
