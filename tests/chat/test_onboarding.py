@@ -180,3 +180,43 @@ def test_a_failed_pool_says_why_and_is_prepared_again_from_the_run_page(active_r
     row.refresh_from_db()
     assert row.status == OnboardingPool.Status.QUEUED and not row.error
     assert pool_worker.execute(row.pk) == OnboardingPool.Status.COMPLETED
+
+
+@pytest.mark.parametrize("liked", [LONG, SHORT], ids=["minority", "majority"])
+def test_a_newcomer_ranks_their_own_pairs_better_after_answering_than_with_the_generic_vectors(
+        pool, settings, liked):
+    """The version learned one majority (short replies: two of its three people) and one minority (long); a
+    newcomer of either answers three questions by their taste, and their placed vectors rank the pool's other
+    questions (prompts never asked) more by that taste than where they started (the seen people's mean), through
+    the model; the minority's also more than the generic vectors (the majority's taste) do."""
+    from safetensors.torch import load_file
+
+    from trainer.core.artifacts import load_run
+    from trainer.core.data import Pair
+    from trainer.core.onboarding import PairJudge
+    from trainer.worker.vectors import onboarding_vectors
+
+    settings.ONBOARDING_QUESTIONS = 3
+    newbie = person("newbie")
+    onboarding, _ = services.onboarding_begin(user=newbie)
+    document = json.loads((settings.ARTIFACTS_DIR / pool.path / "pool.json").read_text())
+    texts = {q["key"]: q for q in document["questions"]}
+    while onboarding.status == Onboarding.Status.ASKING:
+        a_liked = texts[onboarding.asking]["a"] == liked
+        onboarding = services.onboarding_answer(user=newbie, key=onboarding.asking,
+                                                choice="left" if a_liked == onboarding.a_first else "right")
+    asked = {a["key"] for a in onboarding.answers}
+    other = SHORT if liked == LONG else LONG
+    held_out = [Pair("newbie", [{"role": "user", "content": q["prompt"]}], [{"role": "assistant", "content": liked}],
+                     [{"role": "assistant", "content": other}]) for key, q in texts.items() if key not in asked]
+    assert len(asked) == 3 and len(held_out) == 3
+    served = serving.served_run(pool.run_id, pool.run.artifacts)
+    run = load_run(settings.ARTIFACTS_DIR / pool.run.artifacts)
+    judge = PairJudge(run.model, run.tokenizer, run.config, held_out)
+    placed, _ = onboarding_vectors(served, newbie.pk)
+    generic = served.soft_prompt(None)
+    mean = load_file(settings.ARTIFACTS_DIR / pool.path / "basis.safetensors")["mean"].reshape(generic.shape)
+    own, start = judge.margins(placed), judge.margins(generic + mean)
+    assert bool((own > start).all())  # every held-out pair moved towards their taste
+    if liked == LONG:
+        assert bool((own > judge.margins(generic)).all())
