@@ -249,6 +249,9 @@ class OnboardingPool(models.Model):
     done = models.PositiveIntegerField(default=0)  # candidate pairs measured so far
     total = models.PositiveIntegerField(default=0)
     seconds = models.FloatField(null=True, blank=True)
+    # For a simulated population: held-out accuracy of simulated newcomers of each group by answers, adaptive and
+    # random ({"counts": [...], "newcomers": n, "groups": {group: {strategy: [[mean, half-width], ...]}}}).
+    curve = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     worker = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -220,3 +220,23 @@ def test_a_newcomer_ranks_their_own_pairs_better_after_answering_than_with_the_g
     assert bool((own > start).all())  # every held-out pair moved towards their taste
     if liked == LONG:
         assert bool((own > judge.margins(generic)).all())
+
+
+def test_for_a_simulated_population_the_run_page_shows_simulated_newcomers_curve(active_run, client, staff):
+    person("sim-a", group="length:detailed", prefs={"length": 1.0})  # two of the version's people, with rules
+    person("sim-b", group="length:concise", prefs={"length": -1.0})
+    population(people=3, conversations=6)
+    row = pool_request(run=active_run)
+    assert pool_worker.execute(row.pk) == OnboardingPool.Status.COMPLETED
+    row.refresh_from_db()
+    curve = row.curve
+    assert curve["counts"] == [0, 1, 2, 3, 5, 7, 10] and curve["newcomers"] == 20
+    assert set(curve["groups"]) == {"length:detailed", "length:concise"}
+    for group in curve["groups"].values():
+        assert all(0 <= mean <= 1 and half >= 0 for strategy in ("adaptive", "random") for mean, half in group[strategy])
+    # before any answer everyone is predicted alike, and the two groups' rules disagree on every question
+    detailed, concise = curve["groups"]["length:detailed"], curve["groups"]["length:concise"]
+    assert detailed["adaptive"][0][0] + concise["adaptive"][0][0] == pytest.approx(1.0)
+    client.force_login(staff)
+    html = client.get(f"/staff/runs/{active_run.pk}/").content.decode()
+    assert 'id="newcomer-curve"' in html and "length:detailed" in html

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,3 +124,27 @@ def next_question(pool: dict[str, PoolPair], answers: list[Answer], current: Est
     if strategy != ADAPTIVE:
         raise ValueError(f"unknown strategy {strategy!r}: {ADAPTIVE} or {RANDOM}")
     return max(left, key=lambda pair: information(current, pair))
+
+
+COUNTS = (0, 1, 2, 3, 5, 7, 10)  # answers after which a newcomer's curve is read
+
+
+def simulate(space, pool: dict[str, PoolPair], answer: Callable[[str], bool], truth: Callable[[str], bool],
+             held_out: list[str], *, strategy: str, rng: random.Random, counts=COUNTS) -> dict[int, float]:
+    """One simulated newcomer: asked from the pool less ``held_out``, answering by ``answer(key)`` (their rule,
+    with its noise), and read after each count of answers: the share of held-out questions whose predicted
+    margin has the sign of ``truth(key)`` (their rule without noise). A pool that runs out keeps its last figure."""
+    asking = {key: pair for key, pair in pool.items() if key not in set(held_out)}
+    answers: list[Answer] = []
+    current, found = prior(space), {}
+    for n in range(max(counts) + 1):
+        if n in counts:
+            right = [(current.margin(pool[key])[0] > 0) == truth(key) for key in held_out]
+            found[n] = sum(right) / len(right)
+        question = next_question(asking, answers, current, strategy=strategy, rng=rng)
+        if question is None:
+            break
+        answers.append(Answer(question.key, answer(question.key)))
+        current = estimate(space, asking, answers)
+    last = found[max(found)]
+    return {n: found.get(n, last) for n in counts}

@@ -26,7 +26,17 @@ def onboarding_context(run: TrainingRun) -> dict:
         used["median_ms"] = 1000 * statistics.median(seconds)
         used["p95_ms"] = 1000 * seconds[int(0.95 * (len(seconds) - 1))]
     return {"pool": pool, "pool_used": used, "pool_possible": has_vectors(run),
-            "questions_asked": settings.ONBOARDING_QUESTIONS}
+            "questions_asked": settings.ONBOARDING_QUESTIONS, "curve": curve_rows(pool.curve if pool else {})}
+
+
+def curve_rows(curve: dict) -> dict | None:
+    """The simulated newcomers' curve as a table: counts, then a row per group and strategy of "mean ± half"."""
+    if not curve.get("groups"):
+        return None
+    rows = [{"group": group, "strategy": strategy,
+             "cells": [f"{100 * mean:.0f} % ± {100 * half:.0f}" for mean, half in values]}
+            for group, by_strategy in curve["groups"].items() for strategy, values in by_strategy.items()]
+    return {"counts": curve["counts"], "newcomers": curve["newcomers"], "rows": rows}
 
 
 @staff_required

@@ -138,7 +138,57 @@ def prepare(run: TrainingRun, progress=None) -> dict:
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     return {"path": str(final.relative_to(settings.ARTIFACTS_DIR)), "questions": len(questions),
-            "directions": basis.k, "seconds": round(time.perf_counter() - started, 2)}
+            "directions": basis.k, "seconds": round(time.perf_counter() - started, 2),
+            "curve": newcomer_curve(run, loaded.user_index, document)}
+
+
+def newcomer_curve(run: TrainingRun, user_index, document: dict, newcomers: int = 20, seed: int = 0) -> dict:
+    """When the version's people are simulated: ``newcomers`` unseen people of each of their groups (the group's
+    contested tastes, side tastes drawn as the population draws them, the same rating noise) answer the pool by
+    their hidden rule, and a third of the questions, never asked, are held out for each; the held-out accuracy of
+    the placement's predicted margins after each count of answers, adaptive and random (mean and 95 % half-width).
+    {} for real people, whose rules nobody knows."""
+    import statistics
+
+    from trainer.core.placement import COUNTS, STRATEGIES, PoolPair, Space, simulate
+    from users.models import SyntheticPersona
+    from users.prism.ids import exported_user_id
+    from users.synthetic.rule import DIMENSIONS, Persona, judge_prefers, score
+
+    seen = [p for p in SyntheticPersona.objects.select_related("user__profile")
+            if exported_user_id(p.user, getattr(p.user, "profile", None)) in set(user_index.users)]
+    if not seen:
+        return {}
+    space = Space(tuple(document["spread"]))
+    pool = {q["key"]: PoolPair(q["key"], q["margin"], tuple(q["slope"])) for q in document["questions"]}
+    texts = {q["key"]: (q["a"], q["b"]) for q in document["questions"]}
+    rng = random.Random(seed)
+    groups: dict[str, dict] = {}
+    for group in sorted({p.group for p in seen}):
+        members = [p.hidden_profile for p in seen if p.group == group]
+        contested = contested_tastes(group, members[0]["prefs"])
+        side = max((abs(w) for m in members for d, w in m["prefs"].items() if d not in contested), default=0.0)
+        found = {s: {n: [] for n in COUNTS} for s in STRATEGIES}
+        for i in range(newcomers):
+            prefs = dict(contested)
+            prefs.update({d: rng.choice((-1.0, 1.0)) * rng.uniform(side / 2, side)
+                          for d in DIMENSIONS if d not in contested and side})
+            persona = Persona(f"newcomer{i}", group, prefs, members[0].get("noise", 3.0))
+            held_out = rng.sample(sorted(pool), max(1, len(pool) // 3))
+            for strategy in STRATEGIES:
+                noise = random.Random(f"{seed}:{group}:{i}")  # the same answers' noise for both strategies
+
+                def answer(key, persona=persona, noise=noise):
+                    a, b = (score(persona, text, noise) for text in texts[key])
+                    return a > b or (a == b and noise.random() < 0.5)
+
+                curve = simulate(space, pool, answer, lambda key, persona=persona: judge_prefers(persona, *texts[key]),
+                                 held_out, strategy=strategy, rng=random.Random(f"{seed}:{group}:{i}:{strategy}"))
+                for n, accuracy in curve.items():
+                    found[strategy][n].append(accuracy)
+        groups[group] = {s: [[statistics.mean(v), 1.96 * statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else 0.0]
+                             for v in found[s].values()] for s in STRATEGIES}
+    return {"counts": list(COUNTS), "newcomers": newcomers, "groups": groups}
 
 
 def map_axes(run: TrainingRun, user_index, offsets, basis) -> list[list[float]] | None:
@@ -156,3 +206,14 @@ def map_axes(run: TrainingRun, user_index, offsets, basis) -> list[list[float]] 
     xy = torch.tensor([where[u] for u in users], dtype=torch.float64)
     axes = torch.linalg.lstsq(coordinates, xy).solution  # (k, 2); both sides are centred on the seen people
     return axes.tolist()
+
+
+def contested_tastes(group: str, prefs: dict) -> dict[str, float]:
+    """The weights a group's name fixes ("length:detailed+format:plain": +-1 on each); a group named otherwise
+    is taken as its first member's weights, all of them."""
+    from users.synthetic.rule import DIMENSIONS
+
+    parts = [part.split(":") for part in group.split("+")]
+    if all(len(p) == 2 and p[0] in DIMENSIONS and p[1] in DIMENSIONS[p[0]].poles for p in parts):
+        return {name: 1.0 if DIMENSIONS[name].poles.index(pole) == 1 else -1.0 for name, pole in parts}
+    return dict(prefs)

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('trainer', '0006_onboardingpool'),
+        ('trainer', '0006_onboarding_pool'),
         ('users', '0011_turn_rated_at'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
