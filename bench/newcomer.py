@@ -103,7 +103,7 @@ def onboard(persona, strategy: str, basis, pool, pool_texts, judge: PairJudge, g
         current = estimate(basis, pool, answers)
         timings.append(asked + time.perf_counter() - started)  # the server's work for one answer
         peaks.append(peak.read() - resident)
-    return found, current
+    return found, current, answers
 
 
 def main(argv=None) -> list[Figure]:
@@ -118,6 +118,8 @@ def main(argv=None) -> list[Figure]:
     ap.add_argument("--held-out", type=int, default=4, help="conversations per newcomer that judge them, never asked")
     ap.add_argument("--directions", type=int, default=6, help="principal directions of the seen people")
     ap.add_argument("--judge-prompts", type=int, default=2, help="generated replies judged per newcomer (0: none)")
+    ap.add_argument("--refits", type=int, choices=(0, 1), default=1,
+                    help="1: refit one newcomer of each group in the background from their answers (time, memory)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     ap.add_argument("--out", default="bench-results/newcomer", help="the trained version is kept here")
@@ -191,6 +193,11 @@ def main(argv=None) -> list[Figure]:
     figures.append(Figure("newcomer", "server time per answer, median", f"{statistics.median(ms):.2f} ms", "<= 1 s",
                           statistics.median(ms) <= 1000))
     figures.append(Figure("newcomer", "onboarding pool prepared", f"{pool_seconds:.0f} s for {len(pool)} pairs"))
+    if args.refits:
+        for group in GROUPS:
+            persona = next(p for p in newcomers if p.group == group)
+            figures.append(background_refit(args, run, persona, newcomers.index(persona), rest, basis, pool,
+                                            pool_texts, generic, pairs))
     if args.judge_prompts:
         from trainer.core.winrate import win_rate
 
@@ -244,13 +251,51 @@ def newcomer_row(args, run, persona, i, rest, basis, pool, pool_texts, generic) 
     judge = PairJudge(run.model, run.tokenizer, run.config, held)
     row = {"group": persona.group, "generic": judge.accuracy(generic), "wins": [], "timings": [], "peaks": []}
     for strategy in (ADAPTIVE, RANDOM):
-        found, last = onboard(persona, strategy, basis, pool, pool_texts, judge, generic,
+        found, last, _ = onboard(persona, strategy, basis, pool, pool_texts, judge, generic,
                               random.Random(args.seed + 200 + i), random.Random(args.seed + 300 + i), row["timings"],
                               row["peaks"])
         row[strategy] = {str(n): accuracy for n, accuracy in found.items()}
         if strategy == ADAPTIVE and args.judge_prompts:
             row["wins"] = judged(run, persona, generic, basis, last, random.Random(i).sample(rest, args.judge_prompts))
     return row
+
+
+def background_refit(args, run, persona, i, rest, basis, pool, pool_texts, generic, pool_pairs) -> Figure:
+    """The full refit a newcomer's answers later set off (``fast_fit``, the LoRA frozen): its time and peak memory
+    above the loaded model, and whether it ranks the newcomer's own answered pairs better than the quick vectors
+    (the rule that lets it replace them) and their held-out pairs."""
+    from dataclasses import replace
+
+    from trainer.core.config import FastFitConfig
+    from trainer.core.fastfit import fast_fit
+    from trainer.core.usermodel import UserIndex
+    from trainer.worker.refit import ranks_better
+
+    held = pairs_of(rated_turns([persona], rest, args.held_out, args.seed + 100 + i), "best")
+    judge = PairJudge(run.model, run.tokenizer, run.config, held)
+    _, current, answers = onboard(persona, ADAPTIVE, basis, pool, pool_texts, judge, generic,
+                                  random.Random(args.seed + 200 + i), random.Random(args.seed + 300 + i), [], [])
+    by_key = {p.conversation_id: p for p in pool_pairs}
+    own = [replace(by_key[a.key], user_id=persona.user_id) if a.a_better else
+           replace(by_key[a.key], user_id=persona.user_id, chosen=by_key[a.key].rejected,
+                   rejected=by_key[a.key].chosen) for a in answers]
+    quick = generic + basis.offset(current.mean).reshape(generic.shape)
+    peak = Peak("cpu")
+    peak.start()
+    resident = peak.now()
+    report = fast_fit(run.model, run.tokenizer, UserIndex(), run.config, persona.user_id, own,
+                      fit=FastFitConfig(rounds=1))
+    used = peak.read() - resident
+    fitted = run.model.user_model.vectors_from(run.model.user_model.parameter_of(report.row)).detach().double()
+    mine = PairJudge(run.model, run.tokenizer, run.config, own)
+    replaces = ranks_better(mine.rank(fitted), mine.rank(quick))
+    print(f"{persona.group}: background refit from {len(own)} answers in {report.seconds:.0f} s, peak "
+          f"{used / 2**30:.2f} GiB above the loaded model; on their own pairs it "
+          f"{'ranks better, so it replaces' if replaces else 'does not rank better, so it leaves'} the quick "
+          f"vectors; held-out accuracy {judge.accuracy(fitted):.0%} against the quick vectors' "
+          f"{judge.accuracy(quick):.0%}", flush=True)
+    return Figure("newcomer", f"{persona.group}: peak memory of the background refit from {len(own)} answers",
+                  f"{used / 2**30:.2f} GiB", "<= 4 GiB", used <= 4 * 2**30)
 
 
 def mean_cell(values: list[float]) -> str:

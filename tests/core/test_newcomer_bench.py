@@ -19,7 +19,10 @@ def test_the_newcomer_benchmark_prints_the_curve_for_both_strategies_and_groups(
     assert named["server time per answer, median"].met is True
     assert "onboarding pool prepared" in named and (tmp_path / "version-seed0" / "run.json").is_file()
     assert (tmp_path / "results-seed0.json").is_file()
-    again = main(args)  # a second call loads the kept version and the finished newcomers instead of redoing them
+    refits = [f for f in figures if "background refit" in f.what]
+    assert len(refits) == 2 and all(f.met is not None for f in refits)
+    assert "background refit from 10 answers in" in out
+    again = main([*args, "--refits", "0"])  # a second call loads the kept version and the finished newcomers instead of redoing them
     out = capsys.readouterr().out
     assert "training step" not in out and out.count("(kept from an earlier run)") == 2
     assert [f.value for f in again if "held-out" in f.what] == [f.value for f in figures if "held-out" in f.what]
