@@ -100,6 +100,8 @@ def test_a_newcomer_answers_on_the_page_and_each_answer_is_a_pair_that_moves_the
     assert enough.status_code == 204 and enough["HX-Redirect"] == "/chat/"
     assert next_step(newbie).key != "questions"
     assert client.get("/welcome/questions/").status_code == 302
+    panel = client.get("/me/panel/").content.decode()
+    assert "with vectors placed by your first 1 answer." in panel and "Answer more" not in panel
 
 
 def test_a_person_the_version_was_trained_on_is_not_asked(pool, owner):

@@ -47,15 +47,24 @@ def vectors_status(user) -> dict:
     _, fresh = new_pairs_since_fit(user=user, run=run)
     more = max(0, settings.FASTFIT_EVERY_PAIRS - fresh)
     profile = getattr(user, "profile", None)
+    answers, asking = 0, False
     if done is not None:
         kind = "fitted"
     elif exported_user_id(user, profile) in trained_users(run.pk, run.artifacts):
         kind = "personal"
-    elif Onboarding.objects.filter(user=user, run=run).exclude(answers=[]).exists():
-        kind = "onboarding"
     else:
-        kind = "generic"
-    return {"run": run, "kind": kind, "fit": done, "pending": fit if fit and fit.status in (
+        onboarding = Onboarding.objects.filter(user=user, run=run).only("answers", "status").first()
+        kind = "onboarding" if onboarding is not None and onboarding.answers else "generic"
+        answers = len(onboarding.answers) if onboarding is not None else 0
+        asking = onboarding is None or onboarding.status == Onboarding.Status.ASKING
+    if kind in ("generic", "onboarding") and asking:
+        from users.newcomer.selectors import onboarding_due
+
+        questions = onboarding_due(user)
+    else:
+        questions = False
+    return {"run": run, "kind": kind, "fit": done, "answers": answers if kind == "onboarding" else 0,
+            "questions": questions, "pending": fit if fit and fit.status in (
         VectorFit.Status.QUEUED, VectorFit.Status.RUNNING) else None, "more_needed": more,
         "every": settings.FASTFIT_EVERY_PAIRS}
 

@@ -92,10 +92,17 @@ def onboarding_answer(*, user, key: str, choice: str) -> Onboarding:
         _ask_next(onboarding, pool)
         answers[-1]["seconds"] = round(time.perf_counter() - started, 4)
         onboarding.save()
+    if onboarding.status == Onboarding.Status.FINISHED:
+        _refit_after(user)
+    return onboarding
+
+
+def _refit_after(user) -> None:
+    """The full refit, once the questions are over and enough pairs came in: it is measured against the quick
+    vectors the answers ended at, and serves only if it ranks the person's pairs better."""
     from users.chat.services import fastfit_maybe_enqueue
 
-    fastfit_maybe_enqueue(user=user)  # the full refit, once enough pairs came in; it serves only if it ranks better
-    return onboarding
+    fastfit_maybe_enqueue(user=user)
 
 
 def onboarding_skip(*, user, key: str) -> Onboarding:
@@ -119,6 +126,8 @@ def onboarding_enough(*, user) -> Onboarding | None:
             onboarding.status, onboarding.asking, onboarding.finished_at = (Onboarding.Status.FINISHED, "",
                                                                              timezone.now())
             onboarding.save()
+    if onboarding.answers:
+        _refit_after(user)
     return onboarding
 
 
