@@ -208,6 +208,14 @@ def main(argv=None) -> list[Figure]:
             target = ">= 70 %" if group == GROUPS[1] else ""
             figures.append(Figure("newcomer", f"{group}: own replies beat the generic vectors' after 10 answers",
                                   rate.text(), target, (rate.rate or 0) >= 0.7 if target else None))
+    from bench.chart import line_chart
+
+    series = {f"{group.split(':')[1]}, {strategy}": [statistics.mean(results[strategy][group][n]) for n in COUNTS]
+              for group in GROUPS for strategy in (ADAPTIVE, RANDOM)}
+    chart = out / f"curve-seed{args.seed}.svg"
+    chart.write_text(line_chart(list(COUNTS), series, title="Newcomers' held-out pair accuracy by answers",
+                                x_label="answers", y_label="held-out pair accuracy", guide=(0.85, "target 85 %")))
+    print(f"the curve: {chart}", flush=True)
     (out / f"results-seed{args.seed}.json").write_text(json.dumps(
         {"results": results, "generic": generic_accuracy, "timings_ms": ms, "pool_seconds": pool_seconds}))
     return figures

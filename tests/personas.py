@@ -95,3 +95,24 @@ def screenshot(page, name: str, width: int = 1100) -> None:
         page.set_viewport_size({"width": width, "height": 800})
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=False)
 
+
+
+def join_study(page, base_url: str, username: str, self_description: str) -> None:
+    """Sign up from the home page, agree on the study page and save the survey (every slider at 55), as a
+    newcomer would; where the survey leads is the caller's to check."""
+    from tests.collection.test_browser_collect import set_every_slider
+
+    page.goto(base_url + "/")
+    page.click("header >> text=Sign up")
+    page.fill("#id_username", username)
+    page.fill("#id_password1", "a-long-pass-phrase")
+    page.fill("#id_password2", "a-long-pass-phrase")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/study/")
+    page.check("input[name=agree]")
+    page.click("text=Agree and continue")
+    page.wait_for_url("**/survey/**")
+    page.select_option("#id_lm_familiarity", "Somewhat familiar")
+    page.fill("#id_self_description", self_description)
+    set_every_slider(page.locator("form.survey"), 55)
+    page.click("text=Save my profile")

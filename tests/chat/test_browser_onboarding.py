@@ -5,9 +5,8 @@ and their first chat reply is written with the vectors their answers placed them
 import pytest
 
 from tests.chat.test_browser_personal import stack  # noqa: F401  (fixture)
-from tests.collection.test_browser_collect import set_every_slider
 from tests.factories import population
-from tests.personas import new_chat
+from tests.personas import join_study, new_chat
 from trainer.models import OnboardingPool
 from trainer.pools import pool_request
 from trainer.worker import onboarding as pool_worker
@@ -26,19 +25,7 @@ def pool(active_run):
 
 def test_a_newcomer_is_placed_by_their_first_answers_and_chats_with_those_vectors(page, pool, stack):  # noqa: F811
     page.set_default_timeout(30_000)
-    page.goto(stack + "/signup/")
-    page.fill("#id_username", "newcomer")
-    page.fill("#id_password1", "a-long-pass-phrase")
-    page.fill("#id_password2", "a-long-pass-phrase")
-    page.click("button[type=submit]")
-    page.wait_for_url("**/study/")
-    page.check("input[name=agree]")
-    page.click("text=Agree and continue")
-    page.wait_for_url("**/survey/**")
-    page.select_option("#id_lm_familiarity", "Somewhat familiar")
-    page.fill("#id_self_description", "Long, thorough answers suit me.")
-    set_every_slider(page.locator("form.survey"), 55)
-    page.click("text=Save my profile")
+    join_study(page, stack, "newcomer", "Long, thorough answers suit me.")
     page.wait_for_url(stack + "/welcome/questions/")
 
     assert page.inner_text("#onboarding-progress") == "1 of 10"

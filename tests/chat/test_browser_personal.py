@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from tests.collection.conftest import sources  # noqa: F401  (fixture)
-from tests.personas import login, new_chat
+from tests.personas import join_study, login, new_chat
 from tests.services import celery_worker_cmd, free_port, http_ready, running, service_env, worker_ready
 from users.models import Reply, VectorFit
 
@@ -109,20 +109,7 @@ def test_a_new_participant_finds_their_way_from_sign_up_to_compare_by_the_pages_
 
     ReplySource.objects.update(max_new_tokens=8)  # the tiny model's text is noise: keep it short
     page.set_default_timeout(30_000)
-    page.goto(stack + "/")
-    page.click("header >> text=Sign up")
-    page.fill("#id_username", "walker")
-    page.fill("#id_password1", "a-long-pass-phrase")
-    page.fill("#id_password2", "a-long-pass-phrase")
-    page.click("button[type=submit]")
-    page.wait_for_url("**/study/")
-    page.check("input[name=agree]")
-    page.click("text=Agree and continue")
-    page.wait_for_url("**/survey/**")
-    page.select_option("#id_lm_familiarity", "Somewhat familiar")
-    page.fill("#id_self_description", "Short, plain answers suit me.")
-    set_every_slider(page.locator("form.survey"), 55)
-    page.click("text=Save my profile")
+    join_study(page, stack, "walker", "Short, plain answers suit me.")
     page.wait_for_url(stack + "/collect/")
 
     kinds = ["unguided", "values guided", "controversy guided"]

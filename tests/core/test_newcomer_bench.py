@@ -19,6 +19,8 @@ def test_the_newcomer_benchmark_prints_the_curve_for_both_strategies_and_groups(
     assert named["server time per answer, median"].met is True
     assert "onboarding pool prepared" in named and (tmp_path / "version-seed0" / "run.json").is_file()
     assert (tmp_path / "results-seed0.json").is_file()
+    svg = (tmp_path / "curve-seed0.svg").read_text()
+    assert svg.count("<polyline") == 4 and "concise, random" in svg and "target 85 %" in svg
     refits = [f for f in figures if "background refit" in f.what]
     assert len(refits) == 2 and all(f.met is not None for f in refits)
     assert "background refit from 10 answers in" in out
