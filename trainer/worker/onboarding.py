@@ -10,6 +10,7 @@ place, so a killed worker leaves no half-written pool. Runs in the Celery worker
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -83,7 +84,8 @@ def candidates(run: TrainingRun, limit: int) -> list:
     pairs = []
     for prompt, chosen, rejected in found[:limit]:
         a, b = (chosen, rejected) if rng.random() < 0.5 else (rejected, chosen)
-        pairs.append(Pair(user_id="newcomer", conversation_id=f"q{len(pairs)}", prompt=[
+        key = hashlib.sha256("\x00".join((prompt, a, b)).encode()).hexdigest()[:16]  # the question's own name
+        pairs.append(Pair(user_id="newcomer", conversation_id=key, prompt=[
             {"role": "user", "content": prompt}], chosen=[{"role": "assistant", "content": a}],
             rejected=[{"role": "assistant", "content": b}]))
     return pairs
