@@ -277,7 +277,7 @@ def background_refit(args, run, persona, i, rest, basis, pool, pool_texts, gener
     from trainer.core.config import FastFitConfig
     from trainer.core.fastfit import fast_fit
     from trainer.core.usermodel import UserIndex
-    from trainer.worker.refit import ranks_better
+    from trainer.core.placement import ranks_better
 
     held = pairs_of(rated_turns([persona], rest, args.held_out, args.seed + 100 + i), "best")
     judge = PairJudge(run.model, run.tokenizer, run.config, held)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tests.factories import LONG, SHORT, person, population, rated_conversations
+from trainer.core.placement import ranks_better
 from trainer.models import OnboardingPool, TrainingRun
 from trainer.pools import pool_request
 from trainer.worker import onboarding as pool_worker
@@ -131,7 +132,7 @@ def test_a_refit_replaces_the_quick_vectors_only_when_it_ranks_the_persons_pairs
     assert refit.vectors_refit(fit.pk) == VectorFit.Status.DONE
     fit.refresh_from_db()
     assert set(fit.ranking) == {"fit", "onboarding"}
-    assert fit.outranked == (not refit.ranks_better(fit.ranking["fit"], fit.ranking["onboarding"]))
+    assert fit.outranked == (not ranks_better(fit.ranking["fit"], fit.ranking["onboarding"]))
     plan = serving.reply_plan(Reply.objects.select_related("turn__conversation__user").get(
         pk=queued_chat_reply(newbie).pk))
     assert plan.record["vectors"] == ("onboarding" if fit.outranked else "fitted")
@@ -142,10 +143,10 @@ def test_a_refit_replaces_the_quick_vectors_only_when_it_ranks_the_persons_pairs
 
 
 def test_ranking_prefers_accuracy_then_the_lower_loss():
-    assert refit.ranks_better([0.8, 0.9], [0.7, 0.1])
-    assert refit.ranks_better([0.8, 0.4], [0.8, 0.5])
-    assert not refit.ranks_better([0.8, 0.5], [0.8, 0.5])  # a tie keeps the quick vectors
-    assert not refit.ranks_better([0.6, 0.1], [0.8, 0.9])
+    assert ranks_better([0.8, 0.9], [0.7, 0.1])
+    assert ranks_better([0.8, 0.4], [0.8, 0.5])
+    assert not ranks_better([0.8, 0.5], [0.8, 0.5])  # a tie keeps the quick vectors
+    assert not ranks_better([0.6, 0.1], [0.8, 0.9])
 
 
 def json_question(pool, key: str) -> dict:

@@ -148,3 +148,9 @@ def simulate(space, pool: dict[str, PoolPair], answer: Callable[[str], bool], tr
         current = estimate(space, asking, answers)
     last = found[max(found)]
     return {n: found.get(n, last) for n in counts}
+
+
+def ranks_better(one, other) -> bool:
+    """Whether (accuracy, mean loss) ``one`` ranks a person's pairs better than ``other``: a higher accuracy, or
+    the same with a lower loss."""
+    return one[0] > other[0] or (one[0] == other[0] and one[1] < other[1])

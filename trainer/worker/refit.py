@@ -15,6 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from trainer.core.placement import ranks_better
 from trainer.worker.patience import patiently
 from users.models import VectorFit
 
@@ -56,12 +57,6 @@ def vectors_refit(fit_id: int, worker: str = "") -> str:
             losses=losses, path=str(vectors_file(fit)), ranking=ranking, outranked=outranked), f"fit {fit_id}"):
         return "superseded"
     return VectorFit.Status.DONE
-
-
-def ranks_better(one, other) -> bool:
-    """Whether (accuracy, mean loss) ``one`` ranks a person's pairs better than ``other``: a higher accuracy, or
-    the same with a lower loss."""
-    return one[0] > other[0] or (one[0] == other[0] and one[1] < other[1])
 
 
 def _fit(fit: VectorFit) -> tuple[int, float, list[float], dict]:
