@@ -90,7 +90,7 @@ def test_a_refit_failed_by_bookkeeping_stays_failed_when_its_worker_writes_late(
 
     def slow_fit(row):  # bookkeeping fails the fit while the worker is still fitting
         VectorFit.objects.filter(pk=row.pk).update(status=VectorFit.Status.FAILED, error="reaped")
-        return 2, 1.0, [1.0, 0.5]
+        return 2, 1.0, [1.0, 0.5], {}  # no onboarding vectors to rank against
 
     monkeypatch.setattr(refit, "_fit", slow_fit)
     assert refit.vectors_refit(fit.pk, worker="train@late") == "superseded"
