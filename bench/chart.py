@@ -40,7 +40,7 @@ def line_chart(xs: list[float], series: dict[str, list[float]], *, title: str, x
         value, label = guide
         parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(value):.1f}" y2="{py(value):.1f}" '
                      'stroke="#555" stroke-dasharray="2 3"/>')
-        parts.append(f'<text x="{left + plot_w + 6}" y="{py(value) + 4:.1f}" fill="#555">{escape(label)}</text>')
+        parts.append(f'<text x="{left + 4}" y="{py(value) - 5:.1f}" fill="#555">{escape(label)}</text>')
     colour = COLOURS[0]
     for n, (name, values) in enumerate(series.items()):
         dashed = name.endswith("random")
