@@ -81,6 +81,11 @@ class TrainingRun(models.Model):
         return self.status in self.ACTIVE
 
     @property
+    def has_vectors(self) -> bool:
+        """Whether the version has a user model (plain DPO has none: nobody's vectors to serve, fit or place)."""
+        return (self.config or {}).get("user_model") != "none"
+
+    @property
     def chance_note(self) -> str:
         """Why this version's held-out accuracy is no better than a coin, or "" when it is."""
         accuracy, n = (self.evaluation or {}).get("accuracy"), (self.evaluation or {}).get("n") or 0

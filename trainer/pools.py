@@ -23,14 +23,10 @@ class PoolStateError(Exception):
     pass
 
 
-def has_vectors(run: TrainingRun) -> bool:
-    return (run.config or {}).get("user_model") != "none"
-
-
 def pool_request(*, run: TrainingRun) -> OnboardingPool | None:
     """Queue the preparation of ``run``'s pool unless it is ready or being prepared; None for a version without
     vectors. A failed pool is asked for again."""
-    if not has_vectors(run) or run.status != TrainingRun.Status.COMPLETED or not run.artifacts:
+    if not run.has_vectors or run.status != TrainingRun.Status.COMPLETED or not run.artifacts:
         return None
     with transaction.atomic():
         pool, created = OnboardingPool.objects.select_for_update().get_or_create(run=run)

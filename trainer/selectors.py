@@ -141,7 +141,7 @@ def measured_rates(*, base_model: str, limit: int = 8) -> list[dict]:
     for run in runs:
         pairs_per_second = run.data_summary.get("pairs_per_second")
         if pairs_per_second:
-            passes = 1 if run.config.get("user_model") == "none" else 2
+            passes = 2 if run.has_vectors else 1
             rates.append({"run": run.pk, "passes_per_second": float(pairs_per_second) * passes,
                           "host": worker_host(run.worker), "processes": run.processes})
     return rates

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from alignment_site.access import staff_required
 from trainer.models import OnboardingPool, TrainingRun
-from trainer.pools import PoolStateError, has_vectors, pool_request
+from trainer.pools import PoolStateError, pool_request
 
 
 def onboarding_context(run: TrainingRun) -> dict:
@@ -25,8 +25,8 @@ def onboarding_context(run: TrainingRun) -> dict:
     if seconds:
         used["median_ms"] = 1000 * statistics.median(seconds)
         used["p95_ms"] = 1000 * seconds[int(0.95 * (len(seconds) - 1))]
-    return {"pool": pool, "pool_used": used, "pool_possible": has_vectors(run),
-            "questions_asked": settings.ONBOARDING_QUESTIONS, "curve": curve_rows(pool.curve if pool else {})}
+    return {"pool": pool, "pool_used": used, "questions_asked": settings.ONBOARDING_QUESTIONS,
+            "curve": curve_rows(pool.curve if pool else {})}
 
 
 def curve_rows(curve: dict) -> dict | None:

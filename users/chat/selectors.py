@@ -40,7 +40,7 @@ def vectors_status(user) -> dict:
     run = active_run()
     if run is None:
         return {"run": None, "kind": "none"}
-    if (run.config or {}).get("user_model") == "none":
+    if not run.has_vectors:
         return {"run": run, "kind": "none"}
     fit = VectorFit.objects.filter(user=user, run=run).first()
     done = VectorFit.objects.filter(user=user, run=run, status=VectorFit.Status.DONE, outranked=False).first()

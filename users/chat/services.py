@@ -184,7 +184,7 @@ def reply_quick_rate(*, reply: Reply, score: int, rewrite: str = "") -> VectorFi
 def fastfit_maybe_enqueue(*, user) -> VectorFit | None:
     """Queue a refit of the person's vectors once FASTFIT_EVERY_PAIRS new pairs have come in since the last one."""
     run = active_run()
-    if run is None or (run.config or {}).get("user_model") == "none":
+    if run is None or not run.has_vectors:
         return None
     with transaction.atomic():
         if VectorFit.objects.select_for_update().filter(

@@ -36,7 +36,7 @@ def pool_for(run) -> Pool | None:
 
 def is_newcomer(user, run) -> bool:
     """The active version was not trained on this person's ratings (and has vectors to place them with)."""
-    if run is None or (run.config or {}).get("user_model") == "none":
+    if run is None or not run.has_vectors:
         return False
     return exported_user_id(user, getattr(user, "profile", None)) not in trained_users(run.pk, run.artifacts)
 
