@@ -7,10 +7,12 @@ from django.conf import settings
 from django.db.models import Avg, Count, Q
 
 from alignment_site import glossary
+from trainer.pools import ready_pool
 from trainer.selectors import active_run, trained_users
 from users.chat.style import map_points, nearest_on_map, text_style
 from users.collection.pairs import pair_counts_by_user, pair_rejected_replies
 from users.models import Conversation, Onboarding, Reply, VectorFit
+from users.newcomer.selectors import map_with_newcomer, pool_for
 from users.prism.ids import exported_user_id
 
 # The three columns of a comparison; the page shows them as Reply 1-3 in a random order.
@@ -47,23 +49,18 @@ def vectors_status(user) -> dict:
     _, fresh = new_pairs_since_fit(user=user, run=run)
     more = max(0, settings.FASTFIT_EVERY_PAIRS - fresh)
     profile = getattr(user, "profile", None)
-    answers, asking = 0, False
+    onboarding, questions = None, False
     if done is not None:
         kind = "fitted"
     elif exported_user_id(user, profile) in trained_users(run.pk, run.artifacts):
         kind = "personal"
-    else:
-        onboarding = Onboarding.objects.filter(user=user, run=run).only("answers", "status").first()
+    else:  # a newcomer: placed by their first answers once they gave some; asked while the pool is ready
+        onboarding = Onboarding.objects.filter(user=user, run=run).select_related("run").first()
         kind = "onboarding" if onboarding is not None and onboarding.answers else "generic"
-        answers = len(onboarding.answers) if onboarding is not None else 0
-        asking = onboarding is None or onboarding.status == Onboarding.Status.ASKING
-    if kind in ("generic", "onboarding") and asking:
-        from users.newcomer.selectors import onboarding_due
-
-        questions = onboarding_due(user)
-    else:
-        questions = False
-    return {"run": run, "kind": kind, "fit": done, "answers": answers if kind == "onboarding" else 0,
+        questions = ((onboarding is None or onboarding.status == Onboarding.Status.ASKING)
+                     and ready_pool(run.pk) is not None)
+    return {"run": run, "kind": kind, "fit": done, "onboarding": onboarding,
+            "answers": len(onboarding.answers) if onboarding is not None else 0,
             "questions": questions, "pending": fit if fit and fit.status in (
         VectorFit.Status.QUEUED, VectorFit.Status.RUNNING) else None, "more_needed": more,
         "every": settings.FASTFIT_EVERY_PAIRS}
@@ -84,9 +81,7 @@ def personal_panel(user) -> dict:
                                   if row.get("user_id") == user_id), None)
         user_map = run.user_map or []
         if status["kind"] == "onboarding":  # placed by their first answers: shown where those put them
-            from users.newcomer.selectors import map_with_newcomer
-
-            user_map, _ = map_with_newcomer(run, user, Onboarding.objects.filter(user=user, run=run).first())
+            user_map, _ = map_with_newcomer(user, status["onboarding"], pool_for(run))
         me, neighbours = nearest_on_map(user_map, user_id)
         points = map_points(user_map, me, neighbours, named=user.is_staff)
         if not user.is_staff:  # where others sit is theirs: a participant learns distances, never names

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from django.conf import settings
 
-from trainer.core.placement import Answer, Estimate, PoolPair, Space
+from trainer.core.placement import Answer, Estimate, PoolPair, Space, prior
 from trainer.pools import pool_document, ready_pool
 from trainer.selectors import active_run, trained_users
 from users.models import Onboarding
@@ -54,10 +55,6 @@ def answers_of(onboarding: Onboarding) -> list[Answer]:
 
 
 def estimate_of(onboarding: Onboarding, pool: Pool) -> Estimate:
-    import numpy as np
-
-    from trainer.core.placement import prior
-
     if not onboarding.coordinates:
         return prior(pool.space)
     return Estimate(np.asarray(onboarding.coordinates, dtype=np.float64),
@@ -79,9 +76,9 @@ def progress(onboarding: Onboarding) -> dict:
             "percent": min(100, round(100 * answered / target))}
 
 
-def map_point(onboarding: Onboarding | None, pool: Pool | None) -> dict | None:
+def map_point(onboarding: Onboarding, pool: Pool | None) -> dict | None:
     """The newcomer on the version's map of users (coordinates times the pool's axes), or None."""
-    if onboarding is None or pool is None or not pool.axes:
+    if pool is None or not pool.axes:
         return None
     coordinates = onboarding.coordinates or [0.0] * len(pool.axes)  # before any answer: the seen people's mean
     x = sum(w * a[0] for w, a in zip(coordinates, pool.axes))
@@ -89,11 +86,11 @@ def map_point(onboarding: Onboarding | None, pool: Pool | None) -> dict | None:
     return {"x": round(x, 5), "y": round(y, 5)}
 
 
-def map_with_newcomer(run, user, onboarding: Onboarding | None) -> tuple[list[dict], str]:
-    """The run's map with the newcomer's point added (their id names it), and that id."""
+def map_with_newcomer(user, onboarding: Onboarding, pool: Pool | None) -> tuple[list[dict], str]:
+    """The version's map with the newcomer's point added (their id names it), and that id."""
     user_id = exported_user_id(user, getattr(user, "profile", None))
-    points = list(run.user_map or [])
-    point = map_point(onboarding, pool_for(run)) if onboarding is not None else None
+    points = list(onboarding.run.user_map or [])
+    point = map_point(onboarding, pool)
     if point is not None and not any(p.get("user_id") == user_id for p in points):
         points.append({"user_id": user_id, **point, "generic": False})
     return points, user_id

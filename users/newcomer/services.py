@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from trainer.core.placement import estimate, next_question
 from trainer.selectors import active_run
+from users.chat.services import fastfit_maybe_enqueue
 from users.models import Conversation, Onboarding, Reply, Turn
 from users.newcomer.selectors import Pool, answers_of, estimate_of, is_newcomer, pool_for
 
@@ -38,12 +39,22 @@ def _pool_now(user) -> tuple[object, Pool]:
     return run, pool
 
 
+def _row(user, run) -> Onboarding:
+    """The person's onboarding on ``run``, locked (made, with today's strategy, if there was none)."""
+    onboarding, _ = Onboarding.objects.select_for_update().get_or_create(
+        user=user, run=run, defaults={"strategy": settings.ONBOARDING_STRATEGY})
+    return onboarding
+
+
+def _finish(onboarding: Onboarding) -> None:
+    onboarding.status, onboarding.asking, onboarding.finished_at = Onboarding.Status.FINISHED, "", timezone.now()
+
+
 def onboarding_begin(*, user) -> tuple[Onboarding, Pool]:
     """The person's onboarding on the active version, begun (its first question chosen) if it was not."""
     run, pool = _pool_now(user)
     with transaction.atomic():
-        onboarding, _ = Onboarding.objects.select_for_update().get_or_create(
-            user=user, run=run, defaults={"strategy": settings.ONBOARDING_STRATEGY})
+        onboarding = _row(user, run)
         if onboarding.status == Onboarding.Status.ASKING and onboarding.asking not in pool.pairs:
             _ask_next(onboarding, pool)
             onboarding.save()
@@ -59,8 +70,7 @@ def _ask_next(onboarding: Onboarding, pool: Pool) -> None:
         following = next_question(pool.pairs, answers_of(onboarding), estimate_of(onboarding, pool),
                                   strategy=onboarding.strategy, rng=rng, skipped=frozenset(onboarding.skipped))
     if following is None:
-        onboarding.status, onboarding.asking, onboarding.finished_at = (Onboarding.Status.FINISHED, "",
-                                                                         timezone.now())
+        _finish(onboarding)
     else:
         onboarding.asking, onboarding.a_first = following.key, rng.random() < 0.5
 
@@ -93,16 +103,8 @@ def onboarding_answer(*, user, key: str, choice: str) -> Onboarding:
         answers[-1]["seconds"] = round(time.perf_counter() - started, 4)
         onboarding.save()
     if onboarding.status == Onboarding.Status.FINISHED:
-        _refit_after(user)
+        fastfit_maybe_enqueue(user=user)  # see onboarding_enough
     return onboarding
-
-
-def _refit_after(user) -> None:
-    """The full refit, once the questions are over and enough pairs came in: it is measured against the quick
-    vectors the answers ended at, and serves only if it ranks the person's pairs better."""
-    from users.chat.services import fastfit_maybe_enqueue
-
-    fastfit_maybe_enqueue(user=user)
 
 
 def onboarding_skip(*, user, key: str) -> Onboarding:
@@ -120,14 +122,14 @@ def onboarding_enough(*, user) -> Onboarding | None:
     if run is None:
         return None
     with transaction.atomic():
-        onboarding, _ = Onboarding.objects.select_for_update().get_or_create(
-            user=user, run=run, defaults={"strategy": settings.ONBOARDING_STRATEGY})
+        onboarding = _row(user, run)
         if onboarding.status != Onboarding.Status.FINISHED:
-            onboarding.status, onboarding.asking, onboarding.finished_at = (Onboarding.Status.FINISHED, "",
-                                                                             timezone.now())
+            _finish(onboarding)
             onboarding.save()
     if onboarding.answers:
-        _refit_after(user)
+        # The full refit, once the questions are over and enough pairs came in: it is measured against the quick
+        # vectors the answers ended at, and serves only if it ranks the person's pairs better.
+        fastfit_maybe_enqueue(user=user)
     return onboarding
 
 

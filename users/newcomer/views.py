@@ -16,7 +16,7 @@ from users.survey.services import survey_is_complete
 
 
 def _page(request, onboarding, pool, *, error: str = "", status: int = 200):
-    points, user_id = selectors.map_with_newcomer(onboarding.run, request.user, onboarding)
+    points, user_id = selectors.map_with_newcomer(request.user, onboarding, pool)
     me, neighbours = nearest_on_map(points, user_id)
     context = {"onboarding": onboarding, "question": selectors.question(onboarding, pool),
                "progress": selectors.progress(onboarding), "error": error,
@@ -55,6 +55,7 @@ def onboarding(request):
 @participant_required
 def onboarding_answer(request):
     action, key = request.POST.get("action", ""), request.POST.get("key", "")
+    error = ""
     try:
         if action == "enough":
             services.onboarding_enough(user=request.user)
@@ -63,13 +64,11 @@ def onboarding_answer(request):
             current = services.onboarding_skip(user=request.user, key=key)
         else:
             current = services.onboarding_answer(user=request.user, key=key, choice=action)
+        pool = selectors.pool_for(current.run)
     except services.NotDue:
         return _done(request)
-    except ValidationError as exc:
-        current, pool = services.onboarding_begin(user=request.user)
-        if current.status != current.Status.ASKING:
-            return _done(request)
-        return _page(request, current, pool, error=" ".join(exc.messages), status=422)
+    except ValidationError as exc:  # shown above the question asked now
+        (current, pool), error = services.onboarding_begin(user=request.user), " ".join(exc.messages)
     if current.status != current.Status.ASKING:
         return _done(request)
-    return _page(request, current, selectors.pool_for(current.run))
+    return _page(request, current, pool, error=error, status=422 if error else 200)
