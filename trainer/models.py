@@ -1,9 +1,11 @@
 """Training runs, their logged metrics, and which run serves chat."""
 
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 RUN_LOG = "run.log"  # in a run's folder: what the worker did, a line each (the run page shows the last ones)
 SPLIT_FILE = "split.json"  # in a run's folder: which conversations it trained on and which it held out
@@ -13,6 +15,16 @@ GROUP_LOG = "processes.log"  # in a run's folder: the output of a run's processe
 def run_folder(run_id: int) -> Path:
     """A run's own folder: checkpoints, logs, and the saved model under ``model/``."""
     return settings.ARTIFACTS_DIR / "runs" / str(run_id)
+
+
+def fail_silent(table, *, again: str, **fields) -> int:
+    """Fail the running rows of ``table`` (any model with a status and a heartbeat: an evaluation, an onboarding
+    pool) whose worker has not beaten for TRAIN_HEARTBEAT_TIMEOUT, saying why and what to do (``again``)."""
+    timeout, now = settings.TRAIN_HEARTBEAT_TIMEOUT, timezone.now()
+    return table.objects.filter(status=table.Status.RUNNING, heartbeat_at__lt=now - timedelta(seconds=timeout)).update(
+        status=table.Status.FAILED, finished_at=now, **fields,
+        error=f"The worker stopped sending heartbeats for over {timeout} s (killed, out of memory, or its machine "
+              f"went down); nothing was kept. {again}")
 
 
 class TrainingRun(models.Model):

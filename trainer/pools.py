@@ -5,16 +5,14 @@ by bookkeeping when its worker falls silent, and read by the newcomer's pages.""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from alignment_site import dispatch
-from trainer.models import OnboardingPool, TrainingRun
+from trainer.models import OnboardingPool, TrainingRun, fail_silent
 
 POOL_TASK = "trainer.prepare_onboarding"
 
@@ -51,12 +49,7 @@ def _send(pool_id: int) -> bool:
 
 def pools_reap_stale() -> int:
     """Fail pools whose worker fell silent (every worker's bookkeeping calls this): the version can ask again."""
-    timeout = settings.TRAIN_HEARTBEAT_TIMEOUT
-    return OnboardingPool.objects.filter(
-        status=OnboardingPool.Status.RUNNING, heartbeat_at__lt=timezone.now() - timedelta(seconds=timeout)).update(
-        status=OnboardingPool.Status.FAILED, finished_at=timezone.now(),
-        error=f"The worker stopped sending heartbeats for over {timeout} s (killed, out of memory, or its machine "
-              "went down); nothing was kept. Prepare the pool again from the run page.")
+    return fail_silent(OnboardingPool, again="Prepare the pool again from the run page.")
 
 
 def ready_pool(run_id: int) -> OnboardingPool | None:

@@ -216,7 +216,7 @@ def test_a_newcomer_ranks_their_own_pairs_better_after_answering_than_with_the_g
     served = serving.served_run(pool.run_id, pool.run.artifacts)
     run = load_run(settings.ARTIFACTS_DIR / pool.run.artifacts)
     judge = PairJudge(run.model, run.tokenizer, run.config, held_out)
-    placed, _ = onboarding_vectors(served, newbie.pk)
+    placed, _ = onboarding_vectors(served.run_id, newbie.pk, served.soft_prompt(None))
     generic = served.soft_prompt(None)
     mean = load_file(settings.ARTIFACTS_DIR / pool.path / "basis.safetensors")["mean"].reshape(generic.shape)
     own, start = judge.margins(placed), judge.margins(generic + mean)
@@ -243,3 +243,27 @@ def test_for_a_simulated_population_the_run_page_shows_simulated_newcomers_curve
     client.force_login(staff)
     html = client.get(f"/staff/runs/{active_run.pk}/").content.decode()
     assert 'id="newcomer-curve"' in html and "length:detailed" in html
+
+
+def test_a_pool_or_evaluation_whose_worker_fell_silent_is_failed_with_what_to_do(active_run, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from trainer.models import PersonalEvaluation
+    from trainer.personalization.services import evaluations_reap_stale
+    from trainer.pools import pools_reap_stale
+
+    long_ago = timezone.now() - timedelta(seconds=settings.TRAIN_HEARTBEAT_TIMEOUT + 5)
+    pool = OnboardingPool.objects.create(run=active_run, status=OnboardingPool.Status.RUNNING, heartbeat_at=long_ago)
+    evaluation = PersonalEvaluation.objects.create(run=active_run, status=PersonalEvaluation.Status.RUNNING,
+                                                   heartbeat_at=long_ago, phase="judging")
+    fresh = PersonalEvaluation.objects.create(run=active_run, status=PersonalEvaluation.Status.RUNNING,
+                                              heartbeat_at=timezone.now())
+    assert pools_reap_stale() == 1 and evaluations_reap_stale() == 1
+    pool.refresh_from_db()
+    evaluation.refresh_from_db()
+    fresh.refresh_from_db()
+    assert pool.status == "failed" and pool.error.endswith("Prepare the pool again from the run page.")
+    assert evaluation.status == "failed" and evaluation.phase == "" and "stopped sending heartbeats" in evaluation.error
+    assert fresh.status == "running"

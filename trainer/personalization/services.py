@@ -3,14 +3,11 @@ both completed), cancel it, claim it for a worker, fail a silent one, and record
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from alignment_site import dispatch
-from trainer.models import EvaluationItem, PersonalEvaluation, TrainingRun
+from trainer.models import EvaluationItem, PersonalEvaluation, TrainingRun, fail_silent
 
 TASK = "trainer.evaluate_version"
 # The sizes and sampling of an evaluation. The sampling is the chat's; every reply to one prompt uses the same
@@ -113,13 +110,7 @@ def evaluation_finish(evaluation_id: int, status: str, **fields) -> None:
 
 def evaluations_reap_stale() -> int:
     """Fail running evaluations whose worker fell silent (every worker's bookkeeping calls this)."""
-    timeout = settings.TRAIN_HEARTBEAT_TIMEOUT
-    cutoff = timezone.now() - timedelta(seconds=timeout)
-    return PersonalEvaluation.objects.filter(status=PersonalEvaluation.Status.RUNNING,
-                                             heartbeat_at__lt=cutoff).update(
-        status=PersonalEvaluation.Status.FAILED, finished_at=timezone.now(), phase="",
-        error=f"The worker stopped sending heartbeats for over {timeout} s (killed, out of memory, or its machine "
-              "went down); nothing was kept. Start the evaluation again.")
+    return fail_silent(PersonalEvaluation, again="Start the evaluation again.", phase="")
 
 
 def evaluation_items_judge(*, conversation) -> int:

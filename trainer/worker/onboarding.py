@@ -152,13 +152,15 @@ def newcomer_curve(run: TrainingRun, user_index, document: dict, newcomers: int 
     {} for real people, whose rules nobody knows."""
     import statistics
 
-    from trainer.core.placement import COUNTS, STRATEGIES, PoolPair, Space, simulate
+    from trainer.core.placement import COUNTS, STRATEGIES, PoolPair, Space
     from users.models import SyntheticPersona
     from users.prism.ids import exported_user_id
-    from users.synthetic.rule import DIMENSIONS, Persona, judge_prefers, score
+    from users.synthetic.personas import side_tastes
+    from users.synthetic.rule import DIMENSIONS, Persona
 
+    trained = set(user_index.users)
     seen = [p for p in SyntheticPersona.objects.select_related("user__profile")
-            if exported_user_id(p.user, getattr(p.user, "profile", None)) in set(user_index.users)]
+            if exported_user_id(p.user, getattr(p.user, "profile", None)) in trained]
     if not seen:
         return {}
     space = Space(tuple(document["spread"]))
@@ -172,25 +174,33 @@ def newcomer_curve(run: TrainingRun, user_index, document: dict, newcomers: int 
         side = max((abs(w) for m in members for d, w in m["prefs"].items() if d not in contested), default=0.0)
         found = {s: {n: [] for n in COUNTS} for s in STRATEGIES}
         for i in range(newcomers):
-            prefs = dict(contested)
-            prefs.update({d: rng.choice((-1.0, 1.0)) * rng.uniform(side / 2, side)
-                          for d in DIMENSIONS if d not in contested and side})
+            prefs = {**contested, **side_tastes(rng, [d for d in DIMENSIONS if d not in contested], side)}
             persona = Persona(f"newcomer{i}", group, prefs, members[0].get("noise", 3.0))
             held_out = rng.sample(sorted(pool), max(1, len(pool) // 3))
             for strategy in STRATEGIES:
-                noise = random.Random(f"{seed}:{group}:{i}")  # the same answers' noise for both strategies
-
-                def answer(key, persona=persona, noise=noise):
-                    a, b = (score(persona, text, noise) for text in texts[key])
-                    return a > b or (a == b and noise.random() < 0.5)
-
-                curve = simulate(space, pool, answer, lambda key, persona=persona: judge_prefers(persona, *texts[key]),
-                                 held_out, strategy=strategy, rng=random.Random(f"{seed}:{group}:{i}:{strategy}"))
+                curve = simulated_newcomer(persona, space, pool, texts, held_out, strategy, f"{seed}:{group}:{i}")
                 for n, accuracy in curve.items():
                     found[strategy][n].append(accuracy)
         groups[group] = {s: [[statistics.mean(v), 1.96 * statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else 0.0]
                              for v in found[s].values()] for s in STRATEGIES}
     return {"counts": list(COUNTS), "newcomers": newcomers, "groups": groups}
+
+
+def simulated_newcomer(persona, space, pool: dict, texts: dict, held_out: list[str], strategy: str,
+                       name: str) -> dict[int, float]:
+    """One simulated newcomer's curve: they answer by their rule with its noise (the same noise for either
+    strategy, seeded by ``name``) and are judged by it without noise."""
+    from trainer.core.placement import simulate
+    from users.synthetic.rule import judge_prefers, score
+
+    noise = random.Random(name)
+
+    def answer(key: str) -> bool:
+        a, b = (score(persona, text, noise) for text in texts[key])
+        return a > b or (a == b and noise.random() < 0.5)
+
+    return simulate(space, pool, answer, lambda key: judge_prefers(persona, *texts[key]), held_out,
+                    strategy=strategy, rng=random.Random(f"{name}:{strategy}"))
 
 
 def map_axes(run: TrainingRun, user_index, offsets, basis) -> list[list[float]] | None:
@@ -213,9 +223,10 @@ def map_axes(run: TrainingRun, user_index, offsets, basis) -> list[list[float]] 
 def contested_tastes(group: str, prefs: dict) -> dict[str, float]:
     """The weights a group's name fixes ("length:detailed+format:plain": +-1 on each); a group named otherwise
     is taken as its first member's weights, all of them."""
+    from users.synthetic.personas import pole_weight
     from users.synthetic.rule import DIMENSIONS
 
     parts = [part.split(":") for part in group.split("+")]
     if all(len(p) == 2 and p[0] in DIMENSIONS and p[1] in DIMENSIONS[p[0]].poles for p in parts):
-        return {name: 1.0 if DIMENSIONS[name].poles.index(pole) == 1 else -1.0 for name, pole in parts}
+        return {name: pole_weight(name, pole) for name, pole in parts}
     return dict(prefs)

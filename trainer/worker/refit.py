@@ -89,11 +89,11 @@ def _ranking(fit: VectorFit, run, report, pairs) -> dict:
     import torch
 
     from trainer.core.onboarding import PairJudge
-    from trainer.worker.serving import ServedRun
+    from trainer.core.artifacts import soft_prompt
     from trainer.worker.vectors import onboarding_vectors
 
-    served = ServedRun(fit.run_id, "", run.tokenizer, None, run.model.user_model, run.user_index)
-    placed = onboarding_vectors(served, fit.user_id)
+    generic = soft_prompt(run.model.user_model, run.user_index, None)
+    placed = onboarding_vectors(fit.run_id, fit.user_id, generic)
     if placed is None:
         return {}
     judge = PairJudge(run.model, run.tokenizer, run.config, pairs)

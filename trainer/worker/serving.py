@@ -227,7 +227,7 @@ def reply_plan(reply: Reply) -> Plan:
             record["vectors"] = "fitted"
         elif user_id in served.user_index:
             soft, record["vectors"] = served.soft_prompt(user_id), "personal"
-        elif (placed := onboarding_vectors(served, user.pk)) is not None:
+        elif (placed := onboarding_vectors(served.run_id, user.pk, served.soft_prompt(None), served.fitted)):
             soft, record["answers"] = placed
             record["vectors"] = "onboarding"
         else:

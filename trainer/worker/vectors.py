@@ -25,15 +25,14 @@ def fitted_vectors(served, user_pk: int):
     return fit_id, served.fitted.get(fit_id, load)
 
 
-def onboarding_vectors(served, user_pk: int):
-    """((T, H) tensor, answers) of the person placed by their onboarding answers on this version, or None: the
-    generic vectors moved by the seen people's mean offset and the person's coordinates along the pool's
-    directions (the pool's basis is read once per version)."""
+def onboarding_vectors(run_id: int, user_pk: int, generic, cache=None):
+    """((T, H) tensor, answers) of the person placed by their onboarding answers on version ``run_id``, or None:
+    the version's ``generic`` vectors moved by the seen people's mean offset and the person's coordinates along
+    the pool's directions (the pool's basis read once per ``cache``, a LoadOnce, when one is given)."""
     from users.models import Onboarding
 
-    row = Onboarding.objects.filter(user_id=user_pk, run_id=served.run_id).values_list(
-        "coordinates", "answers").first()
-    if row is None or not row[1] or not row[0]:
+    row = Onboarding.objects.filter(user_id=user_pk, run_id=run_id).values_list("coordinates", "answers").first()
+    if row is None or not row[1]:  # coordinates are written with every answer
         return None
     coordinates, answers = row
 
@@ -42,13 +41,12 @@ def onboarding_vectors(served, user_pk: int):
 
         from trainer.models import OnboardingPool
 
-        pool = OnboardingPool.objects.get(run_id=served.run_id, status=OnboardingPool.Status.COMPLETED)
+        pool = OnboardingPool.objects.get(run_id=run_id, status=OnboardingPool.Status.COMPLETED)
         return load_file(settings.ARTIFACTS_DIR / pool.path / "basis.safetensors")
 
     import torch
 
-    basis = served.fitted.get("onboarding-basis", load)
-    generic = served.soft_prompt(None)
+    basis = cache.get("onboarding-basis", load) if cache is not None else load()
     offset = basis["mean"] + torch.tensor(coordinates, dtype=basis["directions"].dtype) @ basis["directions"]
     placed = generic.float() + offset.reshape(generic.shape).to(generic.device)
     return placed.to(generic.dtype), len(answers)

@@ -29,6 +29,12 @@ def population_shape(dimension: str, side_weight: float | None = None) -> tuple[
     return contested, side_weight
 
 
+def pole_weight(dimension: str, pole: str) -> float:
+    """The weight a contested dimension has for someone who wants ``pole``: +1 for its second pole, -1 for its
+    first."""
+    return 1.0 if DIMENSIONS[dimension].poles.index(pole) == 1 else -1.0
+
+
 def side_tastes(rng: random.Random, dimensions: list[str], side_weight: float) -> dict[str, float]:
     """One person's weights on the dimensions their group does not contest: each of size between half of
     ``side_weight`` and all of it (a contested dimension weighs 1), with a random sign; none when 0.
@@ -68,7 +74,7 @@ def sample_population(n_users: int, *, dimension: str = "length", majority_pole:
         for name in contested:
             poles = DIMENSIONS[name].poles
             pole = majority[name] if in_majority else poles[1 - poles.index(majority[name])]
-            prefs[name] = 1.0 if poles.index(pole) == 1 else -1.0
+            prefs[name] = pole_weight(name, pole)
             group.append(f"{name}:{pole}")
         prefs.update(side_tastes(rng, others, side_weight))
         people.append(Persona(f"{prefix}{i + 1}", "+".join(group), prefs, noise))
