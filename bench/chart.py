@@ -41,11 +41,11 @@ def line_chart(xs: list[float], series: dict[str, list[float]], *, title: str, x
         parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(value):.1f}" y2="{py(value):.1f}" '
                      'stroke="#555" stroke-dasharray="2 3"/>')
         parts.append(f'<text x="{left + 4}" y="{py(value) - 5:.1f}" fill="#555">{escape(label)}</text>')
-    colour = COLOURS[0]
+    solid = 0  # solid series drawn so far: each takes the next colour, and the dashed ones after it share it
     for n, (name, values) in enumerate(series.items()):
         dashed = name.endswith("random")
         if not dashed:
-            colour = COLOURS[(n // 2) % len(COLOURS)] if len(series) > 1 else COLOURS[0]
+            colour, solid = COLOURS[solid % len(COLOURS)], solid + 1
         points = " ".join(f"{px(x):.1f},{py(v):.1f}" for x, v in zip(xs, values))
         parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"'
                      + (' stroke-dasharray="6 4"' if dashed else "") + "/>")

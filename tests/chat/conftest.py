@@ -30,6 +30,14 @@ def tiny_pairs():
     return pairs
 
 
+@pytest.fixture
+def tiny_serving(settings, tiny_model_path, test_redis):
+    """Replies written in-process by the tiny model: short and greedy."""
+    settings.BASE_MODEL = str(tiny_model_path)
+    settings.CHAT_MAX_NEW_TOKENS = 4
+    settings.CHAT_TEMPERATURE = 0.0
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("artifacts")

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from tests.chat.test_serving import queued_reply
 from tests.factories import LONG, SHORT, person, population, rated_conversations
 from trainer.core.placement import ranks_better
 from trainer.models import OnboardingPool, TrainingRun
@@ -15,17 +16,14 @@ from trainer.worker import onboarding as pool_worker
 from trainer.worker import refit, serving
 from users.accounts.onboarding import next_step
 from users.collection.pairs import preference_pairs
-from users.models import Conversation, Onboarding, Reply, Turn, VectorFit
+from users.models import Conversation, Onboarding, Reply, VectorFit
 from users.newcomer import services
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def tiny_base(settings, tiny_model_path, test_redis):
-    settings.BASE_MODEL = str(tiny_model_path)
-    settings.CHAT_MAX_NEW_TOKENS = 4
-    settings.CHAT_TEMPERATURE = 0.0
+def newcomer_settings(tiny_serving, settings):
     settings.ONBOARDING_QUESTIONS = 4
     settings.FASTFIT_EVERY_PAIRS = 1000  # no refit asked for behind the test's back
     serving.VERSIONS.clear()
@@ -76,7 +74,7 @@ def test_a_newcomer_answers_on_the_page_and_each_answer_is_a_pair_that_moves_the
     assert "1 of 4" in html and 'id="onboarding-map"' in html and "I prefer this one" in html
     onboarding = Onboarding.objects.get(user=newbie)
     assert onboarding.strategy == "adaptive" and onboarding.asking
-    question = json_question(pool, onboarding.asking)
+    question = questions_of(pool)[onboarding.asking]
     shown_left = question["a"] if onboarding.a_first else question["b"]
     first = onboarding.asking
     answered = client.post("/welcome/questions/answer/", {"key": first, "action": "left"}, HTTP_HX_REQUEST="true")
@@ -91,7 +89,7 @@ def test_a_newcomer_answers_on_the_page_and_each_answer_is_a_pair_that_moves_the
     skipped = client.post("/welcome/questions/answer/", {"key": onboarding.asking, "action": "skip"})
     assert skipped.status_code == 200 and "2 of 4" in skipped.content.decode()  # a skip is no answer
 
-    reply = queued_chat_reply(newbie)
+    reply = queued_reply(newbie)
     plan = serving.reply_plan(Reply.objects.select_related("turn__conversation__user").get(pk=reply.pk))
     served = serving.served_run(pool.run_id, pool.run.artifacts)
     assert plan.record["vectors"] == "onboarding" and plan.record["answers"] == 1
@@ -134,11 +132,11 @@ def test_a_refit_replaces_the_quick_vectors_only_when_it_ranks_the_persons_pairs
     assert set(fit.ranking) == {"fit", "onboarding"}
     assert fit.outranked == (not ranks_better(fit.ranking["fit"], fit.ranking["onboarding"]))
     plan = serving.reply_plan(Reply.objects.select_related("turn__conversation__user").get(
-        pk=queued_chat_reply(newbie).pk))
+        pk=queued_reply(newbie).pk))
     assert plan.record["vectors"] == ("onboarding" if fit.outranked else "fitted")
     VectorFit.objects.filter(pk=fit.pk).update(outranked=not fit.outranked)  # the other verdict serves the other
     plan = serving.reply_plan(Reply.objects.select_related("turn__conversation__user").get(
-        pk=queued_chat_reply(newbie).pk))
+        pk=queued_reply(newbie).pk))
     assert plan.record["vectors"] == ("fitted" if fit.outranked else "onboarding")
 
 
@@ -149,17 +147,12 @@ def test_ranking_prefers_accuracy_then_the_lower_loss():
     assert not ranks_better([0.6, 0.1], [0.8, 0.9])
 
 
-def json_question(pool, key: str) -> dict:
+def questions_of(pool) -> dict[str, dict]:
+    """The pool's questions as written in its file, by key."""
     from django.conf import settings
 
     document = json.loads((settings.ARTIFACTS_DIR / pool.path / "pool.json").read_text())
-    return next(q for q in document["questions"] if q["key"] == key)
-
-
-def queued_chat_reply(user) -> Reply:
-    conversation = Conversation.objects.create(user=user)
-    turn = Turn.objects.create(conversation=conversation, index=0, user_message="Tell me about tea.")
-    return Reply.objects.create(turn=turn, source="personal", chosen=True)
+    return {q["key"]: q for q in document["questions"]}
 
 
 def test_the_run_page_shows_the_pool_and_what_newcomers_did_with_it(pool, client, staff):
@@ -202,8 +195,7 @@ def test_a_newcomer_ranks_their_own_pairs_better_after_answering_than_with_the_g
     settings.ONBOARDING_QUESTIONS = 3
     newbie = person("newbie")
     onboarding, _ = services.onboarding_begin(user=newbie)
-    document = json.loads((settings.ARTIFACTS_DIR / pool.path / "pool.json").read_text())
-    texts = {q["key"]: q for q in document["questions"]}
+    texts = questions_of(pool)
     while onboarding.status == Onboarding.Status.ASKING:
         a_liked = texts[onboarding.asking]["a"] == liked
         onboarding = services.onboarding_answer(user=newbie, key=onboarding.asking,

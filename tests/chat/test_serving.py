@@ -8,14 +8,7 @@ from trainer.models import Activation, TrainingRun
 from trainer.worker import refit, serving
 from users.models import Conversation, Reply, Turn, VectorFit
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def tiny_base(settings, tiny_model_path, test_redis):
-    settings.BASE_MODEL = str(tiny_model_path)
-    settings.CHAT_MAX_NEW_TOKENS = 4
-    settings.CHAT_TEMPERATURE = 0.0
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tiny_serving")]
 
 
 def queued_reply(user, source="personal", text="Tell me about tea."):
