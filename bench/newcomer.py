@@ -34,13 +34,12 @@ from bench.pairing import pairs_of, rated_turns
 from trainer.core.config import TrainConfig
 from trainer.core.hardware import describe_cpu
 from trainer.core.onboarding import PairJudge, basis_from_offsets, prepare_pool, seen_offsets
-from trainer.core.placement import ADAPTIVE, RANDOM, Answer, estimate, next_question, prior
+from trainer.core.placement import ADAPTIVE, COUNTS, RANDOM, Answer, estimate, next_question, prior
 from users.synthetic.personas import sample_population
 from users.synthetic.prompts import PRISM_PROMPTS, SHORT_SYSTEM, prompts_or_default
 from users.synthetic.replies import contrasting_styles, generate_reply
 from users.synthetic.rule import judge_prefers, score
 
-COUNTS = (0, 1, 2, 3, 5, 7, 10)
 GROUPS = ("length:detailed", "length:concise")
 
 

@@ -18,7 +18,6 @@ from users.prism.ids import exported_user_id
 @dataclass(frozen=True)
 class Pool:
     """A ready pool read back: its space, its questions as placement sees them, their texts and the map axes."""
-    run_id: int
     space: Space
     pairs: dict[str, PoolPair]
     texts: dict[str, dict]
@@ -30,7 +29,7 @@ def pool_for(run) -> Pool | None:
     if pool is None:
         return None
     document = pool_document(pool)
-    return Pool(run.pk, Space(tuple(document["spread"])),
+    return Pool(Space(tuple(document["spread"])),
                 {q["key"]: PoolPair(q["key"], q["margin"], tuple(q["slope"])) for q in document["questions"]},
                 {q["key"]: q for q in document["questions"]}, document.get("axes"))
 
