@@ -88,3 +88,39 @@ def test_only_the_newest_are_kept_and_each_pushed_out_is_dropped():
     assert cache.get(2, pytest.fail) == "version 2"
     cache.clear()
     assert dropped == ["version 1", "version 2", "version 3"] and 3 not in cache
+
+
+def test_two_models_built_at_once_in_one_process_both_come_out_whole(tiny_model_path, monkeypatch):
+    """transformers patches process-wide state while it builds a model: a second load finishing inside the
+    first's would get an untied head on the meta device and leave weight tying switched off for good."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from trainer.core.loop import load_base
+
+    inside, release = threading.Event(), threading.Event()
+    real_init = LlamaForCausalLM.__init__
+
+    def held_init(self, config):
+        real_init(self, config)
+        if not inside.is_set():  # the first load pauses here, inside from_pretrained's patches
+            inside.set()
+            release.wait(timeout=60)
+
+    monkeypatch.setattr(LlamaForCausalLM, "__init__", held_init)
+    built = {}
+    first = threading.Thread(target=lambda: built.setdefault("first", load_base(str(tiny_model_path))[0]))
+    first.start()
+    assert inside.wait(timeout=60)
+    second = threading.Thread(target=lambda: built.setdefault("second", load_base(str(tiny_model_path))[0]))
+    second.start()
+    second.join(timeout=5)  # without the lock it finishes here, inside the first's patches
+    release.set()
+    first.join(timeout=60)
+    second.join(timeout=60)
+    assert set(built) == {"first", "second"}
+    for lm in built.values():
+        assert not any(p.is_meta for p in lm.parameters())
+        assert lm.lm_head.weight.data_ptr() == lm.get_input_embeddings().weight.data_ptr()
+    ids = torch.tensor([[1, 2, 3]])
+    assert torch.equal(built["first"](ids).logits, built["second"](ids).logits)

@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from trainer.core.config import TrainConfig
 from trainer.core.data import FORGOTTEN
-from trainer.core.loop import load_base
+from trainer.core.loop import BUILDING, load_base
 from trainer.core.policy import PreferenceModel
 from trainer.core.usermodel import ClusterUserModel, IndividualUserModel, UserIndex
 
@@ -151,11 +151,12 @@ def load_run(path: Path, *, base_model: str | None = None, device="cpu", merge: 
     path = Path(path)
     info = json.loads((path / "run.json").read_text())
     config = TrainConfig.load(path / "config.json")
-    lm, tokenizer = load_base(base_model or info["base_model"])
-    lm = PeftModel.from_pretrained(lm, path / "adapter")
-    if merge:
-        lm = lm.merge_and_unload()
-    core = PreferenceModel(lm, load_user_model(path), tokenizer).to(device).eval()
+    with BUILDING:
+        lm, tokenizer = load_base(base_model or info["base_model"])
+        lm = PeftModel.from_pretrained(lm, path / "adapter")
+        if merge:
+            lm = lm.merge_and_unload()
+        core = PreferenceModel(lm, load_user_model(path), tokenizer).to(device).eval()
     for p in core.parameters():
         p.requires_grad_(False)
     metrics = json.loads((path / "metrics.json").read_text())
@@ -176,8 +177,9 @@ def write_merged(path: Path, base_model: str) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "config.json").is_file():  # another process wrote it while this one waited
             return target
-        lm, tokenizer = load_base(base_model)
-        lm = PeftModel.from_pretrained(lm, path / "adapter").merge_and_unload()
+        with BUILDING:
+            lm, tokenizer = load_base(base_model)
+            lm = PeftModel.from_pretrained(lm, path / "adapter").merge_and_unload()
         tmp = Path(tempfile.mkdtemp(prefix=f".{MERGED}-", dir=path))
         try:
             lm.save_pretrained(tmp)
@@ -202,7 +204,8 @@ def input_embedding(folder: Path) -> torch.Tensor:
                     return handle.get_tensor(key)
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(folder)
+    with BUILDING:
+        model = AutoModelForCausalLM.from_pretrained(folder)
     return model.get_input_embeddings().weight.detach().clone()
 
 

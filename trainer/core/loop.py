@@ -18,6 +18,7 @@ import contextlib
 import functools
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,12 +93,20 @@ def autocast_for(device: torch.device, config: TrainConfig):
     return contextlib.nullcontext
 
 
+# transformers builds a model under process-wide patches (torch's default dtype, weight tying switched off) for
+# the length of from_pretrained: a model that another thread finishes meanwhile comes out broken (its tied head
+# left on the meta device) and the patch can outlive both. A worker serving replies in threads loads versions
+# side by side, so whatever builds a model holds this lock.
+BUILDING = threading.RLock()
+
+
 def load_base(model_path: str):
     """(fp32 LM, tokenizer); fp32 master weights, bf16 comes from autocast on CUDA."""
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    lm = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    with BUILDING:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        lm = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     return lm, tokenizer
 
 

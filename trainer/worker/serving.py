@@ -115,9 +115,12 @@ def load_base_model():
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from trainer.core.loop import BUILDING
+
         started = time.perf_counter()
-        tokenizer = AutoTokenizer.from_pretrained(location.path)
-        model = AutoModelForCausalLM.from_pretrained(location.path, dtype=torch.float32).eval()
+        with BUILDING:
+            tokenizer = AutoTokenizer.from_pretrained(location.path)
+            model = AutoModelForCausalLM.from_pretrained(location.path, dtype=torch.float32).eval()
         log.info("loaded %s in %.1f s", location.name, time.perf_counter() - started)
         return model, tokenizer, location.name
 
