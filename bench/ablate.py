@@ -10,7 +10,10 @@ run's held-out conversations (its test split, which the personalization report j
 never looked at: a quarter of each training person's training conversations becomes the validation split,
 and each variant trains on the rest with one change to the settings, then ranks the validation pairs by
 implicit reward (held-out pair accuracy per hidden group). Every variant sees the same pairs in the same
-order and runs the same number of steps (the defaults' passes, at most ``--max-steps``), except ``passes-x2``.
+order and runs the same number of steps (the defaults' passes, at most ``--max-steps``), except ``passes-x2``;
+``pairing-all`` trains on every ordered pair of the same training conversations (the validation pairs stay
+the same). A variant named ``NAME@+K`` is ``NAME`` trained with the seed plus K: the split and the
+validation pairs stay the run's, only the pair order and the initialisation change (how much is noise).
 
 Each finished variant is written to ``DIR/<variant>.json`` at once; a second run with the same ``--out``
 skips the finished ones, so a stopped ablation resumes. The table of every finished variant is printed at
@@ -49,8 +52,15 @@ VARIANTS: dict[str, tuple[str, object]] = {
     "lr-user-half": ("user vectors' learning rate / 2", "lr_user_half"),
     "seed+1": ("the same settings, another pair order and initialisation (how much is noise)", "seed_plus_1"),
     "seed+2": ("the same settings, a third pair order and initialisation", "seed_plus_2"),
+    "pairing-all": ("all ordered pairs of each turn above the margin, not best versus rest (same steps)",
+                    "pairing_all"),
 }
 DEFAULT_VARIANTS = "defaults,plain-dpo,lr-user-x4,alpha-0.8,cluster,lora-mlp"
+
+
+def known(variant: str) -> bool:
+    name, at, offset = variant.partition("@+")
+    return name in VARIANTS and (not at or offset.isdigit())
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -68,7 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--plan", action="store_true", help="print the data and the chosen settings; train nothing")
     ap.add_argument("--table", action="store_true", help="print the table of the finished variants; train nothing")
     args = ap.parse_args(argv)
-    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    unknown = [v for v in args.variants.split(",") if not known(v)]
     if unknown:
         ap.error(f"unknown variant(s) {', '.join(unknown)}: choose from {', '.join(VARIANTS)}")
     from users.synthetic.personas import population_shape
@@ -85,6 +95,9 @@ def variant_config(name: str, base, steps: int):
     """The TrainConfig of variant ``name`` from the defaults' ``base`` and the shared step count."""
     from trainer.core.config import ATTENTION, plain_dpo
 
+    name, _, offset = name.partition("@+")
+    if offset:
+        return dataclasses.replace(variant_config(name, base, steps), seed=base.seed + int(offset))
     change = VARIANTS[name][1]
     config = dataclasses.replace(base, max_steps=steps)
     if change == "plain":
@@ -97,6 +110,8 @@ def variant_config(name: str, base, steps: int):
         return dataclasses.replace(config, max_steps=2 * steps)
     if change == "lr_user_half":
         return dataclasses.replace(config, lr_user=base.lr_user / 2)
+    if change == "pairing_all":  # the pairs change (training_pairs), not the settings
+        return config
     if change in ("seed_plus_1", "seed_plus_2"):  # the split stays the run's (from the base seed): only training
         return dataclasses.replace(config, seed=base.seed + int(change[-1]))
     return dataclasses.replace(config, **change)
@@ -130,36 +145,50 @@ def prepared(args):
     carve = split_pairs(run_split.train, unseen_fraction=0.0, test_fraction=VALIDATION_FRACTION,
                         seed=base.seed + 1000)
     steps = min(args.max_steps, base.total_steps(len(carve.train)))
-    return chosen, base, run_split, carve, steps
+    return chosen, base, run_split, carve, steps, data_filter
+
+
+def training_pairs(name: str, carve, data_filter: dict) -> list:
+    """What variant ``name`` trains on: the carved training pairs, or for ``pairing-all`` every ordered pair of
+    the same conversations."""
+    from trainer.worker.training import gather_pairs
+
+    if VARIANTS[name.partition("@+")[0]][1] != "pairing_all":
+        return carve.train
+    kept = {(p.user_id, p.conversation_id) for p in carve.train}
+    return [p for p in gather_pairs({**data_filter, "pairing": "all"}) if (p.user_id, p.conversation_id) in kept]
 
 
 def per_group(outcome) -> dict:
     return {"all": {"accuracy": outcome.accuracy, "n": outcome.n}, **outcome.groups}
 
 
-def train_variant(name: str, config, model: str, carve) -> dict:
+def about(name: str) -> str:
+    name, _, offset = name.partition("@+")
+    return VARIANTS[name][0] + (f"; training seed +{offset}" if offset else "")
+
+
+def train_variant(name: str, config, model: str, carve, train_pairs: list) -> dict:
     from trainer.core.evaluate import evaluate
     from trainer.core.loop import train
 
     started = time.perf_counter()
-    result = train(config, model, carve.train, progress=lambda s, t, m: m and print(
+    result = train(config, model, train_pairs, progress=lambda s, t, m: m and print(
         f"  [{name}] step {s}/{t} loss {m['loss']:.3f} ({time.perf_counter() - started:.0f} s)", flush=True))
     trained = time.perf_counter() - started
     outcome = evaluate(result.model, result.tokenizer, result.user_index, config, carve.test_seen)
-    return {"variant": name, "about": VARIANTS[name][0], "train_seconds": round(trained),
-            "steps": config.total_steps(len(carve.train)), "validation": per_group(outcome),
+    return {"variant": name, "about": about(name), "train_seconds": round(trained), "pairs": len(train_pairs),
+            "steps": config.total_steps(len(train_pairs)), "validation": per_group(outcome),
             "config": {k: v for k, v in config.to_dict().items()
                        if k in ("user_model", "alpha", "lr_lora", "lr_user", "lr_mixture", "lora_target_modules",
                                 "max_steps", "n_clusters", "min_margin")}}
 
 
 def finished(out: Path) -> list[dict]:
-    found = []
-    for name in VARIANTS:
-        path = out / f"{name}.json"
-        if path.is_file():
-            found.append(json.loads(path.read_text()))
-    return found
+    order = list(VARIANTS)
+    found = [json.loads(path.read_text()) for path in out.glob("*.json")]
+    return sorted(found, key=lambda row: (order.index(row["variant"].partition("@+")[0])
+                                          if row["variant"].partition("@+")[0] in order else len(order), row["variant"]))
 
 
 def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -193,7 +222,7 @@ def main(argv=None) -> list[Figure]:
     from trainer.core.hardware import describe_cpu
 
     if not args.table:
-        chosen, base, run_split, carve, steps = prepared(args)
+        chosen, base, run_split, carve, steps, data_filter = prepared(args)
         print(describe_cpu(), flush=True)
         print(f"{len(run_split.seen_users)} seen people; the run's split: {len(run_split.train)} training pairs "
               f"({len(run_split.test_seen)} held out, never used here); validation carved from the training "
@@ -205,7 +234,8 @@ def main(argv=None) -> list[Figure]:
             if path.is_file():
                 print(f"{name}: finished before, kept", flush=True)
                 continue
-            row = train_variant(name, variant_config(name, base, steps), model, carve)
+            row = train_variant(name, variant_config(name, base, steps), model, carve,
+                                training_pairs(name, carve, data_filter))
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(row, indent=1))
             tmp.replace(path)  # a stop mid-write leaves no half result
