@@ -157,3 +157,38 @@ def test_a_relay_whose_model_never_answers_gives_up_after_the_deadline(owner, se
     with pytest.raises(serving.ReplyTimeout, match="REPLY_MAX_SECONDS"):
         serving._relay(request, reply, test_redis, [])
     assert request.cancelled
+
+
+def test_a_stopped_reply_whose_model_never_acknowledges_ends_as_stopped_after_the_grace(owner, test_redis,
+                                                                                        monkeypatch):
+    monkeypatch.setattr(serving, "STOP_GRACE_SECONDS", 0.5)
+    (reply,) = queued(owner)
+    request = GenerationRequest([{"role": "user", "content": "hi"}], None)  # never submitted: nobody answers
+    request.deltas.put("Half a sen")
+    test_redis.set(reply.stop_key, 1)
+    started = time.monotonic()
+    assert serving._relay(request, reply, test_redis, parts := []) is True  # stopped, not failed, not hanging
+    assert request.cancelled and parts == ["Half a sen"] and time.monotonic() - started < 30
+
+
+def test_a_reply_keeps_its_heartbeat_while_its_version_loads(owner, active_run, settings, monkeypatch):
+    """Loading a version can take minutes: bookkeeping must not take the reply for stalled meanwhile."""
+    from trainer.worker import reply_claim
+
+    settings.CHAT_MAX_NEW_TOKENS = 4
+    monkeypatch.setattr(reply_claim, "HEARTBEAT_SECONDS", 0.2)
+    serving.VERSIONS.clear()
+    (reply,) = queued(owner)
+    beats = []
+    real_load = serving._served_here
+
+    def slow_load(run_id, path, base):  # a slow disk: the beats are read while the load holds this thread
+        for _ in range(3):
+            time.sleep(0.6)
+            beats.append(Reply.objects.get(pk=reply.pk).heartbeat_at)
+        return real_load(run_id, path, base)
+
+    monkeypatch.setattr(serving, "_served_here", slow_load)
+    assert serving.generate_reply(reply.pk, worker="generate@test") == Reply.Status.DONE
+    assert None not in beats and beats[0] < beats[1] < beats[2]  # touched by the heartbeat thread, not this one
+    serving.VERSIONS.clear()

@@ -190,3 +190,36 @@ def test_every_request_carries_the_key(engine, fake):
     FakeServer.script = [chunk("Hi", finish="stop"), b"data: [DONE]\n\n"]
     ask(engine, tokens=4)
     assert FakeServer.auth_seen and set(FakeServer.auth_seen) == {"Bearer s3cret"}
+
+
+def test_a_model_no_remote_server_serves_is_refused_with_a_command_that_starts_a_closed_one(fake, settings):
+    from trainer.worker.vllm import ExternalServers
+
+    settings.SERVING_BACKEND, settings.VLLM_URL, settings.VLLM_API_KEY = "vllm", [fake], "k3y"
+    with pytest.raises(VLLMUnavailable) as caught:
+        ExternalServers().url("version-7", "/shared/runs/7/model/merged")
+    reason = caught.value.reason
+    assert "no server serves the model 'version-7'" in reason and f"{fake} serves other models" in reason
+    assert "vllm serve /shared/runs/7/model/merged --served-model-name version-7" in reason
+    assert "--host <its private address>" in reason and '--api-key "$VLLM_API_KEY"' in reason
+
+
+def test_an_orphan_server_of_another_user_is_left_alone_and_its_starting_entry_cleared(settings, tmp_path,
+                                                                                       test_redis, monkeypatch):
+    from trainer.worker import vllm
+
+    settings.DATA_DIR = tmp_path
+    (tmp_path / "run").mkdir()
+    dead_worker = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_worker.wait()
+    left = tmp_path / "run" / f"vllm-version-9.{dead_worker.pid}.pid"
+    left.write_text(f"{dead_worker.pid} 424242\n")
+    vllm._publish("version-9", state="starting")
+    monkeypatch.setattr(vllm, "_is_vllm_server", lambda pid: True)  # a vLLM server, but another user's
+
+    def not_ours(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(vllm.os, "killpg", not_ours)
+    vllm._stop_orphans()  # no exception: the entry and the pid file go, the process is not ours to stop
+    assert not left.exists() and "version-9" not in vllm.states()

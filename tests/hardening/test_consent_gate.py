@@ -81,3 +81,27 @@ def test_agreeing_again_after_withdrawing_takes_part_from_then_on(client, owner)
     onboarding.consent_give(user=owner)
     assert onboarding.consent_given(owner) and Profile.objects.get(user=owner).withdrawn_at is None
     assert client.get(reverse("chat_list")).status_code == 200
+
+
+def test_an_imported_prism_person_without_consent_is_kept_and_never_trained_on(tmp_path):
+    import io
+    import json
+
+    from trainer.worker.training import gather_pairs
+    from users.prism.importer import prism_import
+    from users.synthetic.prism_files import prism_files_make
+
+    paths = prism_files_make(folder=tmp_path, people=6, conversations=12, replies=60, seed=4)
+    survey = [json.loads(line) for line in paths["survey"].read_text().splitlines()]
+    survey[0]["consent"] = "No, I do not consent"
+    files = {name: open(path, "rb") for name, path in paths.items()}
+    files["survey"] = io.BytesIO("".join(json.dumps(row) + "\n" for row in survey).encode())
+    prism_import(files=files)
+    refused = Profile.objects.get(prism_user_id=survey[0]["user_id"])
+    assert refused.consent.startswith("No") and Conversation.objects.filter(user=refused.user).exists()  # kept
+    data = {"min_pairs": 1, "unseen_fraction": 0.0, "test_fraction": 0.0}
+    pairs = gather_pairs(data)
+    trained = {p.user_id for p in pairs}
+    assert survey[1]["user_id"] in trained and refused.prism_user_id not in trained
+    preview = services.run_preview(data_filter=data, config={"batch_size": 4, "micro_batch_size": 4})
+    assert preview["left_out"]["no_consent"] == 1

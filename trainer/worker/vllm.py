@@ -83,7 +83,10 @@ def serve_command(folder: str | Path, name: str, port: int) -> list[str]:
 
 
 def serve_hint(folder: str | Path, name: str) -> str:
-    return f"vllm serve {folder} --served-model-name {name} --enable-prompt-embeds"
+    """The command that starts a server for ``name`` elsewhere: bound to a private address and asking for the
+    key the workers send (a server deserialises the tensors it is sent, so it is never open)."""
+    return (f"vllm serve {folder} --served-model-name {name} --enable-prompt-embeds "
+            f"--host <its private address> --port <a free port> --api-key \"$VLLM_API_KEY\"")
 
 
 class ExternalServers:
