@@ -1,5 +1,6 @@
 """A version exported for the field's tools: the folder ``trainer.core.export`` writes, with a model card written
-from what the dashboard knows about the run (its settings, data, evaluation and personalization report)."""
+from what the dashboard knows about the run (its settings, data, evaluation and personalization report). People
+are named by pseudonyms (``export_pseudonym``); staff look one up, either way, with ``who``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,43 @@ from trainer.models import TrainingRun
 
 class NotExportable(ValueError):
     """The run has no saved model to export."""
+
+
+def export_pseudonym(exported: str) -> str:
+    """The id an export gives the person this site knows as ``exported``, keyed by this site's secret key."""
+    from users.prism.ids import pseudonym
+
+    return pseudonym(exported, key=settings.SECRET_KEY)
+
+
+def who(run: TrainingRun, names: list[str]) -> list[str]:
+    """For staff, one line per name: a username or the id the site's exports carry gives the person's
+    pseudonym and their row in this version's export; a pseudonym gives the person it names in this version
+    (found by working out the pseudonym of everyone the version was trained on: there is no table to leak)."""
+    from users.dataset.selectors import people_named
+    from users.prism.ids import PSEUDONYM_PREFIX, exported_user_id
+
+    index = json.loads((settings.ARTIFACTS_DIR / run.artifacts / "users.json").read_text())["users"]
+    behind = {export_pseudonym(person): person for person in index}
+    lines = []
+    for name in names:
+        if name.startswith(PSEUDONYM_PREFIX):
+            person = behind.get(name)
+            lines.append(f"{name}: {person} (row {index[person]})" if person else
+                         f"{name}: no one of version {run.pk} (another site's, or a mistyped pseudonym)")
+            continue
+        found, _ = people_named([name])
+        if len(found) == 1:
+            exported = exported_user_id(found[0], getattr(found[0], "profile", None))
+        elif name in index:  # the version names them; their account is gone
+            exported = name
+        else:
+            lines.append(f"{name}: no account has that username or exported id")
+            continue
+        row = index.get(exported)
+        where = f"row {row} of users.json" if row else f"not in version {run.pk}: its export has no row for them"
+        lines.append(f"{name}: {exported} -> {export_pseudonym(exported)} ({where})")
+    return lines
 
 
 def base_names(run: TrainingRun) -> tuple[str, str]:
@@ -84,6 +122,15 @@ def model_card(run: TrainingRun, base_model: str) -> str:
     else:
         lines += ["No personalization evaluation of generated replies was run for this version.", ""]
     lines += [
+        "## Who is who",
+        "",
+        "`users.json` maps each person's pseudonym to their row of `user_vectors.safetensors` (row 0: the generic "
+        "vectors, for anyone else). A pseudonym is `person-` and 16 hex digits of HMAC-SHA256 under the site's "
+        "secret key of the person's id on the site: the same person has the same pseudonym in every version "
+        "this site exports, and no one without the key can trace it back. Imported PRISM people get one too, so "
+        "a row cannot be joined to PRISM's published survey answers by its id. The site's staff find a person's "
+        "pseudonym, or the person behind one, with `python manage.py export_version RUN --who NAME`.",
+        "",
         "## Training settings",
         "",
         "```json",
@@ -95,8 +142,8 @@ def model_card(run: TrainingRun, base_model: str) -> str:
         "- Measured on the held-out conversations of the people it was trained on; it says nothing about people "
         "unlike them. A group served worse than by plain DPO is named above when the evaluation found one.",
         "- `users.json` and `user_vectors.safetensors` are **personal data**: each row was learned from one "
-        "person's ratings, and the ids are the ones the study's exports carry. Share them only as the study's "
-        "consent allows; the adapter alone holds no one's vectors.",
+        "person's ratings, and a pseudonym is still personal data (the site can name the person). Share them only "
+        "as the study's consent allows; the adapter alone holds no one's vectors.",
         "",
     ]
     return "\n".join(lines)
@@ -107,7 +154,8 @@ def export_run(run: TrainingRun, out: Path, *, merged: bool = False) -> Path:
         raise NotExportable(f"run {run.pk} has no saved model (it is {run.status}).")
     folder, name = base_names(run)
     return export.export_version(settings.ARTIFACTS_DIR / run.artifacts, Path(out), base_folder=str(folder),
-                                 base_model=str(name), card=model_card(run, str(name)), merged=merged)
+                                 base_model=str(name), card=model_card(run, str(name)),
+                                 pseudonym=export_pseudonym, merged=merged)
 
 
 def prepare_download(run_id: int) -> str:

@@ -1,6 +1,7 @@
-"""A version exported for the field's tools: a standard PEFT folder with each person's vectors, the tokenizer
-and a model card whose own code, run in a fresh process with PEFT and transformers alone, writes the same
-greedy reply as the dashboard for a person's vectors."""
+"""A version exported for the field's tools: a standard PEFT folder with each person's vectors under a
+pseudonym, the tokenizer and a model card whose own code, run in a fresh process with PEFT and transformers
+alone, writes the same greedy reply as the dashboard for a person's vectors; staff find a person's pseudonym,
+and the person behind one, from the command line."""
 
 import json
 import re
@@ -15,6 +16,7 @@ from safetensors.torch import load_file
 from trainer.core.artifacts import load_run
 from trainer.core.generation import generate_text
 from trainer.core.sequences import encode_prompt, prompt_embeddings
+from trainer.version_export import export_pseudonym
 
 pytestmark = pytest.mark.django_db
 
@@ -31,14 +33,17 @@ def test_an_exported_version_loads_without_the_project_and_replies_as_the_dashbo
     card = (out / "README.md").read_text()
     assert re.search(r"^---\nbase_model: .+\nlibrary_name: peft\n", card)
     assert "personal data" in card
-    assert json.loads((out / "users.json").read_text())["web-alice"] >= 1
+    rows = json.loads((out / "users.json").read_text())
+    alice = export_pseudonym("web-alice")  # what someone given the folder knows her by
+    assert rows[alice] >= 1 and all(re.fullmatch(r"person-[0-9a-f]{16}", person) for person in rows)
+    assert len(rows) == 3 and "alice" not in (out / "users.json").read_text()
 
     usage = re.search(r"```python\n(.*?)```", card, re.S).group(1)  # the card's own instructions, run as they are
     script = usage + (  # the replies, and the next-token scores after each person's prompt
         f"\nmessages = {MESSAGES!r}\n"
-        "print(json.dumps([[reply(p, messages, max_new_tokens=20) for p in ('web-alice', 'nobody')],\n"
+        f"print(json.dumps([[reply(p, messages, max_new_tokens=20) for p in ({alice!r}, 'nobody')],\n"
         "                  [model(inputs_embeds=prompt_embeddings(p, messages)).logits[0, -1].tolist()\n"
-        "                   for p in ('web-alice', 'nobody')]]))\n")
+        f"                   for p in ({alice!r}, 'nobody')]]))\n")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run([sys.executable, "-c", script], cwd=out, env=env, capture_output=True, text=True,
                           timeout=300)
@@ -58,10 +63,39 @@ def test_an_exported_version_loads_without_the_project_and_replies_as_the_dashbo
     assert not torch.allclose(torch.tensor(scores[0]), torch.tensor(scores[1]), atol=1e-4)
     # What the card's code put in front of each prompt is the dashboard's own vectors of that person.
     vectors = load_file(out / "user_vectors.safetensors")["vectors"]
-    rows = json.loads((out / "users.json").read_text())
-    assert torch.equal(vectors[rows["web-alice"]], version.soft_prompt("web-alice").float())
+    assert torch.equal(vectors[rows[alice]], version.soft_prompt("web-alice").float())
     assert torch.equal(vectors[0], version.soft_prompt("nobody").float())
-    assert not torch.equal(vectors[0], vectors[rows["web-alice"]])
+    assert not torch.equal(vectors[0], vectors[rows[alice]])
+
+
+def test_a_pseudonym_is_keyed_by_the_sites_secret_and_the_same_for_one_person(settings):
+    from users.prism.ids import pseudonym
+
+    first = export_pseudonym("web-alice")
+    assert first == export_pseudonym("web-alice") == pseudonym("web-alice", key=settings.SECRET_KEY)
+    assert first != export_pseudonym("web-bob") and first.startswith("person-") and len(first) == 23
+    assert pseudonym("user5", key="another site's key") != pseudonym("user5", key=settings.SECRET_KEY)
+    settings.SECRET_KEY = "another site's key"
+    assert export_pseudonym("web-alice") != first
+
+
+def test_staff_find_a_persons_pseudonym_and_the_person_behind_one(active_run, owner, settings, capsys):
+    rows = json.loads((settings.ARTIFACTS_DIR / active_run.artifacts / "users.json").read_text())["users"]
+    alice = export_pseudonym("web-alice")
+    call_command("export_version", active_run.pk, "--who", "alice", "--who", "web-alice")
+    assert capsys.readouterr().out.splitlines() == [
+        f"alice: web-alice -> {alice} (row {rows['web-alice']} of users.json)",
+        f"web-alice: web-alice -> {alice} (row {rows['web-alice']} of users.json)"]
+    call_command("export_version", active_run.pk, "--who", alice, "--who", "person-0000000000000000",
+                 "--who", "sam", "--who", "nobody-here")
+    assert capsys.readouterr().out.splitlines() == [
+        f"{alice}: web-alice (row {rows['web-alice']})",
+        f"person-0000000000000000: no one of version {active_run.pk} (another site's, or a mistyped pseudonym)",
+        f"sam: web-sam -> {export_pseudonym('web-sam')} (not in version {active_run.pk}: its export has no row "
+        "for them)",
+        "nobody-here: no account has that username or exported id"]
+    with pytest.raises(CommandError, match="name a new folder"):
+        call_command("export_version", active_run.pk)
 
 
 def test_export_refuses_a_run_without_a_model_and_an_existing_folder(active_run, staff, tmp_path):

@@ -3,7 +3,7 @@
     adapter_config.json, adapter_model.safetensors   the shared LoRA, a standard PEFT adapter
     user_vectors.safetensors                          "vectors": (people + 1, T, H), each person's soft prompt
                                                       (row 0: the generic vectors, for anyone else)
-    users.json                                        person id -> row (the ids the exports carry)
+    users.json                                        pseudonym -> row (``pseudonym`` of each person's id)
     tokenizer files, training_config.json, README.md  the model card: how to use it, settings, data, evaluation
     merged/                                           optional: the base weights with the LoRA folded in
 
@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors.torch import save_file
@@ -42,12 +43,12 @@ try:
     vectors = load_file(f"{FOLDER}/user_vectors.safetensors")["vectors"]  # (people + 1, T, H)
 except FileNotFoundError:  # a plain-DPO version: no one's vectors
     vectors = None
-rows = json.load(open(f"{FOLDER}/users.json"))  # person id -> row; row 0 = the generic vectors
+rows = json.load(open(f"{FOLDER}/users.json"))  # pseudonym ("person-...") -> row; row 0 = the generic vectors
 
 
 @torch.no_grad()
 def prompt_embeddings(person, messages):
-    """(1, L, H): BOS, the person's vectors (an id of users.json; anyone else gets row 0), the chat prompt."""
+    """(1, L, H): BOS, the person's vectors (a pseudonym of users.json; anyone else gets row 0), the prompt."""
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     ids = tokenizer(text, add_special_tokens=False).input_ids
     bos = tokenizer.bos_token_id
@@ -81,11 +82,12 @@ def person_vectors(version: Path) -> torch.Tensor | None:
 
 
 def export_version(version: Path, out: Path, *, base_folder: str, base_model: str, card: str,
-                   merged: bool = False) -> Path:
+                   pseudonym: Callable[[str], str], merged: bool = False) -> Path:
     """Write ``version`` (a saved run's model folder) to ``out`` as described above. ``base_folder``: the base
     model here (its tokenizer, and the weights to merge into); ``base_model``: the name the adapter records
-    for its base (a hub id, or a folder); ``card``: the model card's Markdown. Written beside ``out`` and
-    renamed into place: never half a folder."""
+    for its base (a hub id, or a folder); ``card``: the model card's Markdown; ``pseudonym``: a person's id
+    in users.json from the id the version knows them by (required: no export carries the site's own ids).
+    Written beside ``out`` and renamed into place: never half a folder."""
     version, out = Path(version), Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists: choose a new folder")
@@ -101,8 +103,10 @@ def export_version(version: Path, out: Path, *, base_folder: str, base_model: st
             save_file({"vectors": vectors}, tmp / "user_vectors.safetensors",
                       metadata={"layout": "row 0: generic; rows 1..N: users.json", "placement": "after BOS"})
         index = json.loads((version / "users.json").read_text())["users"]
-        (tmp / "users.json").write_text(json.dumps(
-            {person: row for person, row in index.items() if not is_forgotten(person)}, indent=2))
+        rows = {pseudonym(person): row for person, row in index.items() if not is_forgotten(person)}
+        if len(rows) != sum(1 for person in index if not is_forgotten(person)):
+            raise ValueError("two people of this version share a pseudonym: export refused")
+        (tmp / "users.json").write_text(json.dumps(rows, indent=2))
         shutil.copyfile(version / "config.json", tmp / "training_config.json")
         from transformers import AutoTokenizer
 
