@@ -55,6 +55,16 @@ def who(run: TrainingRun, names: list[str]) -> list[str]:
     return lines
 
 
+def accuracy_cell(figures: dict | None) -> str:
+    """{"accuracy", "n"} as "78.4% [70.2, 85.0], n=120" with its 95 % Wilson interval, or "-"."""
+    from bench.ablate import wilson  # the ablation table's Wilson interval, reused rather than copied
+
+    if not figures or figures.get("accuracy") is None or not figures.get("n"):
+        return "-"
+    low, high = wilson(figures["accuracy"], figures["n"])
+    return f"{figures['accuracy']:.1%} [{low * 100:.1f}, {high * 100:.1f}], n={figures['n']}"
+
+
 def base_names(run: TrainingRun) -> tuple[str, str]:
     """(the base model's folder here, the name the export records for it: the hub id of the bundled model)."""
     from trainer.core.artifacts import base_model_here
@@ -66,7 +76,6 @@ def base_names(run: TrainingRun) -> tuple[str, str]:
 
 
 def model_card(run: TrainingRun, base_model: str) -> str:
-    from trainer.core.evaluate import accuracy_text
     from trainer.core.winrate import WinRate
     from trainer.personalization.report import OPPONENTS, personalization_report
 
@@ -98,14 +107,15 @@ def model_card(run: TrainingRun, base_model: str) -> str:
         "",
         "## Evaluation",
         "",
-        "Held-out pair accuracy (the chosen reply ranked above the rejected one by the implicit reward):",
+        "Held-out pair accuracy (the chosen reply ranked above the rejected one by the implicit reward), with "
+        "its 95 % Wilson interval and the number of pairs:",
         "",
-        "| who | accuracy |",
+        "| who | accuracy [95 % interval], n |",
         "|---|---|",
-        f"| everyone | {accuracy_text(evaluation)} |",
-        f"| people trained on (own vectors) | {accuracy_text(evaluation.get('seen'))} |",
-        f"| people kept out (generic vectors) | {accuracy_text(evaluation.get('unseen'))} |",
-        *[f"| group {name} | {accuracy_text(group)} |"
+        f"| everyone | {accuracy_cell(evaluation)} |",
+        f"| people trained on (own vectors) | {accuracy_cell(evaluation.get('seen'))} |",
+        f"| people kept out (generic vectors) | {accuracy_cell(evaluation.get('unseen'))} |",
+        *[f"| group {name} | {accuracy_cell(group)} |"
           for name, group in sorted((evaluation.get("groups") or {}).items())],
         "",
     ]

@@ -1,7 +1,7 @@
 """A version exported for the field's tools: a standard PEFT folder with each person's vectors under a
 pseudonym, the tokenizer and a model card whose own code, run in a fresh process with PEFT and transformers
-alone, writes the same greedy reply as the dashboard for a person's vectors; staff find a person's pseudonym,
-and the person behind one, from the command line."""
+alone, writes the same greedy reply as the dashboard for a person's vectors; the merged model on request; staff
+find a person's pseudonym, and the person behind one, from the command line."""
 
 import json
 import re
@@ -96,6 +96,39 @@ def test_staff_find_a_persons_pseudonym_and_the_person_behind_one(active_run, ow
         "nobody-here: no account has that username or exported id"]
     with pytest.raises(CommandError, match="name a new folder"):
         call_command("export_version", active_run.pk)
+
+
+def test_the_card_names_the_settings_the_data_size_intervals_and_the_limitations(active_run):
+    from trainer.version_export import model_card
+
+    active_run.data_summary = {"pairs": 120, "seen_users": 3, "train_pairs": 80, "test_seen_pairs": 40,
+                               "unseen_users": 0, "test_unseen_pairs": 0}
+    active_run.evaluation = {"accuracy": 0.75, "n": 40, "seen": {"accuracy": 0.75, "n": 40}}
+    card = model_card(active_run, "HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert "120 preference pairs from 3 people trained on (80 training pairs; 40 held-out pairs" in card
+    assert "| everyone | 75.0% [59.8, 85.8], n=40 |" in card  # Wilson: worked out by hand for 30 of 40
+    assert "| people kept out (generic vectors) | - |" in card
+    settings_part = card.split("## Training settings", 1)[1].split("## Limitations", 1)
+    assert json.loads(re.search(r"```json\n(.*?)```", settings_part[0], re.S).group(1)) == active_run.config
+    assert "personal data" in settings_part[1] and "pseudonym" in card.split("## Who is who")[1]
+    assert "No personalization evaluation of generated replies was run" in card
+
+
+def test_merged_writes_a_folder_transformers_loads_that_replies_as_the_adapter_does(
+        active_run, tmp_path, tiny_model_path):
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "export"
+    call_command("export_version", active_run.pk, str(out), "--merged")
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged").eval()
+    adapted = AutoPeftModelForCausalLM.from_pretrained(out).eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_path).eval()
+    ids = torch.tensor([[1, 17, 42, 99, 7]])
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, adapted(ids).logits, atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(merged(ids).logits, base(ids).logits, atol=1e-4)  # the LoRA is in it
+    assert (out / "merged" / "tokenizer_config.json").is_file()
 
 
 def test_export_refuses_a_run_without_a_model_and_an_existing_folder(active_run, staff, tmp_path):
