@@ -1,6 +1,8 @@
 """Scale on whatever device is here, in one call: training, memory, serving and refits on model shapes.
 
     python -m bench gpu [--budget-minutes 8] [--shapes llama-8b,qwen-1.5b,llama-1b] [--out DIR] [--fit-memory]
+                        [--factors FILE]
+    python -m bench gpu --fit-from gpu-DEVICE.json [--factors FILE]
 
 Shapes are random-weight models of published architectures (``python -m bench shapes``; ``bundled`` is the bundled
 SmolLM2); their figures are speed and memory only. Largest first, each shape whose fp32 weights fit the device gets
@@ -17,13 +19,17 @@ a share of the budget by its size, and within it:
   write the merged folder vLLM serves.
 - **refit** of a newcomer's vectors from 10 and 20 pairs: seconds and peak memory.
 - **several processes** (more than one GPU): the same training over 2 and N processes, speed-up, and the largest
-  difference of the loss curve from one process's.
+  difference of the loss curve from one process's, judged against ``LOSS_TOLERANCE`` (``bench.gpu_rows``).
 
 Each part runs in a child process with what is left of the budget and reports each row as it finishes; rows are
 kept in ``--out`` at once (``gpu-DEVICE.json``), so a stopped run keeps its rows and the next measures only the
 rest. A row that could not be measured says why. The table goes to ``gpu-DEVICE.md`` beside it.
-``--fit-memory`` then fits the memory estimate's factors for this kind of device from the training rows and keeps
-them in ``trainer/core/memory_factors.json``.
+
+``--fit-memory`` then fits the memory estimate's factors for this kind of device from the training rows;
+``--fit-from FILE`` does the same from a table kept earlier, building and loading nothing (the shapes' sizes come
+from their configs). The factors are kept under the device's name in ``--factors`` (default
+``trainer/core/memory_factors.json``, where the start form reads them; on a lent machine, a file under the output
+folder that comes back). A CPU's are printed, not kept: the estimate's CPU factors are ``memory.CPU``.
 """
 
 from __future__ import annotations
@@ -40,8 +46,10 @@ import time
 from pathlib import Path
 
 from bench.figures import Figure
-from bench.gpu_rows import (BUDGET_OUT, BUNDLED_PARAMS, BUNDLED_VOCAB, COUNTS, REFIT_PAIRS, SERVE_TOKENS, TRAIN_STEPS,
-                            device_info, multi_ids, process_counts, serve_ids, shape_folder, slug, train_rows)
+from bench.gpu_rows import (BUDGET_OUT, COUNTS, LOSS_TOLERANCE, REFIT_PAIRS, SERVE_TOKENS, TRAIN_STEPS, device_info,
+                            loss_verdict, model_shape, multi_ids, process_counts, serve_ids, shape_folder, slug,
+                            train_rows)
+from trainer.core import memory
 
 PART_WEIGHTS = {"train": 0.5, "serve": 0.35, "processes": 0.15}  # how a shape's share of the budget is split
 
@@ -87,6 +95,11 @@ def train_ids(shape: str, on_gpu: bool) -> list[str]:
     return [r["id"] for r in train_rows(shape, on_gpu)] + [f"{shape}/oom"]
 
 
+def shape_ids(shape: str, on_gpu: bool, processes: int) -> list[str]:
+    """Every row of a shape: what a shape that cannot run at all marks with its reason."""
+    return train_ids(shape, on_gpu) + serve_ids(shape) + multi_ids(shape, processes)
+
+
 def unfinished(why: str | None) -> str:
     """What a row a measuring process never reported says: the budget, or the process's failure."""
     return BUDGET_OUT if why is None or why.startswith("killed") else why
@@ -103,6 +116,11 @@ def main(argv=None) -> list[Figure]:
                     help="vLLM server arguments (default: bf16 and 85 %% of the GPU; the CPU's from bench vllm_serving)")
     ap.add_argument("--fit-memory", action="store_true",
                     help="fit the memory estimate's factors for this device from the training rows and keep them")
+    ap.add_argument("--fit-from", type=Path, metavar="FILE.json",
+                    help="only fit the memory factors from a table bench gpu kept (gpu-DEVICE.json); measures nothing")
+    ap.add_argument("--factors", type=Path, metavar="FILE",
+                    help="where fitted factors are kept (default: trainer/core/memory_factors.json, which the start "
+                         "form reads)")
     ap.add_argument("--fresh", action="store_true", help="measure every row again")
     ap.add_argument("--tokenizer", help="the bundled tokenizer's folder, for building shapes on a machine without the "
                                         "bundled model (python -m bench shapes --export-tokenizer DIR makes one)")
@@ -118,6 +136,12 @@ def main(argv=None) -> list[Figure]:
 
         {"train": gpu_children.child_train, "serve": gpu_children.child_serve,
          "processes": gpu_children.child_processes}[spec["part"]](spec)
+        return []
+    if args.fit_from:
+        if not args.fit_from.is_file():
+            raise SystemExit(f"No table at {args.fit_from}: pass a gpu-DEVICE.json python -m bench gpu kept.")
+        kept = json.loads(args.fit_from.read_text())
+        fit_memory(kept["device"], kept["rows"], args.factors, args.fit_from.name)
         return []
 
     from bench import shapes as shape_builds
@@ -150,9 +174,9 @@ def main(argv=None) -> list[Figure]:
     for name in names:
         if name != "bundled" and name not in shape_builds.available():
             raise SystemExit(f"No shape called {name!r}: choose from bundled, {', '.join(shape_builds.available())}.")
-        params = shape_builds.params_of(name, BUNDLED_VOCAB) if name != "bundled" else BUNDLED_PARAMS
+        params = model_shape(name).params
         if params * 4 * 1.1 > info["memory"]:
-            for row_id in train_ids(name, on_gpu) + serve_ids(name):
+            for row_id in shape_ids(name, on_gpu, processes):
                 store({"id": row_id, "not_measured": f"its fp32 weights alone ({params * 4 / 2**30:.0f} GiB) do not "
                                                      "fit this device"})
             continue
@@ -173,7 +197,7 @@ def main(argv=None) -> list[Figure]:
         try:
             folder = shape_folder(name, info["device"], args.tokenizer)
         except Exception as exc:  # noqa: BLE001 - every row of the shape says why
-            for row_id in train_ids(name, on_gpu) + serve_ids(name):
+            for row_id in shape_ids(name, on_gpu, processes):
                 store({"id": row_id, "not_measured": f"the shape could not be built: {exc}"})
             continue
         print(f"{name}: {folder} (ready in {time.time() - build_started:.0f} s)", flush=True)
@@ -222,30 +246,44 @@ def main(argv=None) -> list[Figure]:
     print(f"\n{path} and {path.with_suffix('.md')} written; {time.time() - started:.0f} s of the "
           f"{args.budget_minutes:g} min budget", flush=True)
     if args.fit_memory:
-        fit_memory(info, rows)
+        fit_memory(info, rows, args.factors, path.name)
     measured = [r for r in rows.values() if "not_measured" not in r]
     within = [r for r in rows.values() if r.get("estimate") and r.get("peak")
               and 0.8 <= r["estimate"] / r["peak"] <= 1.2]
     estimated = [r for r in rows.values() if r.get("estimate") and r.get("peak")]
+    judged = [loss_verdict(r) for r in rows.values() if "/processes/" in r["id"] and "speed_up" in r]
     return [Figure("gpu", f"rows measured on {info['describe']}", f"{len(measured)} of {len(rows)}"),
             Figure("gpu", "training peaks the estimate is within 20 % of", f"{len(within)} of {len(estimated)}",
-                   "all", len(within) == len(estimated) if estimated else None)]
+                   "all", len(within) == len(estimated) if estimated else None),
+            Figure("gpu", f"several-process loss curves within {LOSS_TOLERANCE:g} of one process's",
+                   f"{judged.count(True)} of {len(judged)}", "all", all(judged) if judged else None)]
 
 
 
-def fit_memory(info: dict, rows: dict) -> None:
-    from trainer.core import memory
-
-    used = [(memory.shape_of(shape_folder(r["shape"], info["device"])), r["estimate_kwargs"],
+def fit_memory(info: dict, rows: dict, keep: Path | None = None, table_name: str = "") -> memory.Factors | None:
+    """Fit the memory estimate's factors for ``info``'s kind of device to its training rows' peaks, say how near the
+    fitted estimate comes to each, and keep them in ``keep`` (default: the file the estimate reads). The shapes'
+    sizes come from their configs: nothing is built or loaded. Returns the factors, or None with too few rows."""
+    used = [(model_shape(r.get("shape") or r["id"].split("/")[0]), r["estimate_kwargs"],
              {"before": r["before"], "peak": r["peak"]}) for r in rows.values()
-            if "/train/" in r["id"] and "peak" in r and r.get("before")]
+            if "/train/" in r["id"] and "peak" in r and r.get("before") and r.get("estimate_kwargs")]
     if len(used) < 4:
-        print(f"--fit-memory: {len(used)} training rows measured, at least 4 are needed; nothing kept", flush=True)
-        return
+        print(f"memory fit: {len(used)} training rows measured, at least 4 are needed; nothing kept", flush=True)
+        return None
     factors = memory.fit_factors(used, source=f"fitted to {len(used)} peaks python -m bench gpu measured on "
-                                              f"{info['kind']}")
-    memory.save_factors(info["kind"], factors)
-    print(f"memory factors for {info['kind']} kept in {memory.FACTORS_FILE}: {factors}", flush=True)
+                                              f"{info['kind']}" + (f" ({table_name})" if table_name else ""))
+    ratios = [memory.estimate(shape, **kwargs, factors=factors).peak / m["peak"] for shape, kwargs, m in used]
+    print(f"memory fit for {info['kind']}: {factors}\n  the fitted estimate is within 20 % of "
+          f"{sum(0.8 <= r <= 1.2 for r in ratios)} of {len(used)} peaks (estimate / peak {min(ratios):.2f} to "
+          f"{max(ratios):.2f})", flush=True)
+    if info["kind"] == "cpu":
+        print("  not kept: a CPU is estimated with memory.CPU (python -m bench memory --fit), never the file",
+              flush=True)
+        return factors
+    path = keep or memory.FACTORS_FILE
+    memory.save_factors(info["kind"], factors, path)
+    print(f"  kept for {info['kind']} in {path}", flush=True)
+    return factors
 
 
 
@@ -253,11 +291,22 @@ def gib(value) -> str:
     return f"{value / 2**30:.2f} GiB"
 
 
+def loss_cell(row: dict) -> str:
+    """The loss curve's agreement with one process's, with the tolerance and its verdict."""
+    verdict = loss_verdict(row)
+    if row.get("loss_difference") is None:
+        return f"loss curves not compared: {row.get('loss_note', 'no losses logged')}"
+    moved = f"; one process's curve moved {row['loss_moved']:.1e}" if "loss_moved" in row else ""
+    return (f"loss curve within {row['loss_difference']:.1e} of one process's (tolerance {LOSS_TOLERANCE:g}: "
+            f"{'met' if verdict else '**not met**'}{moved})")
+
+
 
 def table(info: dict, names: list[str], rows: dict, on_gpu: bool, max_length: int | None = None,
           processes: int = 0) -> str:
     def why(r):
-        return r.get("not_measured") or "not measured: no row (the run stopped before it)"
+        reason = r.get("not_measured") or "no row (the run stopped before it)"
+        return reason if reason.startswith("not measured") else f"not measured: {reason}"
 
     length_note = f", {max_length} tokens instead of the start form's lengths" if max_length else ""
 
@@ -312,8 +361,8 @@ def table(info: dict, names: list[str], rows: dict, on_gpu: bool, max_length: in
             out.append(f"| {name} | a newcomer's refit from {n} pairs | {value} |")
         for row_id in multi_ids(name, processes):
             r = rows.get(row_id, {})
-            value = (f"{r['pairs_per_second']:.2f} pairs/s, {r['speed_up']:.2f}x one process, loss curve within "
-                     f"{r['loss_difference']:.1e}" if "speed_up" in r else why(r))
+            value = (f"{r['pairs_per_second']:.2f} pairs/s, {r['speed_up']:.2f}x one process; {loss_cell(r)}"
+                     if "speed_up" in r else why(r))
             out.append(f"| {name} | training over {row_id.rsplit('/', 1)[1]} processes | {value} |")
     return "\n".join(out) + "\n"
 

@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.gpu_rows import BUDGET_OUT, COUNTS, REFIT_PAIRS, SERVE_TOKENS, TRAIN_PEOPLE, Peak, emit, train_config
+from bench.gpu_rows import (BUDGET_OUT, COUNTS, LOSS_TOLERANCE, REFIT_PAIRS, SERVE_TOKENS, TRAIN_PEOPLE, Peak, emit,
+                            train_config)
 from bench.memory import worst_case_pairs
 
 
@@ -243,7 +244,9 @@ def child_processes(spec: dict) -> None:
     config = train_config(row, spec["device"], micro=spec["micro"], steps=spec["steps"],
                           max_length=spec.get("max_length"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    config = dataclasses.replace(config, batch_size=config.micro_batch_size * 2 * spec["world_max"])
+    # No LoRA dropout (the paper's settings have 0.05): each layout would draw its own masks and the loss curves
+    # could not agree however right the run over several processes is.
+    config = dataclasses.replace(config, batch_size=config.micro_batch_size * 2 * spec["world_max"], lora_dropout=0.0)
     pairs = worst_case_pairs(config.batch_size * config.max_steps, TRAIN_PEOPLE)
     stamps = []
     loop.train(config, spec["folder"], pairs, log=lambda *_: None,
@@ -285,9 +288,19 @@ def run_processes(spec: dict, counts: list[int], deadline: float) -> list[dict]:
         if one is None or n not in results:
             rows.append({"id": row_id, "not_measured": BUDGET_OUT})
             continue
-        difference = max(abs(a - b) for a, b in zip(one["losses"], results[n]["losses"]))
         rows.append({"id": row_id, "pairs_per_second": results[n]["pairs_per_second"],
                      "speed_up": results[n]["pairs_per_second"] / one["pairs_per_second"],
-                     "loss_difference": difference})
+                     **loss_agreement(one["losses"], results[n]["losses"])})
     return rows
+
+
+def loss_agreement(one: list[float], several: list[float]) -> dict:
+    """How far the loss curve over several processes stands from one process's, judged against LOSS_TOLERANCE;
+    ``loss_moved`` is how far one process's own curve moved, so a reader sees what the agreement could detect."""
+    if not one or len(one) != len(several):
+        return {"loss_difference": None, "loss_within_tolerance": False,
+                "loss_note": f"the curves have {len(one)} and {len(several)} logged steps"}
+    difference = max(abs(a - b) for a, b in zip(one, several))
+    return {"loss_difference": difference, "loss_tolerance": LOSS_TOLERANCE,
+            "loss_within_tolerance": difference <= LOSS_TOLERANCE, "loss_moved": max(abs(a - one[0]) for a in one)}
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench.figures import default_model
 from bench.memory import proc_status
+from trainer.core.memory import ModelShape
 
 COUNTS = (1, 8, 32, 128)  # people served at once
 REFIT_PAIRS = (10, 20)
@@ -18,7 +19,18 @@ TRAIN_PEOPLE = 40
 SERVE_TOKENS = 64
 BUDGET_OUT = "not measured: the budget ran out"
 BUNDLED_VOCAB = 49152  # the bundled tokenizer's, which every shape uses
-BUNDLED_PARAMS = 134_515_008
+# SmolLM2-135M-Instruct's config.json (tests/core/test_capacity.py reads the bundled folder's against it): its size
+# without converting the bundled model, on a machine that has only the tokenizer.
+BUNDLED_SHAPE = ModelShape(hidden=576, intermediate=1536, layers=30, heads=9, kv_heads=3, vocab=BUNDLED_VOCAB,
+                           tied=True)
+BUNDLED_PARAMS = BUNDLED_SHAPE.params  # 134,515,008
+# How far a run over several processes may put its loss curve from one process's, step by step. The runs see the
+# same pairs in the same order with no dropout; they differ only in the order the micro-batches' gradients are
+# added (and, in bf16, where those sums round). The DPO loss is about ln 2 = 0.69 over these few steps, so 1e-3 is
+# 0.15 % of it: far above fp32's rounding (two CPU processes agreed to 6e-6, tests/core/test_multiprocess.py holds
+# them to 1e-4), with room for bf16's. A lost or doubled micro-batch shows only where the curve itself moves by more
+# than that: the row keeps how far one process's curve moved, which says whether this short run could show one.
+LOSS_TOLERANCE = 1e-3
 
 
 def train_rows(shape: str, on_gpu: bool) -> list[dict]:
@@ -31,6 +43,21 @@ def train_rows(shape: str, on_gpu: bool) -> list[dict]:
                                    f"{'checkpointing' if checkpointing else 'plain'}",
                              "loss": loss, "bf16": bf16, "checkpointing": checkpointing})
     return rows
+
+
+def loss_verdict(row: dict) -> bool | None:
+    """Whether a several-process row's loss curve stood within LOSS_TOLERANCE of one process's (a row kept before
+    the verdict was recorded is judged on its difference); None when it holds no curves."""
+    if "loss_within_tolerance" in row:
+        return row["loss_within_tolerance"]
+    return row["loss_difference"] <= LOSS_TOLERANCE if row.get("loss_difference") is not None else None
+
+
+def model_shape(name: str) -> ModelShape:
+    """A shape's size from its config alone ("bundled" or an architecture of ``bench shapes``), never building it."""
+    from bench import shapes
+
+    return BUNDLED_SHAPE if name == "bundled" else shapes.model_shape(name, BUNDLED_VOCAB)
 
 
 def serve_ids(shape: str) -> list[str]:

@@ -45,14 +45,20 @@ def marker(folder: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def params_of(name: str, vocab: int) -> int:
-    """Parameters of architecture ``name`` with a vocabulary of ``vocab``, from its shape alone."""
+def model_shape(name: str, vocab: int):
+    """The memory estimate's ``ModelShape`` of architecture ``name`` with a vocabulary of ``vocab``, read from its
+    config in the repository: what a built folder's config.json says, without building it."""
     from trainer.core.memory import ModelShape
 
     c = available()[name]["config"]
     return ModelShape(hidden=c["hidden_size"], intermediate=c["intermediate_size"], layers=c["num_hidden_layers"],
                       heads=c["num_attention_heads"], kv_heads=c.get("num_key_value_heads") or c["num_attention_heads"],
-                      vocab=vocab, tied=bool(c.get("tie_word_embeddings"))).params
+                      vocab=vocab, tied=bool(c.get("tie_word_embeddings")))
+
+
+def params_of(name: str, vocab: int) -> int:
+    """Parameters of architecture ``name`` with a vocabulary of ``vocab``, from its shape alone."""
+    return model_shape(name, vocab).params
 
 
 def build(name: str, out: Path | None = None, *, device: str = "auto", tokenizer_source: str | None = None,

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from bench import gpu_rows as gpu, shapes
+from tests.core.test_capacity import value_or_reason
 from trainer.core import memory
 from trainer.core.config import TrainConfig
 
@@ -86,6 +87,8 @@ def test_the_scale_benchmark_on_a_cpu_fills_every_row_and_keeps_what_it_measured
     assert "a CPU" in rows["llama-tiny/oom"]["not_measured"] or "refuses none" in rows["llama-tiny/oom"]["not_measured"]
     table = found.with_suffix(".md").read_text()
     assert table.count("| llama-tiny |") == len(expected) - len(gpu.COUNTS)  # a serving line holds both engines
+    assert value_or_reason(table, "llama-tiny") == []  # every line's figure, or "not measured: why"
+    assert "| not measured: no vLLM environment here" in table
     assert "64 tokens instead of the start form's lengths" in table
 
     # A second call keeps the measured rows and measures only what the budget left out.

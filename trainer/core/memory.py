@@ -20,9 +20,10 @@ With gradient checkpointing only each layer's input is kept, plus one layer's
 tensors while it is recomputed. bf16 autocast (GPUs) halves the activations.
 The factors are kept per kind of device. A CPU's were fitted by least squares (relative errors) to
 the peaks ``python -m bench memory`` measured on SmolLM2-135M in fp32. A GPU's are fitted the same way
-by ``python -m bench gpu --fit-memory`` from the peaks it measured there, and kept in
-``memory_factors.json`` beside this module under the GPU's name (``nvidia-smi``'s); a GPU without an
-entry is estimated with the CPU's factors, an uncalibrated guess, and says so.
+by ``python -m bench gpu --fit-memory`` from the peaks it measured there (or later, from its saved table, by
+``python -m bench gpu --fit-from gpu-DEVICE.json``), and kept in ``memory_factors.json`` beside this module
+under the GPU's name (``nvidia-smi``'s); a GPU without an entry is estimated with the CPU's factors, an
+uncalibrated guess, and says so. The CPU's factors are the constant ``CPU`` below and never read from the file.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def factors_for(device_kind: str | None = None) -> Factors:
     if device_kind in fitted:
         return fitted[device_kind]
     return dataclasses.replace(CPU, source=f"uncalibrated for {device_kind}: the CPU's factors (run python -m bench "
-                                           "gpu --fit-memory there)")
+                                           "gpu --fit-memory there, or --fit-from its table)")
 
 
 def fit_factors(rows: list[tuple[ModelShape, dict, dict]], source: str) -> Factors:
@@ -114,6 +115,8 @@ def fit_factors(rows: list[tuple[ModelShape, dict, dict]], source: str) -> Facto
 
 def save_factors(device_kind: str, factors: Factors, path: Path | None = None) -> None:
     """Keep ``factors`` for ``device_kind`` beside the others (written whole, never half)."""
+    if not device_kind or device_kind == "cpu":  # factors_for("cpu") is the constant CPU: an entry would go unread
+        raise ValueError("a CPU's factors are memory.CPU (python -m bench memory --fit), not kept in the file")
     path = path or FACTORS_FILE
     kept = json.loads(path.read_text()) if path.is_file() else {}
     kept[device_kind] = dataclasses.asdict(factors)
@@ -204,12 +207,13 @@ def features(shape: ModelShape, *, micro_batch_size: int, max_length: int, max_p
 
 def estimate(shape: ModelShape, *, micro_batch_size: int, max_length: int, max_prompt_length: int,
              personalized: bool = True, alpha: float = 0.5, gradient_checkpointing: bool = False,
-             bf16: bool = False, device_kind: str | None = None) -> MemoryEstimate:
+             bf16: bool = False, device_kind: str | None = None, factors: Factors | None = None) -> MemoryEstimate:
+    """The estimate with ``device_kind``'s kept factors, or with ``factors`` (a fit being judged) when given."""
     per_token, attention, logits = features(
         shape, micro_batch_size=micro_batch_size, max_length=max_length, max_prompt_length=max_prompt_length,
         personalized=personalized, alpha=alpha, gradient_checkpointing=gradient_checkpointing)
     scale = 0.5 if bf16 else 1.0
-    f = factors_for(device_kind)
+    f = factors or factors_for(device_kind)
     factor = f.checkpointed if gradient_checkpointing else f.per_token
     return MemoryEstimate(weights=shape.params * FLOAT, per_token=factor * per_token * scale,
                           attention=f.attention * attention * scale, logits=f.logits * logits * scale, factors=f)
