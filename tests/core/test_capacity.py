@@ -1,14 +1,17 @@
-"""bench gpu's bookkeeping, without measuring anything: it marks every row of a shape it cannot run with the reason,
-judges a run over several processes against its tolerance, and fits the memory estimate's factors from a kept
-table without building a model."""
+"""bench capacity and bench gpu's bookkeeping, without measuring anything: the capacity plan traces every figure to a
+measured row or to a shape's config, and the capacity page is the command's own output; bench gpu marks every row
+of a shape it cannot run with the reason, judges a run over several processes against its tolerance, and fits the
+memory estimate's factors from a kept table without building a model."""
 
 import json
 import re
 
 import pytest
 
-from bench import gpu, gpu_rows, shapes
+from bench import capacity, gpu, gpu_rows, shapes
 from trainer.core import memory
+
+MEASURED = "`([a-z0-9.-]+/[^`]+)`"  # a row id (or a row id ending in /*) named in a line
 
 
 def value_or_reason(markdown: str, shape: str) -> list[str]:
@@ -32,6 +35,96 @@ def value_or_reason(markdown: str, shape: str) -> list[str]:
             if not re.match(r"^(\d|not measured: \S|ran|out of memory)", cell) or "no row (" in cell:
                 bad.append(f"{column}: {cell!r} in {line}")
     return bad
+
+
+def cpu_table(**extra_rows) -> dict:
+    """A bench gpu table of the bundled model measured on a small CPU: training, serving and the merged folder."""
+    rows = {
+        "bundled/train/P-DPO/bf16/plain": {"pairs_per_second": 0.25},
+        "bundled/train/P-DPO/fp32/plain": {"pairs_per_second": 0.1},
+        "bundled/merged": {"seconds": 1.0, "bytes": 541_614_977},
+        **{f"bundled/serve/hf/{n}": {"tokens_per_second": 10.0 * n, "first_token_median": 0.1 * n,
+                                     "first_token_max": 0.1 * n} for n in gpu_rows.COUNTS},
+        **extra_rows,
+    }
+    return {"device": {"device": "cpu", "kind": "cpu", "gpus": 0, "memory": 24 * 2**30, "describe": "a test CPU"},
+            "rows": {row_id: {"id": row_id, **row} for row_id, row in rows.items()}}
+
+
+def lines_of(text: str, shape: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(f"| {shape} |")]
+
+
+def test_the_capacity_page_is_what_the_command_prints_from_the_kept_measurements():
+    page = capacity.PAGE.read_text()
+    assert page.count(capacity.BEGIN) == page.count(capacity.END) == 1
+    kept = page.split(capacity.BEGIN)[1].split(capacity.END)[0].strip()
+    text, _ = capacity.report(sorted(capacity.MEASUREMENTS.glob("gpu-*.json")))
+    assert kept == text.strip(), "docs/capacity.md is stale: run python -m bench capacity --write-doc"
+    assert "| benchmark | figure |" not in page  # the figures' summary belongs to the terminal, not the page
+
+
+def test_write_doc_replaces_only_what_stands_between_the_markers(tmp_path):
+    page = tmp_path / "capacity.md"
+    page.write_text(f"# Prose\n\nbefore\n\n{capacity.BEGIN}\nold tables\n{capacity.END}\n\nafter\n")
+    capacity.write_doc(page, "new tables\n")
+    assert page.read_text() == f"# Prose\n\nbefore\n\n{capacity.BEGIN}\n\nnew tables\n\n{capacity.END}\n\nafter\n"
+    page.write_text("no markers")
+    with pytest.raises(SystemExit, match="needs one line"):
+        capacity.write_doc(page, "new tables\n")
+
+
+def test_every_projection_names_the_measured_row_it_scales_from():
+    table = cpu_table()
+    text, figures = capacity.plan(table)
+    rows = table["rows"]
+    for shape in capacity.shapes_planned():
+        lines = lines_of(text, shape)
+        assert len(lines) == 3, f"{shape} is missing from a table: {lines}"  # training, serving, memory and disk
+        training, serving, storage = lines
+        for line in (training, serving):
+            named = re.findall(MEASURED, line.rsplit("|", 2)[1])
+            assert named, f"{shape}: no measured row named in {line}"
+            for row_id in named:  # every row named exists and holds a figure
+                found = [r for r in rows.values() if re.fullmatch(re.escape(row_id).replace(r"\*", ".*"), r["id"])]
+                assert found and all("not_measured" not in r for r in found), row_id
+        if shape != "bundled":
+            assert f"not measured: bench gpu did not run {shape} on this device; scaled by parameters" in training
+            assert "*scaled*" in serving and "not measured: bench gpu did not run" in serving
+        assert f"`bench/architectures/{shape}.json`" in storage or "BUNDLED_SHAPE" in storage
+    # the fastest P-DPO row is the one used, and a scaled shape divides it by the ratio of parameters
+    ratio = capacity.params("bundled") / capacity.params("llama-1b")
+    assert f"| {0.25 * ratio:.3g} |" in lines_of(text, "llama-1b")[0]
+    assert "measured: `bundled/train/P-DPO/bf16/plain`" in lines_of(text, "bundled")[0]
+    assert len(figures) == len(capacity.shapes_planned())
+
+
+def test_serving_of_a_shape_not_measured_says_why_and_scales_the_times_by_parameters():
+    table = cpu_table(**{f"llama-8b/serve/hf/{n}": {"not_measured": "its fp32 weights alone (28 GiB) do not fit "
+                                                                     "this device"} for n in gpu_rows.COUNTS})
+    text, _ = capacity.plan(table)
+    assert "8 people, 80 tokens/s" in lines_of(text, "bundled")[1]  # 0.8 s at 8, 3.2 s at 32
+    serving = lines_of(text, "llama-1b")[1]
+    ratio = capacity.params("llama-1b") / capacity.params("bundled")
+    assert f"*scaled*: 1 person, {10 / ratio:.0f} tokens/s" in serving  # 0.1 s x 7.98 is under 1 s, 0.8 x 7.98 not
+    big = lines_of(text, "llama-8b")[1]
+    assert "not measured: its fp32 weights alone (28 GiB) do not fit this device" in big
+    assert "none under 1 s (one person's first token" in big
+    # an engine measured for no shape on the device: every shape still has its line, saying so
+    text, _ = capacity.plan(cpu_table(**{f"bundled/serve/vllm/{n}": {"not_measured": "no vLLM environment here"}
+                                         for n in gpu_rows.COUNTS}))
+    assert "| bundled | 8 people, 80 tokens/s | not measured: no vLLM environment here |" in text
+    assert "vLLM: no serving row of any shape measured on this device" in lines_of(text, "qwen-1.5b")[1]
+
+
+def test_sizes_are_arithmetic_on_the_config_with_the_measured_folder_beside():
+    text, _ = capacity.plan(cpu_table())
+    bundled = lines_of(text, "bundled")[2]
+    assert "| 576 | 22 KiB | 219.7 MiB | 21.5 GiB | 513.1 MiB | 516.5 MiB (`bundled/merged`) |" in bundled
+    eight = lines_of(text, "llama-8b")[2]
+    person = capacity.USER_TOKENS * 4096 * 4  # 10 vectors of Llama 3.1 8B's width in fp32
+    assert person == 160 * 2**10 and f"| 4,096 | {capacity.size(person)} |" in eight
+    assert "| not measured: bench gpu did not run llama-8b on this device |" in eight
 
 
 def test_the_bundled_shape_written_in_the_benchmark_is_the_bundled_folders(bundled_model_path):
