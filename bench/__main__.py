@@ -33,9 +33,10 @@ BENCHMARKS = {
                               "about 1 min", quick=()),
     "collection": Benchmark("bench.collection", "first-turn candidates cut at each token cap (PRISM's opening "
                             "prompts, the default sources, the bundled model); with --layout, the distance from a "
-                            "reply to its rating slider at desktop and phone sizes", "about 6 min"),
+                            "reply to its rating slider at desktop and phone sizes",
+                            "about 35 min (--prompts 6: 6 min)"),
     "browse": Benchmark("bench.browse", "staff list pages (conversations, pairs) with PRISM's 1,500 people",
-                        "about 2 min", quick=()),
+                        "about 1 min", quick=()),
     "run_page": Benchmark("bench.run_page", "server time of a run page with 1,000 logged steps", "10 s",
                           quick=()),
     "stream": Benchmark("bench.stream", "chat reply through the whole web path against in-process generate()",
@@ -47,34 +48,34 @@ BENCHMARKS = {
     "serving_speed": Benchmark("bench.serving_speed", "personalized serving: tokens/s, 8 users batched, refit time",
                                "5 min", quick=("--repeats", "3")),
     "vllm_serving": Benchmark("bench.vllm_serving", "serving on vLLM against the HF path: 1, 8, 32 people with "
-                              "different vectors, aggregate tokens/s and time to first token", "about 6 min"),
+                              "different vectors, aggregate tokens/s and time to first token", "about 2 min"),
     "pair_accuracy": Benchmark("bench.pair_accuracy",
                                  "held-out accuracy per group: P-DPO against plain DPO; a newcomer's fast fit",
                                  "about 50 min"),
     "personalize": Benchmark("bench.personalize", "does it personalize? P-DPO against plain DPO through the "
                              "dashboard's evaluation: win-rates per group with intervals, pooled over seeds",
-                             "about 25 min per seed with 10 people (the default 20: not timed yet)"),
+                             "about 20 min per seed with 10 people (the default 20: about an hour a seed)"),
     "ablate": Benchmark("bench.ablate", "which settings serve every group: one change at a time against the start "
                         "form's choices, held-out pair accuracy per group on a validation split of the training "
-                        "people (resumable)", "about 10 min per variant"),
+                        "people (resumable)", "15-25 min per variant"),
     "researcher_path": Benchmark("bench.researcher_path",
                                  "docs/command-line.md's path: PRISM files to a trained, evaluated, fitted model",
-                                 "about 25 min"),
+                                 "about 35 min"),
     "faults": Benchmark("bench.faults", "faults injected into the running product (workers killed mid-reply, "
                         "mid-run and mid-refit; Redis restarted; the database gone 10 s; a third version loaded "
-                        "under load): rows left unfinished, work lost, time to recover", "about 15 min"),
+                        "under load): rows left unfinished, work lost, time to recover", "about 9 min"),
     "memory": Benchmark("bench.memory", "peak memory of a training step against the pre-flight estimate",
                         "about 6 min"),
     "first_run": Benchmark("bench.first_run", "a new user's first run with the start form's defaults: peak memory, "
-                           "time against the form's estimate; the paper's settings refused", "about 15 min"),
+                           "time against the form's estimate; the paper's settings refused", "about 30 min"),
     "pairing": Benchmark("bench.pairing", "pairing strategies side by side (best versus rest, all ordered pairs, "
                          "weighted by margin): held-out pair accuracy per group on one simulated population "
-                         "(resumable)", "about 30 min per seed"),
+                         "(resumable)", "about 40 min per seed"),
     "raters": Benchmark("bench.raters", "careless raters among careful ones: the flags found over 50 populations, "
                         "then held-out accuracy trained with and without the flagged (resumable)",
                         "about 27 min a seed (3 by default; --skip-training: under a minute)"),
     "host_syncs": Benchmark("bench.host_syncs", "where the training loop waits for the device: host reads per "
-                            "step, one process and two, against reading the loss every step", "about 15 min"),
+                            "step, one process and two, against reading the loss every step", "about 5 min"),
     "shapes": Benchmark("bench.shapes", "random-weight models of published shapes (Llama 1B and 8B, Qwen 1.5B; tiny "
                         "ones on a CPU), built once as transformers folders", "seconds on a GPU; tiny ones 10 s"),
     "gpu": Benchmark("bench.gpu", "scale on whatever device is here: training speed and peak memory against the "
@@ -82,7 +83,7 @@ BENCHMARKS = {
                      "within a budget (resumable)", "--budget-minutes (8 by default)"),
     "newcomer": Benchmark("bench.newcomer", "a newcomer placed after 0-10 answers to onboarding questions, adaptive "
                           "against random: held-out pair accuracy per group, server time per answer, the judged "
-                          "win-rate against the generic vectors", "about 30 min (the version is trained once)"),
+                          "win-rate against the generic vectors", "about 80 min (the version is trained once)"),
     "capacity": Benchmark("bench.capacity", "a capacity plan from bench gpu's tables: full PRISM on 1 and 8 devices, "
                           "people served under a 1 s first token, the user table at 10,000 and 1,000,000 people",
                           "a second", quick=()),
