@@ -177,6 +177,8 @@ def write_replies(evaluation_id: int, planned: list[Planned], version, baseline,
     _progress(evaluation_id, "writing replies", 0, total)
     with torch.no_grad():
         for model, queued in jobs.items():
+            if not queued:  # no baseline: nothing of it to load or write
+                continue
             lm = (baseline or version).model.lm if model == "baseline" else version.model.lm
             tokenizer = (baseline if model == "baseline" else version).tokenizer
             for start in range(0, len(queued), size):
