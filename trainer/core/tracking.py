@@ -7,8 +7,10 @@ and trackio, each writing to a local store by default.
 
 Training metrics go as ``train/<name>`` and the held-out evaluation's as ``eval/<name>``, with TRL's names
 (``loss``, ``rewards/accuracies``, ``rewards/margins``, ``logps/chosen``...); the run's settings as
-hyperparameters. A tracker that cannot start stops the run before training (the person asked for it); one that
-fails later is logged and skipped: hours of training are not lost to a dashboard that went away.
+hyperparameters. The personalization evaluation, which ends later, goes on in the same tracker runs
+(``params=None``: the settings are there already) with its win-rates as ``eval/personalization/...``. A
+tracker that cannot start stops the run before training (the person asked for it); one that fails later is
+logged and skipped: hours of training are not lost to a dashboard that went away.
 
 Stores, under ``where``: ``tensorboard/<name>/`` (event files), ``mlflow.db`` (unless ``MLFLOW_TRACKING_URI`` names
 another MLflow store or server) and ``trackio/`` (trackio's local database).
@@ -43,11 +45,12 @@ def parse_report_to(value: str | list | None) -> list[str]:
 
 
 class _TensorBoard:
-    def __init__(self, name: str, params: dict, where: Path):
+    def __init__(self, name: str, params: dict | None, where: Path):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(where / "tensorboard" / name))
-        self.writer.add_text("settings", "\n".join(f"    {k}: {v}" for k, v in sorted(params.items())))
+        self.writer = SummaryWriter(str(where / "tensorboard" / name))  # a new event file beside any earlier one
+        if params is not None:
+            self.writer.add_text("settings", "\n".join(f"    {k}: {v}" for k, v in sorted(params.items())))
 
     def log(self, step: int, values: dict) -> None:
         for key, value in values.items():
@@ -59,7 +62,7 @@ class _TensorBoard:
 
 
 class _MLflow:
-    def __init__(self, name: str, params: dict, where: Path):
+    def __init__(self, name: str, params: dict | None, where: Path):
         import mlflow
         from mlflow.tracking import MlflowClient
 
@@ -75,7 +78,7 @@ class _MLflow:
         else:
             self.run_id = self.client.create_run(experiment_id, run_name=name).info.run_id
             self.client.log_batch(self.run_id, params=[mlflow.entities.Param(k, str(v)[:6000])
-                                                       for k, v in sorted(params.items())])
+                                                       for k, v in sorted((params or {}).items())])
 
     def log(self, step: int, values: dict) -> None:
         import time
@@ -90,7 +93,7 @@ class _MLflow:
 
 
 class _Trackio:
-    def __init__(self, name: str, params: dict, where: Path):
+    def __init__(self, name: str, params: dict | None, where: Path):
         os.environ.setdefault("TRACKIO_DIR", str(where / "trackio"))  # read by trackio when it is imported
         import trackio
 
@@ -115,7 +118,9 @@ class Trackers:
         self.opened = opened
 
     @classmethod
-    def start(cls, report_to, *, name: str, params: dict, where: Path) -> "Trackers":
+    def start(cls, report_to, *, name: str, params: dict | None, where: Path) -> "Trackers":
+        """The trackers ``report_to`` names, each opening (or going on with) the run ``name``; ``params``: the
+        run's settings, or None when going on with a run that logged them when it started."""
         opened = {}
         for tracker in parse_report_to(report_to):
             try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import statistics
 from collections import defaultdict
 
@@ -44,10 +45,11 @@ def latest_evaluations(runs: list[TrainingRun]) -> dict[int, PersonalEvaluation]
     return found
 
 
-def personalization_report(run: TrainingRun, *, group_by: str = "group") -> dict | None:
-    """The report of ``run`` pooled with its repeats; None when none of them has a completed evaluation."""
+def personalization_report(run: TrainingRun, *, group_by: str = "group", pooled: bool = True) -> dict | None:
+    """The report of ``run`` pooled with its repeats (``pooled=False``: of ``run`` alone); None when none of
+    them has a completed evaluation."""
     group_by = group_by if group_by in GROUPINGS else "group"
-    runs = series_of(run)
+    runs = series_of(run) if pooled else [run]
     evaluations = latest_evaluations(runs)
     if not evaluations:
         return None
@@ -221,6 +223,27 @@ def person_row(*, run: TrainingRun, person: str) -> dict | None:
             values[opponent].append(value)
     return {"vs": {o: win_rate(values[o]).to_dict() for o in OPPONENTS},
             "pending": sum(1 for i in items if i["outcomes"] is None), "opponents": OPPONENTS}
+
+
+TRACKED_OPPONENTS = {"baseline": "plain", "generic": "generic", "base": "base"}  # opponent -> its metric name
+
+
+def tracked_win_rates(report: dict) -> dict[str, float]:
+    """The report's figures per group as tracker metrics, named as TRL names its evaluation's:
+    ``eval/personalization/<group>/win_rate_vs_plain`` (own vectors against plain DPO; ``_generic``, ``_base``
+    for the others), its 95 % interval as ``..._low`` and ``..._high``, the judgements it counts as
+    ``n_vs_plain``, and ``people``. A comparison with nothing judged is left out; a group's name keeps letters,
+    digits, ``_.-`` (survey answers are free text, and MLflow refuses most other characters)."""
+    values = {}
+    for group in report["groups"]:
+        prefix = f"eval/personalization/{re.sub(r'[^A-Za-z0-9_.-]+', '_', group['name']).strip('_') or '_'}/"
+        values[prefix + "people"] = group["people"]
+        for opponent, name in TRACKED_OPPONENTS.items():
+            rate = group["vs"][opponent]
+            if rate["n"]:
+                values |= {f"{prefix}win_rate_vs_{name}": rate["rate"], f"{prefix}win_rate_vs_{name}_low": rate["low"],
+                           f"{prefix}win_rate_vs_{name}_high": rate["high"], f"{prefix}n_vs_{name}": rate["n"]}
+    return values
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -62,7 +62,33 @@ def execute(evaluation_id: int, worker: str = "") -> str:
             log.exception("evaluation %s failed", evaluation_id)
             services.evaluation_finish(evaluation_id, PersonalEvaluation.Status.FAILED, error=_reason(exc))
             return PersonalEvaluation.Status.FAILED
+    try:
+        report_to_trackers(evaluation_id)
+    except Exception:  # the evaluation is stored and shown on the run page; only the trackers miss it
+        log.exception("evaluation %s: its figures could not be sent to the run's trackers", evaluation_id)
     return PersonalEvaluation.Status.COMPLETED
+
+
+def report_to_trackers(evaluation_id: int) -> None:
+    """The finished evaluation's figures (``report.tracked_win_rates`` of its run alone, not pooled with other
+    seeds: each run's trackers hold that run's figures) sent to the trackers the run reported to, in the same
+    tracker runs, at the run's last step. A real person's blind comparisons judged later are not sent: the
+    run page and its report exports count them."""
+    from trainer.core.tracking import Trackers
+    from trainer.personalization.report import personalization_report, tracked_win_rates
+
+    run = PersonalEvaluation.objects.select_related("run").get(pk=evaluation_id).run
+    if not (run.config or {}).get("report_to"):
+        return
+    report = personalization_report(run, pooled=False)
+    if report is None:
+        return
+    trackers = Trackers.start(run.config["report_to"], name=f"run-{run.pk}", params=None,
+                              where=settings.TRACKING_DIR)
+    try:
+        trackers.log(run.step, tracked_win_rates(report))
+    finally:
+        trackers.finish()
 
 
 def _progress(evaluation_id: int, text: str, done: int | None = None, total: int | None = None) -> None:
