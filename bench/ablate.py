@@ -25,13 +25,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import time
 from pathlib import Path
 
 from bench.figures import Figure
 from bench.stack import REPO, setup_django
+from trainer.core.winrate import wilson
 
 MAJORITY_SHARE = 0.7
 VALIDATION_FRACTION = 0.25
@@ -189,13 +189,6 @@ def finished(out: Path) -> list[dict]:
     found = [json.loads(path.read_text()) for path in out.glob("*.json")]
     return sorted(found, key=lambda row: (order.index(row["variant"].partition("@+")[0])
                                           if row["variant"].partition("@+")[0] in order else len(order), row["variant"]))
-
-
-def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson interval of a proportion ``p`` of ``n``."""
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
 
 
 def render(rows: list[dict], groups: list[str]) -> str:

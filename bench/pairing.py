@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import random
 import time
 
 from bench.figures import Figure, prepared
 from trainer.core.config import TrainConfig
 from trainer.core.data import Pair
+from trainer.core.winrate import wilson
 from trainer.core.evaluate import evaluate
 from trainer.core.hardware import describe_cpu
 from trainer.core.loop import train
@@ -72,20 +72,10 @@ def pairs_of(turns: list[dict], strategy: str) -> list[Pair]:
     return pairs
 
 
-def interval(accuracy: float, n: int) -> tuple[float, float]:
-    """95 % Wilson interval of a proportion."""
-    if not n:
-        return (float("nan"), float("nan"))
-    z = 1.96
-    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
-
-
 def cell(d: dict | None) -> str:
     if not d or not d.get("n"):
         return "-"
-    low, high = interval(d["accuracy"], d["n"])
+    low, high = wilson(d["accuracy"], d["n"])
     return f"{d['accuracy']:.1%} [{low:.0%}, {high:.0%}] (n={d['n']})"
 
 

@@ -57,7 +57,7 @@ def who(run: TrainingRun, names: list[str]) -> list[str]:
 
 def accuracy_cell(figures: dict | None) -> str:
     """{"accuracy", "n"} as "78.4% [70.2, 85.0], n=120" with its 95 % Wilson interval, or "-"."""
-    from bench.ablate import wilson  # the ablation table's Wilson interval, reused rather than copied
+    from trainer.core.winrate import wilson
 
     if not figures or figures.get("accuracy") is None or not figures.get("n"):
         return "-"

@@ -1,6 +1,8 @@
 """Win-rates with ties as half and their exact bootstrap interval, against numbers worked out by hand; the hidden
 rule as a judge on literal texts."""
 
+import math
+
 import pytest
 
 from trainer.core.winrate import bootstrap_interval, outcome, win_rate
@@ -56,3 +58,13 @@ def test_the_hidden_rule_judges_literal_texts():
     long = "Sleep matters because " + "your body repairs itself at night and " * 20 + "so rest."
     assert judge_outcome(concise, "Sleep early.", long) == 1.0
     assert judge_outcome(concise, "Sleep early.", "Rest more.") == 0.5  # both under 8 words: saturated
+
+
+def test_the_wilson_interval_of_a_held_out_accuracy_against_numbers_worked_out_by_hand():
+    from trainer.core.winrate import wilson
+
+    # 30 of 40: centre (0.75 + 1.96²/80) / (1 + 1.96²/40) = 0.7281; half-width 0.1300
+    low, high = wilson(0.75, 40)
+    assert round(low, 4) == 0.5981 and round(high, 4) == 0.8581
+    assert wilson(1.0, 10)[1] == pytest.approx(1.0) and wilson(0.0, 10)[0] == pytest.approx(0.0, abs=1e-12)
+    assert all(math.isnan(x) for x in wilson(0.5, 0))

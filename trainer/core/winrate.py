@@ -9,6 +9,7 @@ interval is the same on every run and needs no seed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -86,3 +87,11 @@ def _power(law: np.ndarray, n: int) -> np.ndarray:
             law = np.convolve(law, law)
     return result
 
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson interval of a proportion ``p`` of ``n`` (a held-out pair accuracy); NaNs when n is 0."""
+    if not n:
+        return (float("nan"), float("nan"))
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
