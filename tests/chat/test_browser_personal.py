@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from tests.collection.conftest import sources  # noqa: F401  (fixture)
-from tests.personas import join_study, login, new_chat
+from tests.personas import join_study, login, new_chat, screenshot
 from tests.services import celery_worker_cmd, free_port, http_ready, running, service_env, worker_ready
 from users.models import Reply, VectorFit
 
@@ -74,6 +74,7 @@ def test_chat_compare_rate_and_see_the_refit_arrive(owner, page, stack, active_r
     page.wait_for_selector('.bubble.model[data-status="done"]', timeout=60_000)
     reply = Reply.objects.get(turn__conversation__user=owner)
     assert reply.serving["version"] == active_run.pk and reply.serving["vectors"] == "personal"
+    screenshot(page, "personal-chat")  # the README's: the notice, the panel and the user map beside a reply
 
     compare(page, "How should I cook rice?")
     assert page.locator(".reveal").count() == 0  # unlabelled until rated
