@@ -87,12 +87,12 @@ def new_chat(page) -> None:
     page.wait_for_url(re.compile(r"/chat/\d+/$"), wait_until="domcontentloaded")
 
 
-def screenshot(page, name: str, width: int = 1100) -> None:
+def screenshot(page, name: str, width: int = 1100, height: int = 800) -> None:
     """The README's pictures, taken where a browser test has brought a page: written to ``$SCREENSHOTS_DIR/name.png``
     when that is set (``SCREENSHOTS_DIR=docs/images ./test.sh -m browser`` refreshes them), at a desktop width."""
     folder = os.environ.get("SCREENSHOTS_DIR")
     if folder:
-        page.set_viewport_size({"width": width, "height": 800})
+        page.set_viewport_size({"width": width, "height": height})
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=False)
 
 

@@ -74,7 +74,9 @@ def test_chat_compare_rate_and_see_the_refit_arrive(owner, page, stack, active_r
     page.wait_for_selector('.bubble.model[data-status="done"]', timeout=60_000)
     reply = Reply.objects.get(turn__conversation__user=owner)
     assert reply.serving["version"] == active_run.pk and reply.serving["vectors"] == "personal"
-    screenshot(page, "personal-chat")  # the README's: the notice, the panel and the user map beside a reply
+    page.click("summary:has-text('Why it behaves so')")  # the panel open: where the person is on the map
+    assert page.locator("#personal-panel svg.user-map").is_visible()
+    screenshot(page, "personal-chat", height=1150)  # the README's: the notice, the panel and the user map beside a reply
 
     compare(page, "How should I cook rice?")
     assert page.locator(".reveal").count() == 0  # unlabelled until rated
