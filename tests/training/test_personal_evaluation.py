@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 FAST = {"user_model": "individual", "batch_size": 4, "micro_batch_size": 4, "n_user_tokens": 2, "epochs": 1,
         "lr_lora": 1e-3, "lr_user": 1e-2, "warmup_steps": 0, "log_every": 1, "max_prompt_length": 64,
-        "max_length": 160, "diagnostics_every": 0}
+        "max_length": 160, "diagnostics_every": 0, "eval_max_new_tokens": 6}  # evaluated replies of 6 tokens
 DATA = {"min_pairs": 1, "unseen_fraction": 0.0, "test_fraction": 0.34}
 SMALL = {"prompts_per_person": 2, "max_new_tokens": 6, "blind_per_person": 1}
 
