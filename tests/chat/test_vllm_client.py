@@ -179,7 +179,7 @@ def test_vllm_args_may_not_move_the_workers_servers_off_loopback():
     from trainer.core.vllm import server_command
 
     command = server_command("python", "/m", "version-1", 8001, ["--dtype", "float32"], api_key="k3y")
-    assert command[command.index("--host") + 1] == "127.0.0.1" and command[command.index("--api-key") + 1] == "k3y"
+    assert command[command.index("--host") + 1] == "127.0.0.1" and "--api-key=k3y" in command
     for args in (["--host", "0.0.0.0"], ["--host=0.0.0.0"]):
         with pytest.raises(ValueError, match="VLLM_ARGS may not set --host"):
             server_command("python", "/m", "version-1", 8001, args, api_key="k3y")
@@ -223,3 +223,18 @@ def test_an_orphan_server_of_another_user_is_left_alone_and_its_starting_entry_c
     monkeypatch.setattr(vllm.os, "killpg", not_ours)
     vllm._stop_orphans()  # no exception: the entry and the pid file go, the process is not ours to stop
     assert not left.exists() and "version-9" not in vllm.states()
+
+
+def test_a_key_that_starts_with_a_dash_reaches_the_server_as_the_key():
+    """One generated key in 64 starts with "-": given as its own argument, vLLM's parser took it for an option
+    and the server refused to start."""
+    import argparse
+
+    from trainer.core.vllm import server_command
+
+    command = server_command("python", "/m", "version-1", 8001, [], api_key="-Xk3y_")
+    parser = argparse.ArgumentParser()  # vLLM's --api-key takes one or more keys
+    parser.add_argument("--api-key", nargs="+")
+    parsed, _ = parser.parse_known_args(command[3:])
+    assert parsed.api_key == ["-Xk3y_"]
+

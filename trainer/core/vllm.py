@@ -47,7 +47,8 @@ def server_command(python: str, folder, name: str, port: int, args: list[str], a
                          "(anyone who reaches one gets free inference and sends it tensors to unpickle). To serve "
                          "other machines, run `vllm serve` there with --api-key, bound to a private address, and "
                          "set VLLM_URL and VLLM_API_KEY.")
-    key = ["--api-key", api_key] if api_key else []
+    # One argument: a generated key may start with "-", which as a separate argument reads as an option.
+    key = [f"--api-key={api_key}"] if api_key else []
     return [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder), "--served-model-name",
             name, "--enable-prompt-embeds", "--host", "127.0.0.1", "--port", str(port), *key, *args]
 
