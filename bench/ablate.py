@@ -50,17 +50,21 @@ VARIANTS: dict[str, tuple[str, object]] = {
     "lora-mlp": ("LoRA on the MLP layers too (attention + MLP)", "lora_mlp"),
     "passes-x2": ("twice the steps", "steps_x2"),
     "lr-user-half": ("user vectors' learning rate / 2", "lr_user_half"),
-    "seed+1": ("the same settings, another pair order and initialisation (how much is noise)", "seed_plus_1"),
-    "seed+2": ("the same settings, a third pair order and initialisation", "seed_plus_2"),
     "pairing-all": ("all ordered pairs of each turn above the margin, not best versus rest (same steps)",
                     "pairing_all"),
 }
 DEFAULT_VARIANTS = "defaults,plain-dpo,lr-user-x4,alpha-0.8,cluster,lora-mlp"
 
 
-def known(variant: str) -> bool:
+def parts(variant: str) -> tuple[str, int | None]:
+    """``NAME@+K`` as (NAME, K); a plain name as (NAME, 0); None for K when it is not a number."""
     name, at, offset = variant.partition("@+")
-    return name in VARIANTS and (not at or offset.isdigit())
+    return name, (int(offset) if offset.isdigit() else None) if at else 0
+
+
+def known(variant: str) -> bool:
+    name, offset = parts(variant)
+    return name in VARIANTS and offset is not None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -95,9 +99,9 @@ def variant_config(name: str, base, steps: int):
     """The TrainConfig of variant ``name`` from the defaults' ``base`` and the shared step count."""
     from trainer.core.config import ATTENTION, plain_dpo
 
-    name, _, offset = name.partition("@+")
+    name, offset = parts(name)
     if offset:
-        return dataclasses.replace(variant_config(name, base, steps), seed=base.seed + int(offset))
+        return dataclasses.replace(variant_config(name, base, steps), seed=base.seed + offset)
     change = VARIANTS[name][1]
     config = dataclasses.replace(base, max_steps=steps)
     if change == "plain":
@@ -112,8 +116,6 @@ def variant_config(name: str, base, steps: int):
         return dataclasses.replace(config, lr_user=base.lr_user / 2)
     if change == "pairing_all":  # the pairs change (training_pairs), not the settings
         return config
-    if change in ("seed_plus_1", "seed_plus_2"):  # the split stays the run's (from the base seed): only training
-        return dataclasses.replace(config, seed=base.seed + int(change[-1]))
     return dataclasses.replace(config, **change)
 
 
@@ -153,7 +155,7 @@ def training_pairs(name: str, carve, data_filter: dict) -> list:
     the same conversations."""
     from trainer.worker.training import gather_pairs
 
-    if VARIANTS[name.partition("@+")[0]][1] != "pairing_all":
+    if VARIANTS[parts(name)[0]][1] != "pairing_all":
         return carve.train
     kept = {(p.user_id, p.conversation_id) for p in carve.train}
     return [p for p in gather_pairs({**data_filter, "pairing": "all"}) if (p.user_id, p.conversation_id) in kept]
@@ -164,7 +166,7 @@ def per_group(outcome) -> dict:
 
 
 def about(name: str) -> str:
-    name, _, offset = name.partition("@+")
+    name, offset = parts(name)
     return VARIANTS[name][0] + (f"; training seed +{offset}" if offset else "")
 
 
@@ -185,10 +187,9 @@ def train_variant(name: str, config, model: str, carve, train_pairs: list) -> di
 
 
 def finished(out: Path) -> list[dict]:
-    order = list(VARIANTS)
+    order = {name: i for i, name in enumerate(VARIANTS)}  # the table in VARIANTS' order, repeats after their variant
     found = [json.loads(path.read_text()) for path in out.glob("*.json")]
-    return sorted(found, key=lambda row: (order.index(row["variant"].partition("@+")[0])
-                                          if row["variant"].partition("@+")[0] in order else len(order), row["variant"]))
+    return sorted(found, key=lambda row: (order.get(parts(row["variant"])[0], len(order)), row["variant"]))
 
 
 def render(rows: list[dict], groups: list[str]) -> str:
