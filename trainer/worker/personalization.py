@@ -74,8 +74,8 @@ def report_to_trackers(evaluation_id: int) -> None:
     seeds: each run's trackers hold that run's figures) sent to the trackers the run reported to, in the same
     tracker runs, at the run's last step. A real person's blind comparisons judged later are not sent: the
     run page and its report exports count them."""
-    from trainer.core.tracking import Trackers
     from trainer.personalization.report import personalization_report, tracked_win_rates
+    from trainer.worker.training import run_trackers
 
     run = PersonalEvaluation.objects.select_related("run").get(pk=evaluation_id).run
     if not (run.config or {}).get("report_to"):
@@ -83,8 +83,7 @@ def report_to_trackers(evaluation_id: int) -> None:
     report = personalization_report(run, pooled=False)
     if report is None:
         return
-    trackers = Trackers.start(run.config["report_to"], name=f"run-{run.pk}", params=None,
-                              where=settings.TRACKING_DIR)
+    trackers = run_trackers(run, run.config["report_to"], params=None)
     try:
         trackers.log(run.step, tracked_win_rates(report))
     finally:

@@ -186,11 +186,8 @@ def _train(run: TrainingRun, rank: int = 0, claim: Claim | None = None) -> str:
     started = time.perf_counter()
     first_step: list[int] = []
     clock = StepClock()
-    from trainer.core.tracking import Trackers
-
-    trackers = Trackers.start(config.report_to if main else "", name=f"run-{run.pk}",
-                              params={**config.to_dict(), **split.summary(), "run": run.pk, "name": run.name},
-                              where=settings.TRACKING_DIR)
+    trackers = run_trackers(run, config.report_to if main else "",
+                            params={**config.to_dict(), **split.summary(), "run": run.pk, "name": run.name})
 
     def log_metrics(kind: str, step: int, values: dict) -> None:
         patiently(lambda: services.run_log_metrics(run_id=run.pk, kind=kind, step=step, values=_finite(values)),
@@ -254,6 +251,14 @@ def _train(run: TrainingRun, rank: int = 0, claim: Claim | None = None) -> str:
     except Exception:  # the run itself is done and saved; the evaluation can be started by hand
         log.exception("could not start the personalization evaluation after run %s", run.pk)
     return TrainingRun.Status.COMPLETED
+
+
+def run_trackers(run: TrainingRun, report_to, *, params: dict | None):
+    """The trackers ``report_to`` names, on the tracker run of ``run`` (``params``: its settings when it starts;
+    None to go on with it, as its personalization evaluation does)."""
+    from trainer.core.tracking import Trackers
+
+    return Trackers.start(report_to, name=f"run-{run.pk}", params=params, where=settings.TRACKING_DIR)
 
 
 def tracked_accuracy(evaluation: dict) -> dict:
