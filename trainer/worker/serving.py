@@ -112,15 +112,11 @@ def load_base_model():
     location = provision.resolve(settings.BASE_MODEL, settings.DATA_DIR)
 
     def load():
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from trainer.core.loop import BUILDING
+        from trainer.core.loop import load_base
 
         started = time.perf_counter()
-        with BUILDING:
-            tokenizer = AutoTokenizer.from_pretrained(location.path)
-            model = AutoModelForCausalLM.from_pretrained(location.path, dtype=torch.float32).eval()
+        model, tokenizer = load_base(str(location.path))
+        model.eval()
         log.info("loaded %s in %.1f s", location.name, time.perf_counter() - started)
         return model, tokenizer, location.name
 
