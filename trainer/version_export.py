@@ -55,16 +55,6 @@ def who(run: TrainingRun, names: list[str]) -> list[str]:
     return lines
 
 
-def accuracy_cell(figures: dict | None) -> str:
-    """{"accuracy", "n"} as "78.4% [70.2, 85.0], n=120" with its 95 % Wilson interval, or "-"."""
-    from trainer.core.winrate import wilson
-
-    if not figures or figures.get("accuracy") is None or not figures.get("n"):
-        return "-"
-    low, high = wilson(figures["accuracy"], figures["n"])
-    return f"{figures['accuracy']:.1%} [{low * 100:.1f}, {high * 100:.1f}], n={figures['n']}"
-
-
 def base_names(run: TrainingRun) -> tuple[str, str]:
     """(the base model's folder here, the name the export records for it: the hub id of the bundled model)."""
     from trainer.core.artifacts import base_model_here
@@ -76,6 +66,7 @@ def base_names(run: TrainingRun) -> tuple[str, str]:
 
 
 def model_card(run: TrainingRun, base_model: str) -> str:
+    from trainer.core.evaluate import accuracy_interval_text
     from trainer.core.winrate import WinRate
     from trainer.personalization.report import OPPONENTS, personalization_report
 
@@ -112,10 +103,10 @@ def model_card(run: TrainingRun, base_model: str) -> str:
         "",
         "| who | accuracy [95 % interval], n |",
         "|---|---|",
-        f"| everyone | {accuracy_cell(evaluation)} |",
-        f"| people trained on (own vectors) | {accuracy_cell(evaluation.get('seen'))} |",
-        f"| people kept out (generic vectors) | {accuracy_cell(evaluation.get('unseen'))} |",
-        *[f"| group {name} | {accuracy_cell(group)} |"
+        f"| everyone | {accuracy_interval_text(evaluation)} |",
+        f"| people trained on (own vectors) | {accuracy_interval_text(evaluation.get('seen'))} |",
+        f"| people kept out (generic vectors) | {accuracy_interval_text(evaluation.get('unseen'))} |",
+        *[f"| group {name} | {accuracy_interval_text(group)} |"
           for name, group in sorted((evaluation.get("groups") or {}).items())],
         "",
     ]

@@ -17,6 +17,7 @@ from trainer.core.losses import pair_loss
 from trainer.core.policy import PreferenceModel, encode_pairs, policy_logps
 from trainer.core.reference import ReferenceCache
 from trainer.core.usermodel import GENERIC, UserIndex
+from trainer.core.winrate import wilson
 
 
 @dataclass
@@ -107,6 +108,14 @@ def accuracy_text(figures: dict | None) -> str:
     if not figures or figures.get("accuracy") is None:
         return "-"
     return f"{figures['accuracy']:.1%} (n={figures['n']})"
+
+
+def accuracy_interval_text(figures: dict | None) -> str:
+    """{"accuracy", "n"} as "78.4% [70.2, 85.0], n=120" with its 95 % Wilson interval, or "-"."""
+    if not figures or figures.get("accuracy") is None or not figures.get("n"):
+        return "-"
+    low, high = wilson(figures["accuracy"], figures["n"])
+    return f"{figures['accuracy']:.1%} [{low * 100:.1f}, {high * 100:.1f}], n={figures['n']}"
 
 
 def comparison_table(results: dict[str, EvalResult]) -> str:

@@ -103,8 +103,9 @@ def export_version(version: Path, out: Path, *, base_folder: str, base_model: st
             save_file({"vectors": vectors}, tmp / "user_vectors.safetensors",
                       metadata={"layout": "row 0: generic; rows 1..N: users.json", "placement": "after BOS"})
         index = json.loads((version / "users.json").read_text())["users"]
-        rows = {pseudonym(person): row for person, row in index.items() if not is_forgotten(person)}
-        if len(rows) != sum(1 for person in index if not is_forgotten(person)):
+        kept = {person: row for person, row in index.items() if not is_forgotten(person)}
+        rows = {pseudonym(person): row for person, row in kept.items()}
+        if len(rows) != len(kept):
             raise ValueError("two people of this version share a pseudonym: export refused")
         (tmp / "users.json").write_text(json.dumps(rows, indent=2))
         shutil.copyfile(version / "config.json", tmp / "training_config.json")
